@@ -1,0 +1,365 @@
+//! Wire types of the data-plane API (SPEC §3) and their validation into commands.
+//!
+//! The wire types keep `lease_id` as a string so that a malformed id becomes a clear
+//! `invalid_request` message instead of a generic parse failure; `validate` turns a request
+//! into a command whose lease id is a parsed ULID.
+
+use serde::{Deserialize, Serialize};
+
+use super::definition::validate_key;
+use super::errors::{ErrorCode, InvalidRequest};
+use super::LeaseId;
+
+/// Most requirements one reserve may carry.
+pub const MAX_REQUIREMENTS: usize = 32;
+/// Most actuals one complete may carry (one per key at most, like requirements).
+pub const MAX_ACTUALS: usize = 32;
+/// Longest accepted `job_id`.
+pub const MAX_JOB_ID_BYTES: usize = 128;
+
+/// One key and how much of it a call needs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// The limit key.
+    pub key: String,
+    /// Units needed; at least 1.
+    pub amount: u64,
+}
+
+impl Requirement {
+    /// A requirement of `amount` on `key`.
+    pub fn new(key: impl Into<String>, amount: u64) -> Self {
+        Requirement {
+            key: key.into(),
+            amount,
+        }
+    }
+}
+
+/// `POST /v1/reserve` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveRequest {
+    /// ULID, unique per attempt.
+    pub lease_id: String,
+    /// Optional id of the logical job, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// 1..=32 requirements, each key at most once.
+    pub requirements: Vec<Requirement>,
+}
+
+/// `POST /v1/reserve` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveResponse {
+    /// Whether every requirement was taken.
+    pub allowed: bool,
+    /// When denied for capacity (or decreasing): how long to wait before retrying.
+    pub retry_after_ms: u64,
+    /// When allowed: the Unix time in ms of the reservation.
+    pub reserved_at_unix_ms: i64,
+    /// Empty, or one of the machine-readable error strings.
+    pub error: String,
+}
+
+impl ReserveResponse {
+    /// An allowed answer.
+    pub fn allowed(reserved_at_unix_ms: i64) -> Self {
+        ReserveResponse {
+            allowed: true,
+            retry_after_ms: 0,
+            reserved_at_unix_ms,
+            error: String::new(),
+        }
+    }
+
+    /// A denial for capacity with a retry-after hint.
+    pub fn denied(retry_after_ms: u64) -> Self {
+        ReserveResponse {
+            allowed: false,
+            retry_after_ms,
+            reserved_at_unix_ms: 0,
+            error: String::new(),
+        }
+    }
+
+    /// A denial carrying an error code.
+    pub fn error(code: ErrorCode, retry_after_ms: u64) -> Self {
+        ReserveResponse {
+            allowed: false,
+            retry_after_ms,
+            reserved_at_unix_ms: 0,
+            error: code.as_wire(),
+        }
+    }
+
+    /// The error code, if the answer carries one.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        ErrorCode::from_wire(&self.error)
+    }
+}
+
+/// What a call really used of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actual {
+    /// The limit key.
+    pub key: String,
+    /// Units really used (0 allowed).
+    pub actual_amount: u64,
+}
+
+impl Actual {
+    /// An actual of `actual_amount` on `key`.
+    pub fn new(key: impl Into<String>, actual_amount: u64) -> Self {
+        Actual {
+            key: key.into(),
+            actual_amount,
+        }
+    }
+}
+
+/// `POST /v1/complete` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The lease id of the allowed reserve.
+    pub lease_id: String,
+    /// Optional id of the logical job, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Actual usage per key; may be empty.
+    #[serde(default)]
+    pub actuals: Vec<Actual>,
+}
+
+/// `POST /v1/complete` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteResponse {
+    /// Whether the complete was applied (or was a harmless no-op).
+    pub ok: bool,
+    /// Empty, or one of the machine-readable error strings.
+    pub error: String,
+}
+
+impl CompleteResponse {
+    /// A successful answer.
+    pub fn ok() -> Self {
+        CompleteResponse {
+            ok: true,
+            error: String::new(),
+        }
+    }
+
+    /// A failed answer carrying an error code.
+    pub fn error(code: ErrorCode) -> Self {
+        CompleteResponse {
+            ok: false,
+            error: code.as_wire(),
+        }
+    }
+}
+
+/// Batch envelope: `{ "requests": [...] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest<T> {
+    /// The items, applied in order.
+    pub requests: Vec<T>,
+}
+
+/// Batch answer: `results[i]` answers `requests[i]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse<T> {
+    /// One result per request, in order.
+    pub results: Vec<T>,
+}
+
+/// A validated reserve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveCommand {
+    /// The parsed lease id.
+    pub lease: LeaseId,
+    /// Optional job id, for logs.
+    pub job_id: Option<String>,
+    /// 1..=32 requirements with distinct keys and amounts ≥ 1.
+    pub requirements: Vec<Requirement>,
+}
+
+/// A validated complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleteCommand {
+    /// The parsed lease id.
+    pub lease: LeaseId,
+    /// Optional job id, for logs.
+    pub job_id: Option<String>,
+    /// Actuals with distinct keys.
+    pub actuals: Vec<Actual>,
+}
+
+fn parse_lease(lease_id: &str) -> Result<LeaseId, InvalidRequest> {
+    if lease_id.is_empty() {
+        return Err(InvalidRequest::new("lease_id: must not be empty"));
+    }
+    LeaseId::from_string(lease_id)
+        .map_err(|e| InvalidRequest::new(format!("lease_id: {lease_id:?} is not a ULID ({e})")))
+}
+
+fn check_job_id(job_id: &Option<String>) -> Result<(), InvalidRequest> {
+    match job_id {
+        Some(id) if id.len() > MAX_JOB_ID_BYTES => Err(InvalidRequest::new(format!(
+            "job_id: must be at most {MAX_JOB_ID_BYTES} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_distinct<'a>(
+    field: &str,
+    keys: impl Iterator<Item = &'a str>,
+) -> Result<(), InvalidRequest> {
+    let mut seen = std::collections::HashSet::new();
+    for (index, key) in keys.enumerate() {
+        validate_key(key).map_err(|e| InvalidRequest::new(format!("{field}[{index}].{e}")))?;
+        if !seen.insert(key) {
+            return Err(InvalidRequest::new(format!(
+                "{field}[{index}].key: {key:?} appears more than once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl ReserveRequest {
+    /// A request for a new lease id.
+    pub fn new(lease: LeaseId, requirements: Vec<Requirement>) -> Self {
+        ReserveRequest {
+            lease_id: lease.to_string(),
+            job_id: None,
+            requirements,
+        }
+    }
+
+    /// Checks every rule of SPEC §3 and returns the command.
+    pub fn validate(&self) -> Result<ReserveCommand, InvalidRequest> {
+        let lease = parse_lease(&self.lease_id)?;
+        check_job_id(&self.job_id)?;
+        let count = self.requirements.len();
+        if count == 0 || count > MAX_REQUIREMENTS {
+            return Err(InvalidRequest::new(format!(
+                "requirements: must hold 1 to {MAX_REQUIREMENTS} items (got {count})"
+            )));
+        }
+        check_distinct("requirements", self.requirements.iter().map(|r| r.key.as_str()))?;
+        if let Some(index) = self.requirements.iter().position(|r| r.amount == 0) {
+            return Err(InvalidRequest::new(format!(
+                "requirements[{index}].amount: must be at least 1"
+            )));
+        }
+        Ok(ReserveCommand {
+            lease,
+            job_id: self.job_id.clone(),
+            requirements: self.requirements.clone(),
+        })
+    }
+}
+
+impl CompleteRequest {
+    /// A complete for `lease` with the given actuals.
+    pub fn new(lease: LeaseId, actuals: Vec<Actual>) -> Self {
+        CompleteRequest {
+            lease_id: lease.to_string(),
+            job_id: None,
+            actuals,
+        }
+    }
+
+    /// Checks every rule of SPEC §3 and returns the command.
+    pub fn validate(&self) -> Result<CompleteCommand, InvalidRequest> {
+        let lease = parse_lease(&self.lease_id)?;
+        check_job_id(&self.job_id)?;
+        if self.actuals.len() > MAX_ACTUALS {
+            return Err(InvalidRequest::new(format!(
+                "actuals: must hold at most {MAX_ACTUALS} items (got {})",
+                self.actuals.len()
+            )));
+        }
+        check_distinct("actuals", self.actuals.iter().map(|a| a.key.as_str()))?;
+        Ok(CompleteCommand {
+            lease,
+            job_id: self.job_id.clone(),
+            actuals: self.actuals.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const LEASE: &str = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+
+    fn reserve(lease: &str, requirements: Vec<Requirement>) -> ReserveRequest {
+        ReserveRequest {
+            lease_id: lease.into(),
+            job_id: None,
+            requirements,
+        }
+    }
+
+    #[rstest]
+    #[case::empty_lease(reserve("", vec![Requirement::new("k", 1)]), "lease_id")]
+    #[case::bad_lease(reserve("nope", vec![Requirement::new("k", 1)]), "lease_id")]
+    #[case::no_requirements(reserve(LEASE, vec![]), "requirements")]
+    #[case::too_many(reserve(LEASE, (0..33).map(|i| Requirement::new(format!("k{i}"), 1)).collect()), "requirements")]
+    #[case::zero_amount(reserve(LEASE, vec![Requirement::new("k", 0)]), "requirements[0].amount")]
+    #[case::empty_key(reserve(LEASE, vec![Requirement::new("", 1)]), "requirements[0].key")]
+    #[case::duplicate_key(reserve(LEASE, vec![Requirement::new("k", 1), Requirement::new("k", 2)]), "requirements[1].key")]
+    fn invalid_reserves_name_the_field(#[case] req: ReserveRequest, #[case] field: &str) {
+        let err = req.validate().unwrap_err();
+        assert!(err.0.starts_with(field), "{err} should start with {field}");
+    }
+
+    #[test]
+    fn valid_reserve_parses_lease() {
+        let cmd = reserve(LEASE, vec![Requirement::new("k", u64::MAX)])
+            .validate()
+            .unwrap();
+        assert_eq!(cmd.lease.to_string(), LEASE);
+    }
+
+    #[test]
+    fn complete_allows_empty_actuals_and_rejects_duplicates() {
+        let ok: CompleteRequest = serde_json::from_str(&format!(r#"{{"lease_id":"{LEASE}"}}"#)).unwrap();
+        ok.validate().unwrap();
+        let dup = CompleteRequest::new(
+            LEASE.parse().unwrap(),
+            vec![Actual::new("k", 1), Actual::new("k", 1)],
+        );
+        assert!(dup.validate().unwrap_err().0.starts_with("actuals[1].key"));
+    }
+
+    #[test]
+    fn negative_amount_is_a_parse_error() {
+        let json = format!(r#"{{"lease_id":"{LEASE}","requirements":[{{"key":"k","amount":-1}}]}}"#);
+        assert!(serde_json::from_str::<ReserveRequest>(&json).is_err());
+    }
+
+    #[test]
+    fn error_codes_round_trip() {
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::BackendError,
+            ErrorCode::UnknownLimitKey("a:b".into()),
+            ErrorCode::LimitDecreasing("c:d".into()),
+        ] {
+            assert_eq!(ErrorCode::from_wire(&code.as_wire()), Some(code));
+        }
+        assert_eq!(
+            ReserveResponse::error(ErrorCode::UnknownLimitKey("x:y".into()), 0).error,
+            "unknown_limit_key:x:y"
+        );
+    }
+}

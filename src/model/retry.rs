@@ -1,0 +1,226 @@
+//! Retry-after hints (SPEC §4): a per-key deny streak drives an exponential backoff, so a
+//! denied client learns how long to wait without any read of live usage on the hot path.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::definition::{LimitDefinition, LimitKind};
+
+/// Backoff parameters for one kind of limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// The smallest hint.
+    pub base_ms: u64,
+    /// The largest hint before jitter.
+    pub max_ms: u64,
+    /// Growth per step of the deny streak.
+    pub factor: f64,
+    /// Up to this much random jitter is added, so denied clients do not retry in lockstep.
+    pub jitter_ms: u64,
+}
+
+/// The whole retry-after policy; every value is configurable.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Backoff for concurrency keys (also capped by `timeout_seconds * 1000`).
+    pub concurrency: Backoff,
+    /// Backoff for rolling keys (base is at least a tenth of the window).
+    pub rolling: Backoff,
+    /// The fixed hint while a key is decreasing.
+    pub decreasing_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            concurrency: Backoff {
+                base_ms: 50,
+                max_ms: 2000,
+                factor: 2.0,
+                jitter_ms: 25,
+            },
+            rolling: Backoff {
+                base_ms: 100,
+                max_ms: 5000,
+                factor: 1.5,
+                jitter_ms: 50,
+            },
+            decreasing_ms: 10_000,
+        }
+    }
+}
+
+impl Backoff {
+    /// Checks that the parameters make sense; the message names the field under `section`.
+    pub fn validate(&self, section: &str) -> Result<(), String> {
+        if self.base_ms == 0 {
+            return Err(format!("{section}.base_ms: must be greater than 0"));
+        }
+        if self.max_ms < self.base_ms {
+            return Err(format!("{section}.max_ms: must be at least base_ms"));
+        }
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return Err(format!("{section}.factor: must be a finite number >= 1.0"));
+        }
+        Ok(())
+    }
+}
+
+impl RetryPolicy {
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), String> {
+        self.concurrency.validate("retry.concurrency")?;
+        self.rolling.validate("retry.rolling")?;
+        if self.decreasing_ms == 0 {
+            return Err("retry.decreasing_ms: must be greater than 0".into());
+        }
+        Ok(())
+    }
+
+    /// The hint without jitter for a key with the given deny streak.
+    pub fn base_hint_ms(&self, definition: &LimitDefinition, streak: u32) -> u64 {
+        let (base, cap, factor) = match definition.kind {
+            LimitKind::Concurrency => {
+                let b = self.concurrency;
+                let timeout_cap = definition.timeout_seconds.saturating_mul(1000);
+                (b.base_ms, b.max_ms.min(timeout_cap.max(1)), b.factor)
+            }
+            LimitKind::Rolling => {
+                let b = self.rolling;
+                let window_tenth = definition.window_seconds.saturating_mul(100);
+                (b.base_ms.max(window_tenth), b.max_ms, b.factor)
+            }
+        };
+        // factor^streak grows fast; the exponent is bounded so the float stays finite.
+        let grown = base as f64 * factor.powi(streak.min(64) as i32);
+        let grown = if grown.is_finite() && grown < u64::MAX as f64 {
+            grown as u64
+        } else {
+            u64::MAX
+        };
+        // clamp(grown, base, cap); when base exceeds cap (a long window), the cap wins so a
+        // client never waits longer than the configured maximum.
+        grown.max(base).min(cap)
+    }
+
+    /// The jitter range for a key's kind.
+    pub fn jitter_ms(&self, kind: LimitKind) -> u64 {
+        match kind {
+            LimitKind::Concurrency => self.concurrency.jitter_ms,
+            LimitKind::Rolling => self.rolling.jitter_ms,
+        }
+    }
+
+    /// The hint with random jitter in `0..=jitter_ms` added.
+    pub fn hint_ms(&self, definition: &LimitDefinition, streak: u32) -> u64 {
+        let jitter_cap = self.jitter_ms(definition.kind);
+        let jitter = if jitter_cap == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=jitter_cap)
+        };
+        self.base_hint_ms(definition, streak).saturating_add(jitter)
+    }
+}
+
+/// A key's deny streak: grows by one on each denial, halves on each allow, never persisted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DenyStreak(u32);
+
+impl DenyStreak {
+    /// The current streak length.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// Records a denial.
+    pub fn on_deny(&mut self) {
+        self.0 = self.0.saturating_add(1).min(64);
+    }
+
+    /// Records an allow.
+    pub fn on_allow(&mut self) {
+        self.0 /= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::definition::Overage;
+    use rstest::rstest;
+
+    fn def(kind: LimitKind, window_seconds: u64, timeout_seconds: u64) -> LimitDefinition {
+        LimitDefinition {
+            key: "k".into(),
+            kind,
+            capacity: 1,
+            window_seconds,
+            timeout_seconds,
+            unit: String::new(),
+            description: String::new(),
+            overage: Overage::Debt,
+        }
+    }
+
+    #[rstest]
+    #[case::rolling_short_window(def(LimitKind::Rolling, 1, 0), 0, 100)]
+    #[case::rolling_window_tenth(def(LimitKind::Rolling, 60, 0), 0, 5000)]
+    #[case::rolling_grows(def(LimitKind::Rolling, 1, 0), 2, 225)]
+    #[case::rolling_capped(def(LimitKind::Rolling, 1, 0), 30, 5000)]
+    #[case::rolling_long_window_capped(def(LimitKind::Rolling, 86_400, 0), 0, 5000)]
+    #[case::concurrency_base(def(LimitKind::Concurrency, 0, 30), 0, 50)]
+    #[case::concurrency_grows(def(LimitKind::Concurrency, 0, 30), 3, 400)]
+    #[case::concurrency_capped(def(LimitKind::Concurrency, 0, 30), 20, 2000)]
+    #[case::concurrency_timeout_cap(def(LimitKind::Concurrency, 0, 1), 20, 1000)]
+    #[case::huge_streak(def(LimitKind::Concurrency, 0, 30), u32::MAX, 2000)]
+    fn base_hint_follows_the_table(
+        #[case] definition: LimitDefinition,
+        #[case] streak: u32,
+        #[case] expected: u64,
+    ) {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.base_hint_ms(&definition, streak), expected);
+    }
+
+    #[test]
+    fn jitter_stays_in_range() {
+        let policy = RetryPolicy::default();
+        let d = def(LimitKind::Concurrency, 0, 30);
+        for _ in 0..200 {
+            let hint = policy.hint_ms(&d, 0);
+            assert!((50..=75).contains(&hint), "{hint}");
+        }
+    }
+
+    #[test]
+    fn streak_grows_and_decays() {
+        let mut streak = DenyStreak::default();
+        for _ in 0..5 {
+            streak.on_deny();
+        }
+        assert_eq!(streak.get(), 5);
+        streak.on_allow();
+        assert_eq!(streak.get(), 2);
+        for _ in 0..100 {
+            streak.on_deny();
+        }
+        assert_eq!(streak.get(), 64);
+    }
+
+    #[test]
+    fn policy_validation_names_the_field() {
+        let mut policy = RetryPolicy::default();
+        policy.validate().unwrap();
+        policy.rolling.factor = 0.5;
+        assert_eq!(
+            policy.validate().unwrap_err(),
+            "retry.rolling.factor: must be a finite number >= 1.0"
+        );
+        let mut policy = RetryPolicy::default();
+        policy.concurrency.max_ms = 1;
+        assert!(policy.validate().unwrap_err().starts_with("retry.concurrency.max_ms"));
+    }
+}

@@ -1,2 +1,6 @@
-//! The client library: the `Limiter` trait and its implementations, the batcher and the
+//! The client library: the [`Limiter`] trait and its implementations, the batcher and the
 //! scheduler.
+
+pub mod limiter;
+
+pub use limiter::{Limiter, LimiterError, NoopLimiter};

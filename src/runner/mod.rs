@@ -1,1 +1,33 @@
 //! Cogni: the repository question evaluator that runs its LLM calls through the limiter.
+//!
+//! - [`config`] / [`config_rules`]: `.cogni/config.yml` and its validation.
+//! - [`questions`]: question files.
+//! - [`tools`]: read-only repository tools confined to the repo root.
+//! - [`provider`]: the OpenAI-compatible chat-completions client.
+//! - [`gate`] / [`limiter_setup`]: where each provider request is reserved and completed.
+//! - [`pipeline`]: `run_call` with hooks and retries; [`agent`]: the tool loop and budgets.
+//! - [`prompt`], [`eval`]: prompts, answer parsing, verdicts and task status.
+//! - [`pool`]: per-task worker actors; [`run`]: orchestration of a run.
+//! - [`results`], [`output`]: `results.json`, the summary, line-locked console/log output.
+//! - [`cli`]: the `cogni` commands (exit codes) behind the thin binary.
+//! - [`validate`]: `cogni validate` over the config and the files it names.
+//! - [`sim`]: `llm-sim`, an OpenAI-compatible provider simulator for tests and demos.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod config_rules;
+pub mod eval;
+pub mod gate;
+pub mod limiter_setup;
+pub mod output;
+pub mod pipeline;
+pub mod pool;
+pub mod prompt;
+pub mod provider;
+pub mod questions;
+pub mod results;
+pub mod run;
+pub mod sim;
+pub mod tools;
+pub mod validate;

@@ -1,0 +1,195 @@
+//! The validation rules of the Cogni config (SPEC §7), one function per section. Each rule
+//! appends an [`Issue`] naming the field, so one pass reports every problem.
+
+use std::collections::HashSet;
+
+use super::config::{Config, Issue, LimiterMode, RateLimiterConfig, QUESTION_EVAL};
+
+/// Agent ids unique and non-empty, a supported type, a model and provider, `max_steps` ≥ 1,
+/// a sane temperature, and a `default_agent` that exists.
+pub fn check_agents(config: &Config, issues: &mut Vec<Issue>) {
+    if config.agents.is_empty() {
+        issues.push(Issue::new("agents", "must list at least one agent"));
+    }
+    let mut ids = HashSet::new();
+    for (i, agent) in config.agents.iter().enumerate() {
+        let field = |name: &str| format!("agents[{i}].{name}");
+        if agent.id.trim().is_empty() {
+            issues.push(Issue::new(field("id"), "must not be empty"));
+        } else if !ids.insert(agent.id.as_str()) {
+            issues.push(Issue::new(
+                field("id"),
+                format!("duplicate agent id {:?}", agent.id),
+            ));
+        }
+        if agent.kind != "builtin" {
+            issues.push(Issue::new(
+                field("type"),
+                format!(
+                    "unsupported agent type {:?} (supported: builtin)",
+                    agent.kind
+                ),
+            ));
+        }
+        if agent.provider.trim().is_empty() {
+            issues.push(Issue::new(field("provider"), "must not be empty"));
+        }
+        if agent.model.trim().is_empty() {
+            issues.push(Issue::new(field("model"), "must not be empty"));
+        }
+        if agent.max_steps < 1 {
+            issues.push(Issue::new(field("max_steps"), "must be at least 1 (got 0)"));
+        }
+        if !agent.temperature.is_finite() || !(0.0..=2.0).contains(&agent.temperature) {
+            issues.push(Issue::new(
+                field("temperature"),
+                format!("must be between 0 and 2 (got {})", agent.temperature),
+            ));
+        }
+        if let Some(url) = &agent.base_url {
+            if let Err(message) = check_http_url(url) {
+                issues.push(Issue::new(field("base_url"), message));
+            }
+        }
+    }
+    if config.agent(&config.default_agent).is_none() {
+        issues.push(Issue::new(
+            "default_agent",
+            format!("no agent with id {:?}", config.default_agent),
+        ));
+    }
+}
+
+/// Task ids unique and non-empty, a supported type, an existing agent, a questions file,
+/// budgets ≥ 1, and `concurrency` ≥ 1 and only on question_eval tasks.
+pub fn check_tasks(config: &Config, issues: &mut Vec<Issue>) {
+    let mut ids = HashSet::new();
+    for (i, task) in config.tasks.iter().enumerate() {
+        let field = |name: &str| format!("tasks[{i}].{name}");
+        if task.id.trim().is_empty() {
+            issues.push(Issue::new(field("id"), "must not be empty"));
+        } else if !ids.insert(task.id.as_str()) {
+            issues.push(Issue::new(
+                field("id"),
+                format!("duplicate task id {:?}", task.id),
+            ));
+        }
+        let is_question_eval = task.kind == QUESTION_EVAL;
+        if !is_question_eval {
+            issues.push(Issue::new(
+                field("type"),
+                format!(
+                    "unsupported task type {:?} (supported: {QUESTION_EVAL})",
+                    task.kind
+                ),
+            ));
+        }
+        if let Some(agent) = &task.agent {
+            if config.agent(agent).is_none() {
+                issues.push(Issue::new(
+                    field("agent"),
+                    format!("no agent with id {agent:?}"),
+                ));
+            }
+        }
+        if is_question_eval {
+            match &task.questions_file {
+                None => issues.push(Issue::new(
+                    field("questions_file"),
+                    "is required for question_eval tasks",
+                )),
+                Some(p) if p.as_os_str().is_empty() => {
+                    issues.push(Issue::new(field("questions_file"), "must not be empty"))
+                }
+                Some(_) => {}
+            }
+        }
+        at_least_one(&field("budget.max_tokens"), task.budget.max_tokens, issues);
+        at_least_one(
+            &field("budget.max_seconds"),
+            task.budget.max_seconds,
+            issues,
+        );
+        if let Some(concurrency) = task.concurrency {
+            if !is_question_eval {
+                issues.push(Issue::new(
+                    field("concurrency"),
+                    format!(
+                        "only allowed on {QUESTION_EVAL} tasks (task {:?} has type {:?})",
+                        task.id, task.kind
+                    ),
+                ));
+            } else {
+                at_least_one(&field("concurrency"), concurrency, issues);
+            }
+        }
+    }
+}
+
+/// Mode-specific requirements and the numeric settings.
+pub fn check_rate_limiter(rl: &RateLimiterConfig, issues: &mut Vec<Issue>) {
+    match rl.mode {
+        LimiterMode::Disabled => {}
+        LimiterMode::Remote => match &rl.base_url {
+            None => issues.push(Issue::new(
+                "rate_limiter.base_url",
+                "is required when mode is remote",
+            )),
+            Some(url) => {
+                if let Err(message) = check_http_url(url) {
+                    issues.push(Issue::new("rate_limiter.base_url", message));
+                }
+            }
+        },
+        LimiterMode::Embedded => match (&rl.limits_path, &rl.limits) {
+            (None, None) => issues.push(Issue::new(
+                "rate_limiter.limits_path",
+                "embedded mode needs exactly one of limits_path or limits (got neither)",
+            )),
+            (Some(_), Some(_)) => issues.push(Issue::new(
+                "rate_limiter.limits",
+                "embedded mode needs exactly one of limits_path or limits (got both)",
+            )),
+            _ => {}
+        },
+    }
+    if rl.limits.is_some() {
+        if let Err(message) = rl.inline_states(std::path::Path::new("")) {
+            issues.push(Issue::new("rate_limiter.limits", message));
+        }
+    }
+    at_least_one("rate_limiter.workers", rl.workers, issues);
+    at_least_one(
+        "rate_limiter.request_timeout_ms",
+        rl.request_timeout_ms,
+        issues,
+    );
+    at_least_one(
+        "rate_limiter.max_output_tokens",
+        rl.max_output_tokens,
+        issues,
+    );
+    at_least_one("rate_limiter.batch.size", rl.batch.size, issues);
+    at_least_one("rate_limiter.batch.flush_ms", rl.batch.flush_ms, issues);
+}
+
+fn at_least_one(field: &str, value: u64, issues: &mut Vec<Issue>) {
+    if value < 1 {
+        issues.push(Issue::new(
+            field,
+            format!("must be at least 1 (got {value})"),
+        ));
+    }
+}
+
+/// An absolute http(s) URL.
+fn check_http_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
+        Ok(parsed) => Err(format!(
+            "{url:?} must use http or https (got {})",
+            parsed.scheme()
+        )),
+        Err(e) => Err(format!("{url:?} is not a valid URL ({e})")),
+    }
+}

@@ -1,0 +1,336 @@
+//! The LLM provider: OpenAI-compatible chat completions (OpenAI, OpenRouter, vLLM, Ollama,
+//! the `llm-sim` simulator). One [`ChatProvider::send`] is one HTTP request; retrying 429 and
+//! 5xx answers is the call pipeline's job ([`super::agent`]), so that every retry is a new,
+//! separately rate-limited request.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::config::AgentConfig;
+
+/// One chat message (system, user, assistant or tool).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Text; may be null on assistant messages that only call tools.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Tool calls requested by an assistant message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// On tool messages: the id of the call answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A message with text content.
+    pub fn text(role: &str, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// A tool result answering `call_id`.
+    pub fn tool_result(call_id: &str, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: "tool".into(),
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(call_id.into()),
+        }
+    }
+}
+
+/// A tool call requested by the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Call id, echoed in the tool result.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    /// The function and its JSON arguments.
+    pub function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+/// The function part of a tool call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// Tool name.
+    pub name: String,
+    /// JSON-encoded arguments.
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// A chat-completions request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// Model name.
+    pub model: String,
+    /// The conversation so far.
+    pub messages: Vec<ChatMessage>,
+    /// OpenAI `tools` array, when tools are offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<serde_json::Value>,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: f64,
+    /// Most completion tokens; the output part of the reservation, so it is always set.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+}
+
+/// Token usage as the provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Their total (some providers omit it; see [`TokenUsage::total`]).
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+impl TokenUsage {
+    /// The total, computed from the parts when the provider left it out.
+    pub fn total(&self) -> u64 {
+        self.total_tokens
+            .max(self.prompt_tokens.saturating_add(self.completion_tokens))
+    }
+
+    /// Adds another usage to this one.
+    pub fn add(&mut self, other: &TokenUsage) {
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total());
+    }
+}
+
+/// One choice of a response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    /// Position among the choices.
+    #[serde(default)]
+    pub index: u32,
+    /// The assistant message.
+    pub message: ChatMessage,
+    /// Why generation stopped.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// A chat-completions response body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// Response id.
+    #[serde(default)]
+    pub id: String,
+    /// The choices; Cogni uses the first.
+    #[serde(default)]
+    pub choices: Vec<Choice>,
+    /// Token usage, when reported.
+    #[serde(default)]
+    pub usage: Option<TokenUsage>,
+}
+
+/// Why a provider request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProviderError {
+    /// HTTP 429: the provider's own limits were exceeded.
+    #[error("provider rate limited the request (HTTP 429): {body}")]
+    RateLimited {
+        /// The provider's Retry-After, if it sent one.
+        retry_after: Option<Duration>,
+        /// Start of the response body.
+        body: String,
+    },
+    /// HTTP 5xx.
+    #[error("provider server error (HTTP {status}): {body}")]
+    Server {
+        /// The status code.
+        status: u16,
+        /// The provider's Retry-After, if it sent one.
+        retry_after: Option<Duration>,
+        /// Start of the response body.
+        body: String,
+    },
+    /// Any other non-success status (bad request, auth, unknown model, ...).
+    #[error("provider rejected the request (HTTP {status}): {body}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// Start of the response body.
+        body: String,
+    },
+    /// The request did not complete (connection refused, reset, timeout).
+    #[error("provider unreachable: {0}")]
+    Transport(String),
+    /// The answer was not a chat-completions response.
+    #[error("unreadable provider response: {0}")]
+    Decode(String),
+}
+
+impl ProviderError {
+    /// 429 and 5xx are worth retrying; everything else ends the question.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited { .. } | ProviderError::Server { .. }
+        )
+    }
+
+    /// The wait the provider asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::RateLimited { retry_after, .. }
+            | ProviderError::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Something that answers chat-completions requests.
+#[async_trait]
+pub trait ChatProvider: Send + Sync + 'static {
+    /// Sends one request (no retries).
+    async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
+}
+
+/// Where and how to reach an OpenAI-compatible endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Base URL, e.g. `https://openrouter.ai/api/v1`; `/chat/completions` is appended.
+    pub base_url: String,
+    /// Bearer token, when the endpoint needs one.
+    pub api_key: Option<String>,
+}
+
+impl Endpoint {
+    /// The endpoint for an agent: its `base_url`, else `LLM_BASE_URL`, else the provider's
+    /// well-known URL; the key from `LLM_API_KEY`. `env` looks up environment variables.
+    pub fn resolve(
+        agent: &AgentConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Endpoint, String> {
+        let known = match agent.provider.as_str() {
+            "openai" => Some("https://api.openai.com/v1"),
+            "openrouter" => Some("https://openrouter.ai/api/v1"),
+            "ollama" => Some("http://localhost:11434/v1"),
+            _ => None,
+        };
+        let base_url = agent
+            .base_url
+            .clone()
+            .or_else(|| env("LLM_BASE_URL").filter(|v| !v.trim().is_empty()))
+            .or_else(|| known.map(String::from))
+            .ok_or_else(|| {
+                format!(
+                    "agent {:?}: no base URL for provider {:?}; set agents[].base_url or LLM_BASE_URL",
+                    agent.id, agent.provider
+                )
+            })?;
+        Ok(Endpoint {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key: env("LLM_API_KEY").filter(|v| !v.trim().is_empty()),
+        })
+    }
+}
+
+/// The OpenAI-compatible HTTP client.
+#[derive(Debug, Clone)]
+pub struct OpenAiProvider {
+    client: reqwest::Client,
+    endpoint: Endpoint,
+}
+
+/// Longest body excerpt kept in error messages.
+const MAX_ERROR_BODY: usize = 300;
+
+impl OpenAiProvider {
+    /// A client for `endpoint`; `request_timeout` bounds each HTTP request.
+    pub fn new(endpoint: Endpoint, request_timeout: Duration) -> Result<OpenAiProvider, String> {
+        let client = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(OpenAiProvider { client, endpoint })
+    }
+
+    /// The endpoint in use.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+/// Reads `retry-after-ms` (milliseconds) or `Retry-After` (seconds; HTTP dates are ignored).
+pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let read = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    if let Some(ms) = read("retry-after-ms") {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    read("retry-after").map(Duration::from_secs_f64)
+}
+
+#[async_trait]
+impl ChatProvider for OpenAiProvider {
+    async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let url = format!("{}/chat/completions", self.endpoint.base_url);
+        let mut builder = self.client.post(&url).json(request);
+        if let Some(key) = &self.endpoint.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transport(format!("{url}: {e}")))?;
+        let status = response.status();
+        let retry_after = parse_retry_after(response.headers());
+        let body = response
+            .text()
+            .await
+            .map_err(|e| ProviderError::Transport(format!("{url}: reading the body: {e}")))?;
+        if status.is_success() {
+            return serde_json::from_str(&body).map_err(|e| {
+                ProviderError::Decode(format!("{e}; body starts with {:?}", excerpt(&body)))
+            });
+        }
+        let body = excerpt(&body);
+        Err(match status.as_u16() {
+            429 => ProviderError::RateLimited { retry_after, body },
+            code @ 500..=599 => ProviderError::Server {
+                status: code,
+                retry_after,
+                body,
+            },
+            code => ProviderError::Status { status: code, body },
+        })
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    body.chars().take(MAX_ERROR_BODY).collect()
+}

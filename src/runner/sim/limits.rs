@@ -1,0 +1,206 @@
+//! The simulator's own provider limits: requests per minute, tokens per minute and requests
+//! in flight, enforced like a real provider (a 60 s sliding window). A request is charged
+//! `prompt_tokens + max_tokens` when admitted (as OpenAI estimates) and reconciled to the
+//! tokens it really used when it finishes.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The window of RPM and TPM.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// Configured limits; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimLimits {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Requests in flight.
+    pub concurrency: Option<u64>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many requests in flight.
+    Concurrency,
+    /// RPM exhausted.
+    Rpm,
+    /// TPM exhausted.
+    Tpm,
+}
+
+impl Refusal {
+    /// Short name for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Concurrency => "concurrency",
+            Refusal::Rpm => "requests per minute",
+            Refusal::Tpm => "tokens per minute",
+        }
+    }
+}
+
+struct Entry {
+    id: u64,
+    at: Instant,
+    tokens: u64,
+}
+
+/// The live accounting (kept behind a mutex by the server).
+pub struct Window {
+    limits: SimLimits,
+    entries: VecDeque<Entry>,
+    next_id: u64,
+    in_flight: u64,
+    /// Hint for concurrency refusals: about one response latency.
+    busy_retry: Duration,
+}
+
+impl Window {
+    /// An empty window; `busy_retry` is the Retry-After sent for concurrency refusals.
+    pub fn new(limits: SimLimits, busy_retry: Duration) -> Window {
+        Window {
+            limits,
+            entries: VecDeque::new(),
+            next_id: 0,
+            in_flight: 0,
+            busy_retry,
+        }
+    }
+
+    /// Requests currently admitted and not finished.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| now.duration_since(e.at) >= WINDOW)
+        {
+            self.entries.pop_front();
+        }
+    }
+
+    /// Admits a request charged `tokens`, or says why not and how long to wait.
+    pub fn admit(&mut self, now: Instant, tokens: u64) -> Result<u64, (Refusal, Duration)> {
+        self.prune(now);
+        if let Some(cap) = self.limits.concurrency {
+            if self.in_flight >= cap {
+                return Err((Refusal::Concurrency, self.busy_retry));
+            }
+        }
+        if let Some(rpm) = self.limits.rpm {
+            if self.entries.len() as u64 >= rpm {
+                // The request fits once the (len - rpm + 1) oldest entries have expired.
+                let index = self.entries.len() - usize::try_from(rpm).unwrap_or(usize::MAX);
+                return Err((Refusal::Rpm, self.wait_for(now, index)));
+            }
+        }
+        if let Some(tpm) = self.limits.tpm {
+            let used: u64 = self.entries.iter().map(|e| e.tokens).sum();
+            if used.saturating_add(tokens) > tpm {
+                // Wait until enough of the oldest entries expire to fit the request.
+                let mut freed = 0u64;
+                let need = used.saturating_add(tokens) - tpm;
+                let mut index = self.entries.len().saturating_sub(1);
+                for (i, e) in self.entries.iter().enumerate() {
+                    freed = freed.saturating_add(e.tokens);
+                    if freed >= need {
+                        index = i;
+                        break;
+                    }
+                }
+                return Err((Refusal::Tpm, self.wait_for(now, index)));
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.push_back(Entry {
+            id,
+            at: now,
+            tokens,
+        });
+        self.in_flight += 1;
+        Ok(id)
+    }
+
+    /// Time until entry `index` leaves the window (at least 1 ms).
+    fn wait_for(&self, now: Instant, index: usize) -> Duration {
+        let at = self.entries.get(index).map(|e| e.at).unwrap_or(now);
+        (at + WINDOW)
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1))
+    }
+
+    /// Ends an admitted request, reconciling its charge to `actual_tokens`.
+    pub fn finish(&mut self, id: u64, actual_tokens: u64) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
+            entry.tokens = actual_tokens;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpm_refuses_until_the_oldest_request_leaves_the_window() {
+        let mut w = Window::new(
+            SimLimits {
+                rpm: Some(2),
+                ..SimLimits::default()
+            },
+            Duration::from_millis(5),
+        );
+        let t0 = Instant::now();
+        let a = w.admit(t0, 1).unwrap();
+        w.finish(a, 1);
+        let b = w.admit(t0 + Duration::from_secs(10), 1).unwrap();
+        w.finish(b, 1);
+        let (why, wait) = w.admit(t0 + Duration::from_secs(20), 1).unwrap_err();
+        assert_eq!(why, Refusal::Rpm);
+        assert_eq!(wait, Duration::from_secs(40));
+        assert!(w.admit(t0 + WINDOW, 1).is_ok());
+    }
+
+    #[test]
+    fn tpm_charges_the_estimate_then_reconciles() {
+        let mut w = Window::new(
+            SimLimits {
+                tpm: Some(100),
+                ..SimLimits::default()
+            },
+            Duration::from_millis(5),
+        );
+        let t0 = Instant::now();
+        let a = w.admit(t0, 80).unwrap();
+        assert_eq!(w.admit(t0, 30).unwrap_err().0, Refusal::Tpm);
+        w.finish(a, 20);
+        assert!(w.admit(t0, 30).is_ok());
+    }
+
+    #[test]
+    fn concurrency_counts_requests_in_flight() {
+        let mut w = Window::new(
+            SimLimits {
+                concurrency: Some(1),
+                ..SimLimits::default()
+            },
+            Duration::from_millis(7),
+        );
+        let t0 = Instant::now();
+        let a = w.admit(t0, 1).unwrap();
+        assert_eq!(
+            w.admit(t0, 1).unwrap_err(),
+            (Refusal::Concurrency, Duration::from_millis(7))
+        );
+        w.finish(a, 1);
+        assert!(w.admit(t0, 1).is_ok());
+    }
+}

@@ -1,5 +1,5 @@
-//! Per-task worker pool: `concurrency` [`QuestionWorker`] actors, each evaluating one question
-//! at a time. The pool hands the next question to whichever worker finishes first and stores
+//! Per-task worker pool: `concurrency` [`QuestionWorker`] actors, each on its own arbiter
+//! (thread) and evaluating one question at a time. The pool hands the next question to whichever worker finishes first and stores
 //! every result at its question index, so results come back in question order whatever the
 //! completion order.
 
@@ -67,7 +67,8 @@ fn lost_result(index: usize, question: &Question, error: &MailboxError) -> Quest
 }
 
 /// Evaluates `questions` with `workers` worker actors (at least 1, at most one per question);
-/// `on_done` sees each result as it completes. Must run inside an actix System.
+/// `on_done` sees each result as it completes. Must run inside an actix System; the
+/// workers' arbiters are stopped before it returns.
 pub async fn run_pool(
     agent: Arc<Agent>,
     questions: &[Question],
@@ -76,8 +77,13 @@ pub async fn run_pool(
 ) -> Vec<QuestionResult> {
     let questions: Vec<Arc<Question>> = questions.iter().cloned().map(Arc::new).collect();
     let count = workers.clamp(1, questions.len().max(1));
-    let addrs: Vec<Addr<QuestionWorker>> = (0..count)
-        .map(|_| QuestionWorker::new(Arc::clone(&agent)).start())
+    let arbiters: Vec<Arbiter> = (0..count).map(|_| Arbiter::new()).collect();
+    let addrs: Vec<Addr<QuestionWorker>> = arbiters
+        .iter()
+        .map(|arbiter| {
+            let worker = QuestionWorker::new(Arc::clone(&agent));
+            QuestionWorker::start_in_arbiter(&arbiter.handle(), move |_| worker)
+        })
         .collect();
     let dispatch = |worker: usize, index: usize| {
         let request = addrs[worker].send(Evaluate {
@@ -103,6 +109,10 @@ pub async fn run_pool(
             in_flight.push(dispatch(worker, next));
             next += 1;
         }
+    }
+    drop(addrs);
+    for arbiter in &arbiters {
+        arbiter.stop();
     }
     slots
         .into_iter()

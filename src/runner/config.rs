@@ -14,6 +14,8 @@ use thiserror::Error;
 use crate::model::LimitState;
 use crate::registry::{parse_states, RegistryError};
 
+use super::config_defaults as defaults;
+
 /// Where `cogni` looks for its configuration when `--spec` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = ".cogni/config.yml";
 
@@ -25,16 +27,16 @@ pub const QUESTION_EVAL: &str = "question_eval";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Format version; must be 1.
-    #[serde(default = "default_version")]
+    #[serde(default = "defaults::version")]
     pub version: u32,
     /// Repository-level settings.
     #[serde(default)]
     pub repo: RepoConfig,
     /// The agents tasks can use.
-    #[serde(default = "default_agents")]
+    #[serde(default = "defaults::agents")]
     pub agents: Vec<AgentConfig>,
     /// The agent used by tasks (and `cogni eval`) that do not name one.
-    #[serde(default = "default_agent_id")]
+    #[serde(default = "defaults::agent_id")]
     pub default_agent: String,
     /// The tasks `cogni run` executes.
     #[serde(default)]
@@ -49,7 +51,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct RepoConfig {
     /// Where `results.json` is written; relative paths resolve against the repo root.
-    #[serde(default = "default_output_dir")]
+    #[serde(default = "defaults::output_dir")]
     pub output_dir: PathBuf,
 }
 
@@ -60,17 +62,17 @@ pub struct AgentConfig {
     /// Unique id tasks refer to.
     pub id: String,
     /// Agent implementation; only `builtin` exists.
-    #[serde(rename = "type", default = "default_agent_type")]
+    #[serde(rename = "type", default = "defaults::agent_type")]
     pub kind: String,
     /// Provider name, used in limit keys (`global:llm:<provider>:<model>:...`) and to pick a
     /// default base URL.
-    #[serde(default = "default_provider")]
+    #[serde(default = "defaults::provider")]
     pub provider: String,
     /// Model name sent to the provider.
-    #[serde(default = "default_model")]
+    #[serde(default = "defaults::model")]
     pub model: String,
     /// Most provider requests one question may make.
-    #[serde(default = "default_max_steps")]
+    #[serde(default = "defaults::max_steps")]
     pub max_steps: u32,
     /// Sampling temperature.
     #[serde(default)]
@@ -87,7 +89,7 @@ pub struct TaskConfig {
     /// Unique id, used by `cogni run TASK_ID`.
     pub id: String,
     /// Task type; only `question_eval` runs.
-    #[serde(rename = "type", default = "default_task_type")]
+    #[serde(rename = "type", default = "defaults::task_type")]
     pub kind: String,
     /// Agent id; unset → `default_agent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,10 +110,10 @@ pub struct TaskConfig {
 #[serde(deny_unknown_fields)]
 pub struct BudgetConfig {
     /// Most tokens (prompt + completion, as the provider reports them) per question.
-    #[serde(default = "default_budget_tokens")]
+    #[serde(default = "defaults::budget_tokens")]
     pub max_tokens: u64,
     /// Most wall-clock seconds per question.
-    #[serde(default = "default_budget_seconds")]
+    #[serde(default = "defaults::budget_seconds")]
     pub max_seconds: u64,
 }
 
@@ -155,13 +157,13 @@ pub struct RateLimiterConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<serde_json::Value>,
     /// Default task concurrency and scheduler worker count.
-    #[serde(default = "default_one")]
+    #[serde(default = "defaults::one")]
     pub workers: u64,
     /// Per-request timeout of the HTTP limiter client.
-    #[serde(default = "default_request_timeout_ms")]
+    #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: u64,
     /// `max_tokens` of every provider request, and so the output part of each reservation.
-    #[serde(default = "default_max_output_tokens")]
+    #[serde(default = "defaults::max_output_tokens")]
     pub max_output_tokens: u64,
     /// Batching of limiter calls.
     #[serde(default)]
@@ -173,122 +175,11 @@ pub struct RateLimiterConfig {
 #[serde(deny_unknown_fields)]
 pub struct BatchSettings {
     /// Most calls per batch; 1 disables batching.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "defaults::batch_size")]
     pub size: u64,
     /// Longest wait for a batch to fill.
-    #[serde(default = "default_flush_ms")]
+    #[serde(default = "defaults::flush_ms")]
     pub flush_ms: u64,
-}
-
-fn default_version() -> u32 {
-    1
-}
-fn default_output_dir() -> PathBuf {
-    PathBuf::from("./cogni-results")
-}
-fn default_agent_id() -> String {
-    "default".into()
-}
-fn default_agent_type() -> String {
-    "builtin".into()
-}
-fn default_provider() -> String {
-    "openrouter".into()
-}
-fn default_model() -> String {
-    "gpt-4.1-mini".into()
-}
-fn default_max_steps() -> u32 {
-    25
-}
-fn default_agents() -> Vec<AgentConfig> {
-    vec![AgentConfig {
-        id: default_agent_id(),
-        kind: default_agent_type(),
-        provider: default_provider(),
-        model: default_model(),
-        max_steps: default_max_steps(),
-        temperature: 0.0,
-        base_url: None,
-    }]
-}
-fn default_task_type() -> String {
-    QUESTION_EVAL.into()
-}
-fn default_budget_tokens() -> u64 {
-    12_000
-}
-fn default_budget_seconds() -> u64 {
-    120
-}
-fn default_one() -> u64 {
-    1
-}
-fn default_request_timeout_ms() -> u64 {
-    2_000
-}
-fn default_max_output_tokens() -> u64 {
-    2_048
-}
-fn default_batch_size() -> u64 {
-    128
-}
-fn default_flush_ms() -> u64 {
-    2
-}
-
-impl Default for RepoConfig {
-    fn default() -> Self {
-        RepoConfig {
-            output_dir: default_output_dir(),
-        }
-    }
-}
-
-impl Default for BudgetConfig {
-    fn default() -> Self {
-        BudgetConfig {
-            max_tokens: default_budget_tokens(),
-            max_seconds: default_budget_seconds(),
-        }
-    }
-}
-
-impl Default for BatchSettings {
-    fn default() -> Self {
-        BatchSettings {
-            size: default_batch_size(),
-            flush_ms: default_flush_ms(),
-        }
-    }
-}
-
-impl Default for RateLimiterConfig {
-    fn default() -> Self {
-        RateLimiterConfig {
-            mode: LimiterMode::Disabled,
-            base_url: None,
-            limits_path: None,
-            limits: None,
-            workers: default_one(),
-            request_timeout_ms: default_request_timeout_ms(),
-            max_output_tokens: default_max_output_tokens(),
-            batch: BatchSettings::default(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            version: default_version(),
-            repo: RepoConfig::default(),
-            agents: default_agents(),
-            default_agent: default_agent_id(),
-            tasks: Vec::new(),
-            rate_limiter: RateLimiterConfig::default(),
-        }
-    }
 }
 
 /// One validation problem: the dotted field path and what is wrong with it.

@@ -151,3 +151,51 @@ impl VerdictCounts {
         counts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(verdict: Verdict) -> QuestionResult {
+        QuestionResult {
+            index: 0,
+            id: "q1".into(),
+            question: "?".into(),
+            verdict,
+            parsed_answer: None,
+            correct_answers: vec![],
+            error: None,
+            tokens: TokenUsage::default(),
+            wall_time_ms: 0,
+            steps: 0,
+            provider_requests: 0,
+            tool_calls: vec![],
+        }
+    }
+
+    #[test]
+    fn task_status_follows_the_rule() {
+        use Verdict::*;
+        let status =
+            |vs: &[Verdict]| task_status(&vs.iter().map(|v| result(*v)).collect::<Vec<_>>());
+        assert_eq!(status(&[Correct, Correct]), TaskStatus::Pass);
+        assert_eq!(status(&[Correct, Incorrect]), TaskStatus::Fail);
+        assert_eq!(status(&[Correct, ParseError]), TaskStatus::Fail);
+        assert_eq!(status(&[Correct, BudgetExceeded]), TaskStatus::Fail);
+        assert_eq!(
+            status(&[Incorrect, RuntimeError, BudgetExceeded]),
+            TaskStatus::Error
+        );
+        let counts = VerdictCounts::of(&[
+            result(Correct),
+            result(Incorrect),
+            result(Correct),
+            result(RuntimeError),
+        ]);
+        assert_eq!(
+            (counts.total, counts.correct, counts.runtime_error),
+            (4, 2, 1)
+        );
+        assert!((counts.accuracy - 0.5).abs() < 1e-9);
+    }
+}

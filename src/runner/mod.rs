@@ -1,6 +1,6 @@
 //! Cogni: the repository question evaluator that runs its LLM calls through the limiter.
 //!
-//! - [`config`] / [`config_rules`]: `.cogni/config.yml` and its validation.
+//! - [`config`] / [`config_defaults`] / [`config_rules`]: `.cogni/config.yml` and its validation.
 //! - [`questions`]: question files.
 //! - [`tools`]: read-only repository tools confined to the repo root.
 //! - [`provider`]: the OpenAI-compatible chat-completions client.
@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod config_defaults;
 pub mod config_rules;
 pub mod eval;
 pub mod gate;

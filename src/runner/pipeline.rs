@@ -297,3 +297,34 @@ impl CallHook for VerboseHook {
         self.output.detail(&text);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_honours_retry_after_else_backs_off() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+            max_retry_after: Duration::from_secs(3),
+        };
+        let server = |retry_after| ProviderError::Server {
+            status: 500,
+            retry_after,
+            body: String::new(),
+        };
+        assert_eq!(policy.delay(&server(None), 1), Duration::from_millis(100));
+        assert_eq!(policy.delay(&server(None), 2), Duration::from_millis(200));
+        assert_eq!(policy.delay(&server(None), 3), Duration::from_millis(350));
+        assert_eq!(
+            policy.delay(&server(Some(Duration::from_secs(1))), 3),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            policy.delay(&server(Some(Duration::from_secs(60))), 1),
+            Duration::from_secs(3)
+        );
+    }
+}

@@ -57,3 +57,43 @@ pub fn parse_answer(reply: &str) -> Result<String, ParseFailure> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_exactly_one_answer_tag() {
+        assert_eq!(
+            parse_answer("because.\n<answer> Rust </answer>\n"),
+            Ok("Rust".into())
+        );
+        assert_eq!(parse_answer("<ANSWER>go</Answer>"), Ok("go".into()));
+        assert!(parse_answer("Rust").unwrap_err().0.contains("no <answer>"));
+        assert!(parse_answer("<answer></answer>")
+            .unwrap_err()
+            .0
+            .contains("empty"));
+        assert!(parse_answer("<answer>a</answer><answer>b</answer>")
+            .unwrap_err()
+            .0
+            .contains("2 <answer> tags"));
+        assert!(parse_answer("<answer>a")
+            .unwrap_err()
+            .0
+            .contains("without a closing"));
+    }
+
+    #[test]
+    fn the_prompt_lists_every_choice() {
+        let q = Question {
+            id: None,
+            question: " Which? ".into(),
+            answers: vec!["a".into(), " b".into()],
+            correct_answers: vec!["a".into()],
+        };
+        let text = user_prompt(&q);
+        assert!(text.starts_with("Question: Which?\n\nChoices:\n- a\n- b\n"));
+        assert_eq!(initial_messages(&q).len(), 2);
+    }
+}

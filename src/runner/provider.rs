@@ -334,3 +334,95 @@ impl ChatProvider for OpenAiProvider {
 fn excerpt(body: &str) -> String {
     body.chars().take(MAX_ERROR_BODY).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn agent(provider: &str, base_url: Option<&str>) -> AgentConfig {
+        AgentConfig {
+            id: "a".into(),
+            kind: "builtin".into(),
+            provider: provider.into(),
+            model: "m".into(),
+            max_steps: 1,
+            temperature: 0.0,
+            base_url: base_url.map(String::from),
+        }
+    }
+
+    #[test]
+    fn base_url_precedence_is_agent_then_env_then_provider() {
+        let env = |name: &str| match name {
+            "LLM_BASE_URL" => Some("http://env:1/v1/".to_string()),
+            "LLM_API_KEY" => Some("secret".to_string()),
+            _ => None,
+        };
+        let none = |_: &str| None;
+        let e = Endpoint::resolve(&agent("openai", Some("http://agent:2/v1")), &env).unwrap();
+        assert_eq!(
+            (e.base_url.as_str(), e.api_key.as_deref()),
+            ("http://agent:2/v1", Some("secret"))
+        );
+        let e = Endpoint::resolve(&agent("openai", None), &env).unwrap();
+        assert_eq!(e.base_url, "http://env:1/v1");
+        let e = Endpoint::resolve(&agent("openrouter", None), &none).unwrap();
+        assert_eq!(
+            (e.base_url.as_str(), e.api_key),
+            ("https://openrouter.ai/api/v1", None)
+        );
+        let err = Endpoint::resolve(&agent("vllm", None), &none).unwrap_err();
+        assert!(
+            err.contains("set agents[].base_url or LLM_BASE_URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn retry_after_prefers_milliseconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(parse_retry_after(&headers), None);
+        headers.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert("retry-after-ms", HeaderValue::from_static("150"));
+        assert_eq!(
+            parse_retry_after(&headers),
+            Some(Duration::from_millis(150))
+        );
+        headers.remove("retry-after-ms");
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+
+    #[test]
+    fn only_429_and_5xx_are_retryable() {
+        let limited = ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(1)),
+            body: String::new(),
+        };
+        assert!(limited.is_retryable());
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(1)));
+        assert!(ProviderError::Server {
+            status: 503,
+            retry_after: None,
+            body: String::new()
+        }
+        .is_retryable());
+        assert!(!ProviderError::Status {
+            status: 400,
+            body: String::new()
+        }
+        .is_retryable());
+        assert!(!ProviderError::Transport("x".into()).is_retryable());
+        let usage = TokenUsage {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            total_tokens: 0,
+        };
+        assert_eq!(usage.total(), 7);
+    }
+}

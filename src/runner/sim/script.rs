@@ -188,3 +188,77 @@ pub fn first_choice(request: &ChatRequest) -> Option<String> {
         .find_map(|line| line.trim().strip_prefix("- "))
         .map(|choice| choice.trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(messages: Vec<ChatMessage>) -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            messages,
+            tools: None,
+            temperature: 0.0,
+            max_tokens: Some(10),
+        }
+    }
+
+    #[test]
+    fn rules_play_tool_steps_then_answer() {
+        let script = Script::parse(
+            "rules:\n  - { match: lang, tool_calls: [ {name: list_dir} ], answer: Rust }\n",
+        )
+        .unwrap();
+        let user = ChatMessage::text("user", "Question: which lang?\n\nChoices:\n- Go\n- Rust\n");
+        let first = request(vec![user.clone()]);
+        let Reply::Message { message, .. } = script.rule_for(&first).reply(&first) else {
+            panic!()
+        };
+        assert_eq!(message.tool_calls[0].function.name, "list_dir");
+        let second = request(vec![
+            user.clone(),
+            message,
+            ChatMessage::tool_result("call_0", "x"),
+        ]);
+        let Reply::Message { message, .. } = script.rule_for(&second).reply(&second) else {
+            panic!()
+        };
+        assert!(message.content.unwrap().ends_with("<answer>Rust</answer>"));
+        let other = request(vec![ChatMessage::text(
+            "user",
+            "Question: x?\n\nChoices:\n- Go\n- Rust\n",
+        )]);
+        let Reply::Message { message, .. } = script.rule_for(&other).reply(&other) else {
+            panic!()
+        };
+        assert!(
+            message.content.unwrap().ends_with("<answer>Go</answer>"),
+            "default answers the first choice"
+        );
+    }
+
+    #[test]
+    fn fail_first_counts_requests() {
+        let script =
+            Script::parse("default: { fail_first: [429, 500], retry_after_ms: 7 }").unwrap();
+        let r = request(vec![ChatMessage::text("user", "q")]);
+        assert_eq!(
+            script.rule_for(&r).reply(&r),
+            Reply::Fail {
+                status: 429,
+                retry_after_ms: 7
+            }
+        );
+        assert_eq!(
+            script.rule_for(&r).reply(&r),
+            Reply::Fail {
+                status: 500,
+                retry_after_ms: 7
+            }
+        );
+        assert!(matches!(
+            script.rule_for(&r).reply(&r),
+            Reply::Message { .. }
+        ));
+    }
+}

@@ -175,17 +175,21 @@ impl Handler<TryTake> for LimitActor {
 
     fn handle(&mut self, msg: TryTake, _: &mut Context<Self>) -> TakeResult {
         self.expire(msg.now_ms);
-        if self.by_lease.contains_key(&msg.lease) {
-            return TakeResult::Taken;
-        }
         if !self.fits(msg.amount) {
             let retry_after_ms = self.policy.hint_ms(&self.definition, self.streak.get());
             self.streak.on_deny();
             return TakeResult::NotFit { retry_after_ms };
         }
         self.streak.on_allow();
-        let expires = msg.now_ms.saturating_add(self.definition.hold_ms());
-        self.insert(msg.lease, msg.amount, expires);
+        let mut expires = msg.now_ms.saturating_add(self.definition.hold_ms());
+        let mut amount = msg.amount;
+        // A lease the coordinator has already forgotten may still hold an overage extension
+        // here: merge rather than drop it (over-counting is the safe side).
+        if let Some((old_expires, old_amount)) = self.remove(msg.lease) {
+            expires = expires.max(old_expires);
+            amount += old_amount;
+        }
+        self.insert(msg.lease, amount, expires);
         TakeResult::Taken
     }
 }

@@ -3,6 +3,7 @@
 use actix_web::web::{self, Json};
 use serde::{Deserialize, Serialize};
 
+use super::body::Object;
 use super::error::ApiError;
 use crate::model::{LimitDefinition, LimitInfo, LimitStatus};
 use crate::service::LimiterService;
@@ -33,9 +34,9 @@ pub struct OneLimit {
 /// `PUT /v1/admin/limits`: creates or updates a limit.
 pub async fn put_limit(
     service: web::Data<LimiterService>,
-    body: Json<LimitDefinition>,
+    body: Json<Object<LimitDefinition>>,
 ) -> Result<Json<PutLimitResponse>, ApiError> {
-    let status = service.define(body.into_inner()).await?;
+    let status = service.define(body.into_inner().into_inner()).await?;
     Ok(Json(PutLimitResponse { ok: true, status }))
 }
 

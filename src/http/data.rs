@@ -6,6 +6,7 @@ use log::debug;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::body::Object;
 use super::error::ApiError;
 use crate::model::{
     BatchResponse, CompleteRequest, CompleteResponse, ErrorCode, ReserveRequest, ReserveResponse,
@@ -24,25 +25,25 @@ pub struct RawBatch {
 /// `POST /v1/reserve`.
 pub async fn reserve(
     service: web::Data<LimiterService>,
-    body: Json<ReserveRequest>,
+    body: Json<Object<ReserveRequest>>,
 ) -> Result<Json<ReserveResponse>, ApiError> {
-    Ok(Json(service.reserve(&body).await?))
+    Ok(Json(service.reserve(&body.into_inner().0).await?))
 }
 
 /// `POST /v1/complete`.
 pub async fn complete(
     service: web::Data<LimiterService>,
-    body: Json<CompleteRequest>,
+    body: Json<Object<CompleteRequest>>,
 ) -> Result<Json<CompleteResponse>, ApiError> {
-    Ok(Json(service.complete(&body).await?))
+    Ok(Json(service.complete(&body.into_inner().0).await?))
 }
 
 /// `POST /v1/reserve/batch`.
 pub async fn reserve_batch(
     service: web::Data<LimiterService>,
-    body: Json<RawBatch>,
+    body: Json<Object<RawBatch>>,
 ) -> Result<Json<BatchResponse<ReserveResponse>>, ApiError> {
-    let items = check_size(body.into_inner().requests, service.settings().max_batch_items)?;
+    let items = check_size(body.into_inner().into_inner().requests, service.settings().max_batch_items)?;
     let (valid, slots) = parse_items::<ReserveRequest>(items, "reserve");
     let answers = service.reserve_batch(&valid).await;
     let results = merge(slots, answers, || {
@@ -54,9 +55,9 @@ pub async fn reserve_batch(
 /// `POST /v1/complete/batch`.
 pub async fn complete_batch(
     service: web::Data<LimiterService>,
-    body: Json<RawBatch>,
+    body: Json<Object<RawBatch>>,
 ) -> Result<Json<BatchResponse<CompleteResponse>>, ApiError> {
-    let items = check_size(body.into_inner().requests, service.settings().max_batch_items)?;
+    let items = check_size(body.into_inner().into_inner().requests, service.settings().max_batch_items)?;
     let (valid, slots) = parse_items::<CompleteRequest>(items, "complete");
     let answers = service.complete_batch(&valid).await;
     let results = merge(slots, answers, || {
@@ -85,8 +86,8 @@ fn parse_items<T: DeserializeOwned>(
     let mut valid = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        match serde_json::from_value::<T>(item) {
-            Ok(request) => {
+        match serde_json::from_value::<Object<T>>(item) {
+            Ok(Object(request)) => {
                 valid.push(request);
                 slots.push(None);
             }

@@ -4,9 +4,11 @@
 //! - [`server`]: routes ([`configure`]) and the listening server ([`bind`]).
 //! - [`data`]: reserve/complete and their batch forms.
 //! - [`admin`]: define, list and read limits.
+//! - [`body`]: request bodies must be JSON objects.
 //! - [`error`]: every failure as a status code and a JSON `{error, message}` body.
 
 pub mod admin;
+pub mod body;
 pub mod data;
 pub mod error;
 pub mod server;

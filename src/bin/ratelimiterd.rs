@@ -17,11 +17,18 @@ use ratelimiter::registry::{read_limits_file, Registry};
 use ratelimiter::service::{LimiterService, RegistrySource};
 use ratelimiter::settings::{BackendKind, Overrides, ServerSettings, ENV_PREFIX};
 
-/// Settings come from defaults, then the YAML file given with --config, then environment
-/// variables RATELIMITERD_<KEY> (nested keys joined with `__`, e.g.
-/// RATELIMITERD_RETRY__ROLLING__BASE_MS=200), then these flags.
+/// The command line: `--config` plus one flag per setting.
 #[derive(Debug, Parser)]
-#[command(name = "ratelimiterd", version, about = "Rate-limit service for LLM calls", long_about = None)]
+#[command(
+    name = "ratelimiterd",
+    version,
+    about = "Rate-limit service for LLM calls: reserve before a call, complete after it",
+    long_about = None,
+    after_help = "Settings are layered, later wins: defaults, the YAML file given with --config, \
+environment variables RATELIMITERD_<KEY> (nested keys joined with `__`, e.g. \
+RATELIMITERD_RETRY__ROLLING__BASE_MS=200), then these flags. Log level: RUST_LOG (default info).\n\
+Exit status: 2 for a configuration error, 1 for a runtime error (registry, port in use)."
+)]
 struct Cli {
     /// YAML config file (every setting; see the README's configuration reference)
     #[arg(long, value_name = "FILE")]
@@ -74,10 +81,9 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
     let clock: SharedClock = Arc::new(SystemClock);
     let backend = start_backend(&settings, clock).await?;
     let registry = Registry::new(&settings.registry);
-    info!("registry {}", settings.registry.display());
     let service = LimiterService::start(backend, RegistrySource::File(registry), seed, settings.service())
         .await
-        .map_err(|e| Fatal::Runtime(format!("cannot start: {e}")))?;
+        .map_err(|e| Fatal::Runtime(format!("cannot start with registry {}: {e}", settings.registry.display())))?;
     match service.list().await {
         Ok(limits) => info!("{} limit(s) in force on the {} backend", limits.len(), service.backend_name()),
         Err(e) => return Err(Fatal::Runtime(format!("backend {}: {e}", service.backend_name()))),

@@ -188,9 +188,9 @@ impl ServerSettings {
                 .source(Some(env)),
         );
         for (key, value) in overrides.values() {
-            builder = builder
-                .set_override(key, value)
-                .map_err(|e| SettingsError::Parse(format!("--{}: {e}", key.replace(['.', '_'], "-"))))?;
+            builder = builder.set_override(key, value).map_err(|e| {
+                SettingsError::Parse(format!("--{}: {e}", key.replace(['.', '_'], "-")))
+            })?;
         }
         let merged = builder
             .build()
@@ -208,12 +208,31 @@ impl ServerSettings {
         if self.registry.as_os_str().is_empty() {
             return Err("registry: must not be empty".into());
         }
-        if self.limits.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        if self
+            .limits
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
             return Err("limits: must not be empty when set".into());
         }
-        check_range("max_batch_items", self.max_batch_items as u64, 1, MAX_BATCH_ITEMS_LIMIT as u64)?;
-        check_range("max_body_bytes", self.max_body_bytes as u64, 1024, 256 * 1024 * 1024)?;
-        check_range("decrease_interval_ms", self.decrease_interval_ms, 1, 3_600_000)?;
+        check_range(
+            "max_batch_items",
+            self.max_batch_items as u64,
+            1,
+            MAX_BATCH_ITEMS_LIMIT as u64,
+        )?;
+        check_range(
+            "max_body_bytes",
+            self.max_body_bytes as u64,
+            1024,
+            256 * 1024 * 1024,
+        )?;
+        check_range(
+            "decrease_interval_ms",
+            self.decrease_interval_ms,
+            1,
+            3_600_000,
+        )?;
         self.retry.validate()?;
         check_range("lease_capacity", self.lease_capacity as u64, 1, 100_000_000)?;
         check_range("workers", self.workers as u64, 1, 1024)?;
@@ -249,20 +268,32 @@ impl TigerBeetleSettings {
                 check_host_port(field, address)?;
             }
         }
-        check_range("tigerbeetle.request_timeout_ms", self.request_timeout_ms, 1, 600_000)?;
+        check_range(
+            "tigerbeetle.request_timeout_ms",
+            self.request_timeout_ms,
+            1,
+            600_000,
+        )?;
         check_range(
             "tigerbeetle.batch_max_events",
             u64::from(self.batch_max_events),
             1,
             u64::from(TIGERBEETLE_MAX_BATCH_EVENTS),
         )?;
-        check_range("tigerbeetle.flush_interval_us", self.flush_interval_us, 0, 1_000_000)
+        check_range(
+            "tigerbeetle.flush_interval_us",
+            self.flush_interval_us,
+            0,
+            1_000_000,
+        )
     }
 }
 
 fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
     if value < min || value > max {
-        return Err(format!("{field}: must be between {min} and {max} (got {value})"));
+        return Err(format!(
+            "{field}: must be between {min} and {max} (got {value})"
+        ));
     }
     Ok(())
 }

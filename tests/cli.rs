@@ -17,7 +17,9 @@ fn example_limits() -> PathBuf {
 /// The binary with a clean environment for its settings (no inherited RATELIMITERD_*).
 fn ratelimiterd(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratelimiterd"));
-    cmd.current_dir(dir).env("RUST_LOG", "info").kill_on_drop(true);
+    cmd.current_dir(dir)
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true);
     for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("RATELIMITERD_")) {
         cmd.env_remove(name);
     }
@@ -35,7 +37,10 @@ async fn run(mut cmd: Command) -> (ExitStatus, String, String) {
 }
 
 /// Reads stderr lines until one contains `needle`; returns every line read.
-async fn read_until(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>, needle: &str) -> Vec<String> {
+async fn read_until(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    needle: &str,
+) -> Vec<String> {
     let mut seen = Vec::new();
     while let Some(line) = lines.next_line().await.expect("stderr readable") {
         let found = line.contains(needle);
@@ -62,36 +67,78 @@ async fn serves_the_example_limits_and_stops_on_sigterm() {
         let dir = tempfile::tempdir().unwrap();
         let registry = dir.path().join("state/limits.json");
         let mut cmd = ratelimiterd(dir.path());
-        cmd.arg("--listen").arg("127.0.0.1:0").arg("--registry").arg(&registry);
-        cmd.arg("--limits").arg(example_limits()).arg("--workers").arg("1");
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--registry")
+            .arg(&registry);
+        cmd.arg("--limits")
+            .arg(example_limits())
+            .arg("--workers")
+            .arg("1");
         let mut child = cmd.stderr(Stdio::piped()).spawn().expect("binary starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = read_until(&mut lines, "listening on http://").await;
         let text = log.join("\n");
-        assert!(text.contains("limits file") && text.contains("10 limit(s)"), "{text}");
+        assert!(
+            text.contains("limits file") && text.contains("10 limit(s)"),
+            "{text}"
+        );
         assert!(text.contains(&registry.display().to_string()), "{text}");
-        let addr = log.last().unwrap().rsplit("http://").next().unwrap().trim().to_string();
+        let addr = log
+            .last()
+            .unwrap()
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .trim()
+            .to_string();
 
         let client = reqwest::Client::new();
-        let health: serde_json::Value = client.get(format!("http://{addr}/healthz")).send().await.unwrap().json().await.unwrap();
+        let health: serde_json::Value = client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(health["status"], "ok");
-        let list: serde_json::Value =
-            client.get(format!("http://{addr}/v1/admin/limits")).send().await.unwrap().json().await.unwrap();
+        let list: serde_json::Value = client
+            .get(format!("http://{addr}/v1/admin/limits"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(list["limits"].as_array().unwrap().len(), 10);
         let reserve = serde_json::json!({"lease_id": ulid::Ulid::new().to_string(),
             "requirements": [{"key": "global:llm:openai:gpt-4o:rpm", "amount": 1},
                              {"key": "tenant:acme:llm:daily_tokens", "amount": 2048}]});
-        let answer: serde_json::Value =
-            client.post(format!("http://{addr}/v1/reserve")).json(&reserve).send().await.unwrap().json().await.unwrap();
+        let answer: serde_json::Value = client
+            .post(format!("http://{addr}/v1/reserve"))
+            .json(&reserve)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(answer["allowed"], true, "{answer}");
         assert!(registry.exists(), "the seeded registry was saved");
         let example_before = std::fs::read_to_string(example_limits()).unwrap();
 
         sigterm(&child);
-        let rest = read_until(&mut lines, "ratelimiterd stopped").await.join("\n");
+        let rest = read_until(&mut lines, "ratelimiterd stopped")
+            .await
+            .join("\n");
         assert!(rest.contains("SIGTERM"), "{rest}");
         assert!(child.wait().await.unwrap().success());
-        assert_eq!(std::fs::read_to_string(example_limits()).unwrap(), example_before, "limits file never written");
+        assert_eq!(
+            std::fs::read_to_string(example_limits()).unwrap(),
+            example_before,
+            "limits file never written"
+        );
     })
     .await
     .expect("exceeded its time bound");
@@ -106,12 +153,25 @@ async fn help_lists_every_flag() {
         let (status, stdout, _) = run(cmd).await;
         assert!(status.success());
         for flag in [
-            "--config", "--listen", "--backend", "--registry", "--limits", "--max-batch-items",
-            "--max-body-bytes", "--decrease-interval-ms", "--retry-rolling-base-ms",
-            "--retry-concurrency-factor", "--retry-decreasing-ms", "--tb-addresses", "--tb-cluster",
+            "--config",
+            "--listen",
+            "--backend",
+            "--registry",
+            "--limits",
+            "--max-batch-items",
+            "--max-body-bytes",
+            "--decrease-interval-ms",
+            "--retry-rolling-base-ms",
+            "--retry-concurrency-factor",
+            "--retry-decreasing-ms",
+            "--tb-addresses",
+            "--tb-cluster",
             "RATELIMITERD_",
         ] {
-            assert!(stdout.contains(flag), "--help should mention {flag}:\n{stdout}");
+            assert!(
+                stdout.contains(flag),
+                "--help should mention {flag}:\n{stdout}"
+            );
         }
     })
     .await
@@ -123,7 +183,10 @@ async fn fails(dir: &Path, args: &[&str], code: i32, mentions: &str) {
     cmd.args(args);
     let (status, _, stderr) = run(cmd).await;
     assert_eq!(status.code(), Some(code), "{args:?}: {stderr}");
-    assert!(stderr.contains(mentions), "{args:?}: stderr should mention {mentions:?}:\n{stderr}");
+    assert!(
+        stderr.contains(mentions),
+        "{args:?}: stderr should mention {mentions:?}:\n{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -145,15 +208,65 @@ async fn start_up_errors_exit_non_zero_with_a_clear_line() {
         fails(d, &["--bogus"], 2, "--bogus").await;
         fails(d, &["--max-batch-items", "many"], 2, "--max-batch-items").await;
         fails(d, &["--backend", "redis"], 2, "redis").await;
-        fails(d, &["--config", bad_config.to_str().unwrap()], 2, "max_batch_items: must be between 1").await;
+        fails(
+            d,
+            &["--config", bad_config.to_str().unwrap()],
+            2,
+            "max_batch_items: must be between 1",
+        )
+        .await;
         fails(d, &["--config", typo_config.to_str().unwrap()], 2, "lisen").await;
-        fails(d, &["--config", "missing.yaml"], 2, "config file missing.yaml").await;
+        fails(
+            d,
+            &["--config", "missing.yaml"],
+            2,
+            "config file missing.yaml",
+        )
+        .await;
         fails(d, &["--listen", "nowhere"], 2, "listen: \"nowhere\"").await;
-        fails(d, &["--registry", registry, "--limits", corrupt.to_str().unwrap()], 2, "corrupt.json").await;
-        fails(d, &["--registry", registry, "--backend", "tigerbeetle"], 2, "--features tigerbeetle").await;
-        fails(d, &["--registry", registry, "--listen", &busy_addr], 1, &format!("cannot listen on {busy_addr}")).await;
-        fails(d, &["--registry", corrupt.to_str().unwrap(), "--listen", "127.0.0.1:0"], 1, "corrupt.json is not a valid limits file").await;
-        assert_eq!(std::fs::read_to_string(&corrupt).unwrap(), "[{oops", "a corrupt registry is never overwritten");
+        fails(
+            d,
+            &[
+                "--registry",
+                registry,
+                "--limits",
+                corrupt.to_str().unwrap(),
+            ],
+            2,
+            "corrupt.json",
+        )
+        .await;
+        fails(
+            d,
+            &["--registry", registry, "--backend", "tigerbeetle"],
+            2,
+            "--features tigerbeetle",
+        )
+        .await;
+        fails(
+            d,
+            &["--registry", registry, "--listen", &busy_addr],
+            1,
+            &format!("cannot listen on {busy_addr}"),
+        )
+        .await;
+        fails(
+            d,
+            &[
+                "--registry",
+                corrupt.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            1,
+            "corrupt.json is not a valid limits file",
+        )
+        .await;
+        assert_eq!(
+            std::fs::read_to_string(&corrupt).unwrap(),
+            "[{oops",
+            "a corrupt registry is never overwritten"
+        );
     })
     .await
     .expect("exceeded its time bound");

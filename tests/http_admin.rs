@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{bounded, concurrency, encode, lease, reserve_body, reserve_body_for, rolling, test_http, TestServer};
+use common::{
+    bounded, concurrency, encode, lease, reserve_body, reserve_body_for, rolling, test_http,
+    TestServer,
+};
 use ratelimiter::registry::Registry;
 use ratelimiter::service::{RegistrySource, ServiceSettings, StartError};
 use reqwest::StatusCode;
@@ -57,11 +60,16 @@ async fn percent_encoded_and_plain_keys_name_the_same_limit() {
         let (plain_status, plain) = server.get(&format!("/v1/admin/limits/{RPM}")).await;
         let encoded_path = "/v1/admin/limits/global%3Allm%3Aopenai%3Agpt-4o%3Arpm";
         let (encoded_status, encoded) = server.get(encoded_path).await;
-        assert_eq!((plain_status, encoded_status), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(
+            (plain_status, encoded_status),
+            (StatusCode::OK, StatusCode::OK)
+        );
         assert_eq!(plain, encoded);
         assert_eq!(encoded["limit"]["definition"]["key"], RPM);
         // A key with a space and a slash only has an encoded form.
-        let (status, body) = server.get(&format!("/v1/admin/limits/{}", encode(odd))).await;
+        let (status, body) = server
+            .get(&format!("/v1/admin/limits/{}", encode(odd)))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["limit"]["definition"]["capacity"], 7);
     })
@@ -72,11 +80,20 @@ async fn percent_encoded_and_plain_keys_name_the_same_limit() {
 async fn unknown_key_is_404_with_the_key() {
     bounded(async {
         let server = TestServer::start().await;
-        for path in ["/v1/admin/limits/global:llm:nobody:rpm", "/v1/admin/limits/global%3Allm%3Anobody%3Arpm"] {
+        for path in [
+            "/v1/admin/limits/global:llm:nobody:rpm",
+            "/v1/admin/limits/global%3Allm%3Anobody%3Arpm",
+        ] {
             let (status, body) = server.get(path).await;
             assert_eq!(status, StatusCode::NOT_FOUND);
             assert_eq!(body["error"], "unknown_limit_key:global:llm:nobody:rpm");
-            assert!(body["message"].as_str().unwrap().contains("global:llm:nobody:rpm"), "{body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("global:llm:nobody:rpm"),
+                "{body}"
+            );
         }
     })
     .await;
@@ -99,11 +116,18 @@ async fn registry_survives_a_restart_and_resumes_a_decrease() {
             .unwrap();
             first.define(&rolling(key, 100, 60)).await;
             first.define(&concurrency(INFLIGHT, 5, 30)).await;
-            assert_eq!(first.reserve(&reserve_body(&[(key, 80)])).await["allowed"], true);
+            assert_eq!(
+                first.reserve(&reserve_body(&[(key, 80)])).await["allowed"],
+                true
+            );
             assert_eq!(first.define(&rolling(key, 60, 60)).await, "decreasing");
-            assert!(!path.with_extension("json.tmp").exists(), "no temporary file left");
+            assert!(
+                !path.with_extension("json.tmp").exists(),
+                "no temporary file left"
+            );
         }
-        let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(saved.as_array().unwrap().len(), 2);
 
         // A limits file seed never overrides what the registry holds.
@@ -126,10 +150,16 @@ async fn registry_survives_a_restart_and_resumes_a_decrease() {
         // Lease metadata did not survive, so the new process holds nothing: the decrease applies.
         assert_eq!(second.service.apply_pending_decreases().await, 1);
         assert_eq!(second.limit(key).await["definition"]["capacity"], 60);
-        assert_eq!(second.reserve(&reserve_body(&[(key, 60)])).await["allowed"], true);
+        assert_eq!(
+            second.reserve(&reserve_body(&[(key, 60)])).await["allowed"],
+            true
+        );
         let reloaded = Registry::new(&path).load().unwrap();
         let state = reloaded.iter().find(|s| s.definition.key == key).unwrap();
-        assert_eq!((state.definition.capacity, state.pending_decrease_to), (60, 0));
+        assert_eq!(
+            (state.definition.capacity, state.pending_decrease_to),
+            (60, 0)
+        );
     })
     .await;
 }
@@ -147,10 +177,15 @@ async fn corrupt_registry_is_a_start_error_and_is_kept() {
             test_http(),
         )
         .await;
-        let Err(err) = result else { panic!("a corrupt registry must not start") };
+        let Err(err) = result else {
+            panic!("a corrupt registry must not start")
+        };
         assert!(matches!(err, StartError::Registry(_)), "{err}");
         assert!(err.to_string().contains("limits.json"), "{err}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[{\"definition\": {\"key\": ");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[{\"definition\": {\"key\": "
+        );
     })
     .await;
 }
@@ -172,15 +207,33 @@ async fn registry_save_failure_is_500_and_changes_nothing() {
         // Replace the registry's directory with a plain file: every later save fails.
         std::fs::remove_dir_all(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub"), "not a directory").unwrap();
-        let (status, body) = server.put_json(&serde_json::to_value(rolling(RPM, 9, 60)).unwrap()).await;
+        let (status, body) = server
+            .put_json(&serde_json::to_value(rolling(RPM, 9, 60)).unwrap())
+            .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
         assert_eq!(body["error"], "registry_error");
-        assert!(body["message"].as_str().unwrap().contains("limits.json"), "{body}");
-        assert_eq!(server.limit(RPM).await["definition"]["capacity"], 5, "old definition kept");
-        assert_eq!(server.reserve(&reserve_body(&[(RPM, 6)])).await["allowed"], false, "backend kept capacity 5");
-        let (status, _) = server.put_json(&serde_json::to_value(rolling("new:key", 1, 60)).unwrap()).await;
+        assert!(
+            body["message"].as_str().unwrap().contains("limits.json"),
+            "{body}"
+        );
+        assert_eq!(
+            server.limit(RPM).await["definition"]["capacity"],
+            5,
+            "old definition kept"
+        );
+        assert_eq!(
+            server.reserve(&reserve_body(&[(RPM, 6)])).await["allowed"],
+            false,
+            "backend kept capacity 5"
+        );
+        let (status, _) = server
+            .put_json(&serde_json::to_value(rolling("new:key", 1, 60)).unwrap())
+            .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(server.get("/v1/admin/limits/new:key").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            server.get("/v1/admin/limits/new:key").await.0,
+            StatusCode::NOT_FOUND
+        );
     })
     .await;
 }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{bounded, complete_body, concurrency, lease, reserve_body, reserve_body_for, rolling, TestServer};
+use common::{
+    bounded, complete_body, concurrency, lease, reserve_body, reserve_body_for, rolling, TestServer,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -30,7 +32,12 @@ async fn reserve_then_complete_end_to_end() {
         server.define(&concurrency(inflight, 1, 120)).await;
 
         let id = lease();
-        let answer = server.reserve(&reserve_body_for(&id, &[(rpm, 1), (tpm, 2_000), (inflight, 1)])).await;
+        let answer = server
+            .reserve(&reserve_body_for(
+                &id,
+                &[(rpm, 1), (tpm, 2_000), (inflight, 1)],
+            ))
+            .await;
         assert_eq!(answer["allowed"], true, "{answer}");
         assert_eq!(answer["retry_after_ms"], 0);
         assert_eq!(answer["error"], "");
@@ -46,9 +53,16 @@ async fn reserve_then_complete_end_to_end() {
 
         let done = server.complete(&id, &[(rpm, 1), (tpm, 1_200)]).await;
         assert_eq!(done, json!({"ok": true, "error": ""}));
-        assert_eq!(server.usage(tpm).await["in_use"], 1_200, "slack freed at once");
+        assert_eq!(
+            server.usage(tpm).await["in_use"],
+            1_200,
+            "slack freed at once"
+        );
         assert_eq!(server.usage(inflight).await["in_use"], 0, "hold released");
-        assert_eq!(server.reserve(&reserve_body(&[(inflight, 1)])).await["allowed"], true);
+        assert_eq!(
+            server.reserve(&reserve_body(&[(inflight, 1)])).await["allowed"],
+            true
+        );
     })
     .await;
 }
@@ -59,11 +73,20 @@ async fn rolling_reservations_expire_with_the_window() {
         let server = TestServer::start().await;
         server.define(&rolling("k", 2, 60)).await;
         for _ in 0..2 {
-            assert_eq!(server.reserve(&reserve_body(&[("k", 1)])).await["allowed"], true);
+            assert_eq!(
+                server.reserve(&reserve_body(&[("k", 1)])).await["allowed"],
+                true
+            );
         }
-        assert_eq!(server.reserve(&reserve_body(&[("k", 1)])).await["allowed"], false);
+        assert_eq!(
+            server.reserve(&reserve_body(&[("k", 1)])).await["allowed"],
+            false
+        );
         server.clock.advance_ms(60_001);
-        assert_eq!(server.reserve(&reserve_body(&[("k", 1)])).await["allowed"], true);
+        assert_eq!(
+            server.reserve(&reserve_body(&[("k", 1)])).await["allowed"],
+            true
+        );
     })
     .await;
 }
@@ -73,7 +96,9 @@ async fn unknown_key_is_a_denial_that_takes_nothing() {
     bounded(async {
         let server = TestServer::start().await;
         server.define(&rolling("known", 5, 60)).await;
-        let answer = server.reserve(&reserve_body(&[("known", 1), ("missing:key", 1)])).await;
+        let answer = server
+            .reserve(&reserve_body(&[("known", 1), ("missing:key", 1)]))
+            .await;
         assert_eq!(answer["allowed"], false);
         assert_eq!(answer["retry_after_ms"], 0);
         assert_eq!(answer["error"], "unknown_limit_key:missing:key");
@@ -144,7 +169,10 @@ async fn complete_batch_answers_in_order_with_per_item_errors() {
         server.define(&concurrency("c", 2, 30)).await;
         let (a, b) = (lease(), lease());
         for id in [&a, &b] {
-            assert_eq!(server.reserve(&reserve_body_for(id, &[("c", 1)])).await["allowed"], true);
+            assert_eq!(
+                server.reserve(&reserve_body_for(id, &[("c", 1)])).await["allowed"],
+                true
+            );
         }
         let batch = json!({"requests": [
             complete_body(&a, &[]),
@@ -163,7 +191,11 @@ async fn complete_batch_answers_in_order_with_per_item_errors() {
                 {"ok": true, "error": ""},
             ])
         );
-        assert_eq!(server.usage("c").await["in_use"], 1, "only lease a was released");
+        assert_eq!(
+            server.usage("c").await["in_use"],
+            1,
+            "only lease a was released"
+        );
     })
     .await;
 }
@@ -175,29 +207,50 @@ async fn decrease_denies_until_applied_then_serves_again() {
         let key = "global:llm:anthropic:claude-sonnet-4:tpm";
         server.define(&rolling(key, 100, 60)).await;
         let holder = lease();
-        assert_eq!(server.reserve(&reserve_body_for(&holder, &[(key, 80)])).await["allowed"], true);
+        assert_eq!(
+            server
+                .reserve(&reserve_body_for(&holder, &[(key, 80)]))
+                .await["allowed"],
+            true
+        );
 
         assert_eq!(server.define(&rolling(key, 60, 60)).await, "decreasing");
         let limit = server.limit(key).await;
         assert_eq!(limit["status"], "decreasing");
         assert_eq!(limit["pending_decrease_to"], 60);
-        assert_eq!(limit["definition"]["capacity"], 100, "old capacity stays in force");
+        assert_eq!(
+            limit["definition"]["capacity"], 100,
+            "old capacity stays in force"
+        );
 
         let denied = server.reserve(&reserve_body(&[(key, 1)])).await;
         assert_eq!(denied["allowed"], false);
         assert_eq!(denied["error"], format!("limit_decreasing:{key}"));
         assert_eq!(denied["retry_after_ms"], 10_000);
 
-        assert_eq!(server.service.apply_pending_decreases().await, 0, "only 20 available, 40 needed");
+        assert_eq!(
+            server.service.apply_pending_decreases().await,
+            0,
+            "only 20 available, 40 needed"
+        );
         server.complete(&holder, &[(key, 30)]).await;
         assert_eq!(server.service.apply_pending_decreases().await, 1);
         let limit = server.limit(key).await;
         assert_eq!(limit["status"], "active");
         assert_eq!(limit["pending_decrease_to"], 0);
         assert_eq!(limit["definition"]["capacity"], 60);
-        assert_eq!(limit["usage"], json!({"in_use": 30, "available": 30, "debt": 0}));
-        assert_eq!(server.reserve(&reserve_body(&[(key, 30)])).await["allowed"], true);
-        assert_eq!(server.reserve(&reserve_body(&[(key, 1)])).await["error"], "");
+        assert_eq!(
+            limit["usage"],
+            json!({"in_use": 30, "available": 30, "debt": 0})
+        );
+        assert_eq!(
+            server.reserve(&reserve_body(&[(key, 30)])).await["allowed"],
+            true
+        );
+        assert_eq!(
+            server.reserve(&reserve_body(&[(key, 1)])).await["error"],
+            ""
+        );
     })
     .await;
 }
@@ -208,9 +261,15 @@ async fn overage_becomes_debt_in_usage() {
         let server = TestServer::start().await;
         server.define(&rolling("t", 100, 60)).await;
         let id = lease();
-        assert_eq!(server.reserve(&reserve_body_for(&id, &[("t", 100)])).await["allowed"], true);
+        assert_eq!(
+            server.reserve(&reserve_body_for(&id, &[("t", 100)])).await["allowed"],
+            true
+        );
         server.complete(&id, &[("t", 150)]).await;
-        assert_eq!(server.usage("t").await, json!({"in_use": 100, "available": 0, "debt": 50}));
+        assert_eq!(
+            server.usage("t").await,
+            json!({"in_use": 100, "available": 0, "debt": 50})
+        );
     })
     .await;
 }

@@ -19,14 +19,21 @@ async fn server_with_key() -> TestServer {
 }
 
 fn requirements(n: usize) -> Value {
-    Value::Array((0..n).map(|i| json!({"key": format!("{KEY}{i}"), "amount": 1})).collect())
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"key": format!("{KEY}{i}"), "amount": 1}))
+            .collect(),
+    )
 }
 
 fn assert_invalid(status: StatusCode, body: &Value, mentions: &str) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_request", "{body}");
     let message = body["message"].as_str().expect("message");
-    assert!(message.contains(mentions), "message {message:?} should mention {mentions:?}");
+    assert!(
+        message.contains(mentions),
+        "message {message:?} should mention {mentions:?}"
+    );
 }
 
 #[rstest]
@@ -45,7 +52,10 @@ fn assert_invalid(status: StatusCode, body: &Value, mentions: &str) {
 #[case::unknown_item_field(json!({"lease_id": lease(), "requirements": [{"key": KEY, "amount": 1, "unit": "x"}]}), "unknown field `unit`")]
 #[case::not_an_object(json!([1, 2]), "invalid type: sequence, expected a JSON object")]
 #[actix_rt::test]
-async fn invalid_reserve_is_rejected_and_changes_nothing(#[case] body: Value, #[case] mentions: &str) {
+async fn invalid_reserve_is_rejected_and_changes_nothing(
+    #[case] body: Value,
+    #[case] mentions: &str,
+) {
     bounded(async {
         let server = server_with_key().await;
         let (status, answer) = server.post("/v1/reserve", &body).await;
@@ -62,10 +72,19 @@ async fn invalid_reserve_is_rejected_and_changes_nothing(#[case] body: Value, #[
 #[case::empty("application/json", "", "not valid JSON")]
 #[case::wrong_content_type("text/plain", "{}", "Content-Type: expected application/json")]
 #[actix_rt::test]
-async fn unreadable_bodies_are_rejected(#[case] content_type: &str, #[case] body: &'static str, #[case] mentions: &str) {
+async fn unreadable_bodies_are_rejected(
+    #[case] content_type: &str,
+    #[case] body: &'static str,
+    #[case] mentions: &str,
+) {
     bounded(async {
         let server = server_with_key().await;
-        for path in ["/v1/reserve", "/v1/complete", "/v1/reserve/batch", "/v1/complete/batch"] {
+        for path in [
+            "/v1/reserve",
+            "/v1/complete",
+            "/v1/reserve/batch",
+            "/v1/complete/batch",
+        ] {
             let (status, answer) = server.post_raw(path, content_type, body).await;
             assert_invalid(status, &answer, mentions);
         }
@@ -115,7 +134,11 @@ async fn malformed_batch_envelopes_are_rejected(#[case] body: Value, #[case] men
             let (status, answer) = server.post(path, &body).await;
             assert_invalid(status, &answer, mentions);
         }
-        assert_eq!(server.usage(KEY).await["in_use"], 0, "no item of a rejected batch ran");
+        assert_eq!(
+            server.usage(KEY).await["in_use"],
+            0,
+            "no item of a rejected batch ran"
+        );
     })
     .await;
 }
@@ -127,15 +150,19 @@ async fn batch_limit_follows_the_setting() {
             max_batch_items: 2,
             ..ServiceSettings::default()
         };
-        let server = TestServer::start_with(RegistrySource::InMemory, Vec::new(), settings, test_http())
-            .await
-            .unwrap();
+        let server =
+            TestServer::start_with(RegistrySource::InMemory, Vec::new(), settings, test_http())
+                .await
+                .unwrap();
         server.define(&rolling(KEY, 10, 60)).await;
         let three = json!({"requests": vec![reserve_body(&[(KEY, 1)]); 3]});
         let (status, answer) = server.post("/v1/reserve/batch", &three).await;
         assert_invalid(status, &answer, "max_batch_items is 2");
         let two = json!({"requests": vec![reserve_body(&[(KEY, 1)]); 2]});
-        assert_eq!(server.post("/v1/reserve/batch", &two).await.0, StatusCode::OK);
+        assert_eq!(
+            server.post("/v1/reserve/batch", &two).await.0,
+            StatusCode::OK
+        );
     })
     .await;
 }
@@ -165,7 +192,8 @@ async fn bad_admin_definitions_are_rejected(#[case] body: Value, #[case] mention
 async fn kind_change_is_rejected_and_keeps_the_old_definition() {
     bounded(async {
         let server = server_with_key().await;
-        let concurrency = json!({"key": KEY, "kind": "concurrency", "capacity": 5, "timeout_seconds": 30});
+        let concurrency =
+            json!({"key": KEY, "kind": "concurrency", "capacity": 5, "timeout_seconds": 30});
         let (status, answer) = server.put_json(&concurrency).await;
         assert_invalid(status, &answer, "kind: cannot change the kind");
         let limit = server.limit(KEY).await;
@@ -197,14 +225,22 @@ async fn body_limit_follows_the_setting() {
             max_body_bytes: 2048,
             workers: 1,
         };
-        let server = TestServer::start_with(RegistrySource::InMemory, Vec::new(), ServiceSettings::default(), http)
-            .await
-            .unwrap();
+        let server = TestServer::start_with(
+            RegistrySource::InMemory,
+            Vec::new(),
+            ServiceSettings::default(),
+            http,
+        )
+        .await
+        .unwrap();
         server.define(&rolling(KEY, 10, 60)).await;
         let batch = json!({"requests": vec![reserve_body(&[(KEY, 1)]); 40]});
         let (status, answer) = server.post("/v1/reserve/batch", &batch).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
-        assert!(answer["message"].as_str().unwrap().contains("2048 bytes"), "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains("2048 bytes"),
+            "{answer}"
+        );
         assert_eq!(server.usage(KEY).await["in_use"], 0);
     })
     .await;

@@ -64,12 +64,16 @@ fn main() -> ExitCode {
 
 async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fatal> {
     match &config {
-        Some(path) => info!("config file {} loaded ({ENV_PREFIX}_* variables and flags override it)", path.display()),
+        Some(path) => info!(
+            "config file {} loaded ({ENV_PREFIX}_* variables and flags override it)",
+            path.display()
+        ),
         None => info!("no config file; defaults, {ENV_PREFIX}_* variables and flags"),
     }
     let seed = match &settings.limits {
         Some(path) => {
-            let states = read_limits_file(path).map_err(|e| Fatal::Config(format!("limits: {e}")))?;
+            let states =
+                read_limits_file(path).map_err(|e| Fatal::Config(format!("limits: {e}")))?;
             info!("limits file {}: {} limit(s)", path.display(), states.len());
             states
         }
@@ -81,12 +85,31 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
     let clock: SharedClock = Arc::new(SystemClock);
     let backend = start_backend(&settings, clock).await?;
     let registry = Registry::new(&settings.registry);
-    let service = LimiterService::start(backend, RegistrySource::File(registry), seed, settings.service())
-        .await
-        .map_err(|e| Fatal::Runtime(format!("cannot start with registry {}: {e}", settings.registry.display())))?;
+    let service = LimiterService::start(
+        backend,
+        RegistrySource::File(registry),
+        seed,
+        settings.service(),
+    )
+    .await
+    .map_err(|e| {
+        Fatal::Runtime(format!(
+            "cannot start with registry {}: {e}",
+            settings.registry.display()
+        ))
+    })?;
     match service.list().await {
-        Ok(limits) => info!("{} limit(s) in force on the {} backend", limits.len(), service.backend_name()),
-        Err(e) => return Err(Fatal::Runtime(format!("backend {}: {e}", service.backend_name()))),
+        Ok(limits) => info!(
+            "{} limit(s) in force on the {} backend",
+            limits.len(),
+            service.backend_name()
+        ),
+        Err(e) => {
+            return Err(Fatal::Runtime(format!(
+                "backend {}: {e}",
+                service.backend_name()
+            )))
+        }
     }
     let interval = Duration::from_millis(settings.decrease_interval_ms);
     DecreaseApplier::new(Arc::clone(&service), interval).start();
@@ -102,29 +125,51 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
 }
 
 /// Starts the configured backend.
-async fn start_backend(settings: &ServerSettings, clock: SharedClock) -> Result<Arc<dyn Backend>, Fatal> {
+async fn start_backend(
+    settings: &ServerSettings,
+    clock: SharedClock,
+) -> Result<Arc<dyn Backend>, Fatal> {
     let policy = settings.retry;
     match settings.backend {
-        BackendKind::Memory => Ok(MemoryBackend::start_with_lease_capacity(clock, policy, settings.lease_capacity)),
+        BackendKind::Memory => Ok(MemoryBackend::start_with_lease_capacity(
+            clock,
+            policy,
+            settings.lease_capacity,
+        )),
         BackendKind::Tigerbeetle => tigerbeetle_backend(settings, clock).await,
     }
 }
 
 /// The single place where `ratelimiterd` connects to TigerBeetle.
 #[cfg(feature = "tigerbeetle")]
-async fn tigerbeetle_backend(settings: &ServerSettings, clock: SharedClock) -> Result<Arc<dyn Backend>, Fatal> {
+async fn tigerbeetle_backend(
+    settings: &ServerSettings,
+    clock: SharedClock,
+) -> Result<Arc<dyn Backend>, Fatal> {
     let policy = settings.retry;
-    info!("connecting to TigerBeetle cluster {} at {}", settings.tigerbeetle.cluster, settings.tigerbeetle.addresses);
+    info!(
+        "connecting to TigerBeetle cluster {} at {}",
+        settings.tigerbeetle.cluster, settings.tigerbeetle.addresses
+    );
     // ---- TigerBeetle backend: the only call site ----
-    let backend = ratelimiter::tigerbeetle::TigerBeetleBackend::connect(&settings.tigerbeetle, clock, policy)
-        .await
-        .map_err(|e| Fatal::Runtime(format!("cannot connect to TigerBeetle at {}: {e}", settings.tigerbeetle.addresses)))?;
+    let backend =
+        ratelimiter::tigerbeetle::TigerBeetleBackend::connect(&settings.tigerbeetle, clock, policy)
+            .await
+            .map_err(|e| {
+                Fatal::Runtime(format!(
+                    "cannot connect to TigerBeetle at {}: {e}",
+                    settings.tigerbeetle.addresses
+                ))
+            })?;
     Ok(backend)
 }
 
 /// Without the cargo feature there is no TigerBeetle client in the binary.
 #[cfg(not(feature = "tigerbeetle"))]
-async fn tigerbeetle_backend(_: &ServerSettings, _: SharedClock) -> Result<Arc<dyn Backend>, Fatal> {
+async fn tigerbeetle_backend(
+    _: &ServerSettings,
+    _: SharedClock,
+) -> Result<Arc<dyn Backend>, Fatal> {
     Err(Fatal::Config(
         "backend: tigerbeetle is not available in this build; rebuild with `cargo build --release --features tigerbeetle` (or use --backend memory)".into(),
     ))

@@ -50,7 +50,11 @@ mod tests {
     #[test]
     fn arrays_are_not_objects() {
         let err = serde_json::from_str::<Object<ReserveRequest>>("[1, 2]").unwrap_err();
-        assert!(err.to_string().starts_with("invalid type: sequence, expected a JSON object"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid type: sequence, expected a JSON object"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -43,12 +43,18 @@ pub async fn reserve_batch(
     service: web::Data<LimiterService>,
     body: Json<Object<RawBatch>>,
 ) -> Result<Json<BatchResponse<ReserveResponse>>, ApiError> {
-    let items = check_size(body.into_inner().into_inner().requests, service.settings().max_batch_items)?;
+    let items = check_size(
+        body.into_inner().into_inner().requests,
+        service.settings().max_batch_items,
+    )?;
     let (valid, slots) = parse_items::<ReserveRequest>(items, "reserve");
     let answers = service.reserve_batch(&valid).await;
-    let results = merge(slots, answers, || {
-        ReserveResponse::error(ErrorCode::InvalidRequest, 0)
-    }, || ReserveResponse::error(ErrorCode::BackendError, 0));
+    let results = merge(
+        slots,
+        answers,
+        || ReserveResponse::error(ErrorCode::InvalidRequest, 0),
+        || ReserveResponse::error(ErrorCode::BackendError, 0),
+    );
     Ok(Json(BatchResponse { results }))
 }
 
@@ -57,12 +63,18 @@ pub async fn complete_batch(
     service: web::Data<LimiterService>,
     body: Json<Object<RawBatch>>,
 ) -> Result<Json<BatchResponse<CompleteResponse>>, ApiError> {
-    let items = check_size(body.into_inner().into_inner().requests, service.settings().max_batch_items)?;
+    let items = check_size(
+        body.into_inner().into_inner().requests,
+        service.settings().max_batch_items,
+    )?;
     let (valid, slots) = parse_items::<CompleteRequest>(items, "complete");
     let answers = service.complete_batch(&valid).await;
-    let results = merge(slots, answers, || {
-        CompleteResponse::error(ErrorCode::InvalidRequest)
-    }, || CompleteResponse::error(ErrorCode::BackendError));
+    let results = merge(
+        slots,
+        answers,
+        || CompleteResponse::error(ErrorCode::InvalidRequest),
+        || CompleteResponse::error(ErrorCode::BackendError),
+    );
     Ok(Json(BatchResponse { results }))
 }
 
@@ -142,13 +154,18 @@ mod tests {
         let (valid, slots) = parse_items::<CompleteRequest>(items, "complete");
         assert_eq!(valid.len(), 1);
         assert!(slots[0].is_none());
-        assert!(slots[1].as_deref().is_some_and(|m| m.starts_with("requests[1]: unknown field")));
+        assert!(slots[1]
+            .as_deref()
+            .is_some_and(|m| m.starts_with("requests[1]: unknown field")));
     }
 
     #[test]
     fn batch_size_is_bounded() {
         assert!(check_size(Vec::<u8>::new(), 2).is_err());
-        assert!(check_size(vec![1, 2, 3], 2).unwrap_err().to_string().contains("max_batch_items is 2"));
+        assert!(check_size(vec![1, 2, 3], 2)
+            .unwrap_err()
+            .to_string()
+            .contains("max_batch_items is 2"));
         assert_eq!(check_size(vec![1, 2], 2).unwrap(), vec![1, 2]);
     }
 }

@@ -143,9 +143,8 @@ impl From<AdminError> for ApiError {
 /// carries serde's explanation (field, line, column).
 pub fn json_error(err: &JsonPayloadError) -> ApiError {
     match err {
-        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-            ApiError::PayloadTooLarge { limit: *limit }
-        }
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit: *limit },
         JsonPayloadError::ContentType => {
             ApiError::Invalid("Content-Type: expected application/json".into())
         }
@@ -172,8 +171,14 @@ mod tests {
         let unknown = ApiError::UnknownKey("a:b".into());
         assert_eq!(unknown.code(), "unknown_limit_key:a:b");
         assert_eq!(unknown.status_code(), StatusCode::NOT_FOUND);
-        assert_eq!(ApiError::Invalid("x".into()).body().error, "invalid_request");
-        assert_eq!(ApiError::Backend("down".into()).status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::Invalid("x".into()).body().error,
+            "invalid_request"
+        );
+        assert_eq!(
+            ApiError::Backend("down".into()).status_code(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(ApiError::Registry("disk".into()).code(), "registry_error");
         let too_large = json_error(&JsonPayloadError::Overflow { limit: 10 });
         assert_eq!(too_large.status_code(), StatusCode::PAYLOAD_TOO_LARGE);

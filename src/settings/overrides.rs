@@ -92,7 +92,10 @@ impl Overrides {
         num("retry.rolling.jitter_ms", self.retry_rolling_jitter_ms);
         num("retry.concurrency.base_ms", self.retry_concurrency_base_ms);
         num("retry.concurrency.max_ms", self.retry_concurrency_max_ms);
-        num("retry.concurrency.jitter_ms", self.retry_concurrency_jitter_ms);
+        num(
+            "retry.concurrency.jitter_ms",
+            self.retry_concurrency_jitter_ms,
+        );
         num("retry.decreasing_ms", self.retry_decreasing_ms);
         let floats = [
             ("retry.rolling.factor", self.retry_rolling_factor),

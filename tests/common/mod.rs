@@ -106,9 +106,14 @@ impl Drop for TestServer {
 impl TestServer {
     /// An API with an in-memory registry and default settings.
     pub async fn start() -> TestServer {
-        Self::start_with(RegistrySource::InMemory, Vec::new(), ServiceSettings::default(), test_http())
-            .await
-            .expect("test server starts")
+        Self::start_with(
+            RegistrySource::InMemory,
+            Vec::new(),
+            ServiceSettings::default(),
+            test_http(),
+        )
+        .await
+        .expect("test server starts")
     }
 
     /// An API with the given registry, seed and settings.
@@ -153,12 +158,23 @@ impl TestServer {
 
     /// POSTs JSON to `path`.
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self.client.post(self.url(path)).json(body).send().await.expect("POST");
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
         Self::read(response).await
     }
 
     /// POSTs raw bytes with a content type to `path`.
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
         let response = self
             .client
             .post(self.url(path))
@@ -190,7 +206,9 @@ impl TestServer {
 
     /// PUTs a definition and expects success; returns the status (`active`/`decreasing`).
     pub async fn define(&self, definition: &LimitDefinition) -> String {
-        let (status, body) = self.put_json(&serde_json::to_value(definition).expect("serializes")).await;
+        let (status, body) = self
+            .put_json(&serde_json::to_value(definition).expect("serializes"))
+            .await;
         assert_eq!(status, StatusCode::OK, "PUT {}: {body}", definition.key);
         assert_eq!(body["ok"], true);
         body["status"].as_str().expect("status string").to_string()
@@ -205,7 +223,9 @@ impl TestServer {
 
     /// Completes and returns the answer (expects 200).
     pub async fn complete(&self, lease_id: &str, actuals: &[(&str, u64)]) -> Value {
-        let (status, answer) = self.post("/v1/complete", &complete_body(lease_id, actuals)).await;
+        let (status, answer) = self
+            .post("/v1/complete", &complete_body(lease_id, actuals))
+            .await;
         assert_eq!(status, StatusCode::OK, "complete: {answer}");
         answer
     }

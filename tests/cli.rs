@@ -52,10 +52,10 @@ async fn read_until(
     panic!("stderr ended before {needle:?}: {seen:#?}");
 }
 
-fn sigterm(child: &Child) {
+fn send_signal(child: &Child, signal: &str) {
     let pid = child.id().expect("running child has a pid");
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
@@ -128,16 +128,46 @@ async fn serves_the_example_limits_and_stops_on_sigterm() {
         assert!(registry.exists(), "the seeded registry was saved");
         let example_before = std::fs::read_to_string(example_limits()).unwrap();
 
-        sigterm(&child);
+        send_signal(&child, "TERM");
         let rest = read_until(&mut lines, "ratelimiterd stopped")
             .await
             .join("\n");
-        assert!(rest.contains("SIGTERM"), "{rest}");
+        assert!(
+            rest.contains("SIGTERM received; finishing requests in flight"),
+            "{rest}"
+        );
         assert!(child.wait().await.unwrap().success());
         assert_eq!(
             std::fs::read_to_string(example_limits()).unwrap(),
             example_before,
             "limits file never written"
+        );
+    })
+    .await
+    .expect("exceeded its time bound");
+}
+
+#[tokio::test]
+async fn stops_cleanly_on_sigint() {
+    tokio::time::timeout(BOUND, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = ratelimiterd(dir.path());
+        cmd.args(["--listen", "127.0.0.1:0", "--workers", "1"]);
+        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("binary starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        read_until(&mut lines, "listening on http://").await;
+        send_signal(&child, "INT");
+        let rest = read_until(&mut lines, "ratelimiterd stopped")
+            .await
+            .join("\n");
+        assert!(
+            rest.contains("SIGINT received; finishing requests in flight"),
+            "{rest}"
+        );
+        assert!(child.wait().await.unwrap().success());
+        assert!(
+            !dir.path().join("data/limits.json").exists(),
+            "no limits, nothing saved"
         );
     })
     .await

@@ -116,12 +116,45 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
     let bound = ratelimiter::http::bind(service, settings.http(), settings.listen.as_str())
         .map_err(|e| Fatal::Runtime(format!("cannot listen on {}: {e}", settings.listen)))?;
     info!("listening on http://{}", bound.addr);
+    let handle = bound.server.handle();
+    actix_rt::spawn(async move {
+        let signal = shutdown_signal().await;
+        info!("{signal} received; finishing requests in flight, then stopping");
+        handle.stop(true).await;
+    });
     bound
         .server
         .await
         .map_err(|e| Fatal::Runtime(format!("server failed: {e}")))?;
     info!("ratelimiterd stopped");
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM and returns its name.
+#[cfg(unix)]
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            log::warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+/// Waits for Ctrl-C.
+#[cfg(not(unix))]
+async fn shutdown_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }
 
 /// Starts the configured backend.

@@ -16,6 +16,9 @@ use crate::service::LimiterService;
 /// Default request-body limit: 1 MiB holds a full batch of 256 large reserves.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How long a graceful stop waits for requests in flight (they take milliseconds).
+pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
 /// Tunables of the HTTP layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpSettings {
@@ -112,8 +115,8 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 
 /// A server bound to its listening socket, not yet running.
 pub struct BoundServer {
-    /// The server; await it (or spawn it) to serve. It stops on SIGINT/SIGTERM or through
-    /// its handle, finishing requests in flight first.
+    /// The server; await it (or spawn it) to serve. It stops through its handle
+    /// (`server.handle().stop(true)` finishes requests in flight first).
     pub server: Server,
     /// The address really bound (useful when asked for port 0).
     pub addr: SocketAddr,
@@ -129,7 +132,8 @@ impl std::fmt::Debug for BoundServer {
 
 /// Binds the API to `listen` (e.g. `127.0.0.1:8080`, or port 0 for a free port). Must be
 /// called inside a running actix System (or tokio runtime); the returned server does
-/// nothing until it is awaited or spawned.
+/// nothing until it is awaited or spawned. The server installs no signal handlers (a
+/// library must not take over the process's signals): stop it through its handle.
 pub fn bind(
     service: Arc<LimiterService>,
     http: HttpSettings,
@@ -138,6 +142,8 @@ pub fn bind(
     let routes = configure(service, http);
     let server = HttpServer::new(move || App::new().configure(routes.clone()))
         .workers(http.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .bind(listen)?;
     let addr = server
         .addrs()

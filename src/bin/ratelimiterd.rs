@@ -113,12 +113,14 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
     }
     let interval = Duration::from_millis(settings.decrease_interval_ms);
     DecreaseApplier::new(Arc::clone(&service), interval).start();
+    let signals = ShutdownSignals::install()
+        .map_err(|e| Fatal::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
     let bound = ratelimiter::http::bind(service, settings.http(), settings.listen.as_str())
         .map_err(|e| Fatal::Runtime(format!("cannot listen on {}: {e}", settings.listen)))?;
     info!("listening on http://{}", bound.addr);
     let handle = bound.server.handle();
     actix_rt::spawn(async move {
-        let signal = shutdown_signal().await;
+        let signal = signals.recv().await;
         info!("{signal} received; finishing requests in flight, then stopping");
         handle.stop(true).await;
     });
@@ -130,31 +132,47 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM and returns its name.
+/// SIGINT and SIGTERM watchers, installed before the server announces itself so that a
+/// signal sent right after start-up stops it cleanly instead of killing it.
 #[cfg(unix)]
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        },
-        (Err(e), _) | (_, Err(e)) => {
-            log::warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the first signal and returns its name.
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
     }
 }
 
-/// Waits for Ctrl-C.
+/// Ctrl-C only, where Unix signals do not exist.
 #[cfg(not(unix))]
-async fn shutdown_signal() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
+struct ShutdownSignals;
+
+#[cfg(not(unix))]
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(ShutdownSignals)
+    }
+
+    async fn recv(self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
 
 /// Starts the configured backend.

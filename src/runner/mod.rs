@@ -3,7 +3,7 @@
 //! - [`config`] / [`config_defaults`] / [`config_rules`]: `.cogni/config.yml` and its validation.
 //! - [`questions`]: question files.
 //! - [`tools`]: read-only repository tools confined to the repo root.
-//! - [`provider`]: the OpenAI-compatible chat-completions client.
+//! - [`provider`] / [`chat`]: the OpenAI-compatible chat-completions client and wire types.
 //! - [`gate`] / [`limiter_setup`]: where each provider request is reserved and completed.
 //! - [`pipeline`]: `run_call` with hooks and retries; [`agent`]: the tool loop and budgets.
 //! - [`prompt`], [`eval`]: prompts, answer parsing, verdicts and task status.
@@ -14,6 +14,7 @@
 //! - [`sim`]: `llm-sim`, an OpenAI-compatible provider simulator for tests and demos.
 
 pub mod agent;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod config_defaults;

@@ -254,6 +254,38 @@ fn run_exits_non_zero_when_a_task_errors_and_logs_every_step() {
 }
 
 #[test]
+fn eval_without_a_config_file_uses_the_defaults() {
+    within(60, || {
+        let dir = repo();
+        write(
+            dir.path(),
+            "q.json",
+            r#"{"questions":[{"question":"Which language?","answers":["Rust","Go"],"correct_answers":["Rust"]}]}"#,
+        );
+        let server = sim("{}", 0, SimLimits::default());
+        let run = cogni(dir.path(), &server.base_url(), &["eval", "q.json"], 40);
+        assert_eq!(
+            run.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        );
+        assert!(
+            run.stdout.contains(
+                "[q] 1 questions, 1 worker(s), openrouter/gpt-4.1-mini, limiter disabled"
+            ),
+            "{}",
+            run.stdout
+        );
+        let report: RunReport = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("cogni-results/results.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report.config_path, "(built-in defaults)");
+        assert_eq!(report.tasks[0].status.as_str(), "pass");
+    });
+}
+
+#[test]
 fn unknown_task_or_agent_is_a_usage_error() {
     within(30, || {
         let dir = project();

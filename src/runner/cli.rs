@@ -87,10 +87,17 @@ pub fn validate(args: &CommonArgs) -> i32 {
 }
 
 /// `cogni eval FILE [--agent ID]`.
+/// Without `--spec` and without `.cogni/config.yml`, the built-in defaults are used (the
+/// repository root is the current directory).
 pub async fn eval(args: &CommonArgs, questions_file: PathBuf, agent: Option<String>) -> i32 {
-    let loaded = match load(&args.spec_path()) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
+    let default_missing = args.spec.is_none() && !Path::new(DEFAULT_CONFIG_PATH).exists();
+    let loaded = if default_missing {
+        LoadedConfig::defaults(Path::new("."))
+    } else {
+        match load(&args.spec_path()) {
+            Ok(loaded) => loaded,
+            Err(code) => return code,
+        }
     };
     match eval_task(&loaded, questions_file, agent) {
         Ok(task) => execute(args, &loaded, vec![task]).await,

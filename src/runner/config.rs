@@ -284,6 +284,16 @@ impl LoadedConfig {
         })
     }
 
+    /// The built-in defaults for a repository at `root` (for `cogni eval` without a config
+    /// file); `path` then reads `(built-in defaults)`.
+    pub fn defaults(root: &Path) -> LoadedConfig {
+        LoadedConfig {
+            config: Config::default(),
+            path: PathBuf::from("(built-in defaults)"),
+            root: absolute(root),
+        }
+    }
+
     /// Resolves a path from the config against the repo root (`.` components dropped).
     pub fn resolve(&self, relative: &Path) -> PathBuf {
         let joined = if relative.is_absolute() {

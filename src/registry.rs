@@ -64,7 +64,8 @@ pub fn parse_states(text: &str, origin: &Path) -> Result<Vec<LimitState>, Regist
     let mut keys = HashSet::new();
     for (index, value) in values.into_iter().enumerate() {
         let state = if value.get("definition").is_some() {
-            serde_json::from_value::<LimitState>(value).map_err(|e| corrupt(format!("entry {index}: {e}")))?
+            serde_json::from_value::<LimitState>(value)
+                .map_err(|e| corrupt(format!("entry {index}: {e}")))?
         } else {
             match serde_json::from_value::<FileEntry>(value) {
                 Ok(FileEntry::State(s)) => s,
@@ -146,14 +147,17 @@ impl Registry {
             path: self.path.clone(),
             source,
         };
-        let json = serde_json::to_vec_pretty(states)
-            .map_err(|e| write_err(std::io::Error::other(e)))?;
+        let json =
+            serde_json::to_vec_pretty(states).map_err(|e| write_err(std::io::Error::other(e)))?;
         let dir = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&dir).map_err(write_err)?;
-        let _guard = self.save_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self
+            .save_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let tmp = self.tmp_path();
         let result = (|| {
             let mut file = fs::File::create(&tmp)?;
@@ -221,7 +225,8 @@ mod tests {
     #[test]
     fn invalid_entries_name_the_entry() {
         let origin = Path::new("x.json");
-        let bad_capacity = r#"[{"definition":{"key":"k","kind":"rolling","capacity":0,"window_seconds":1}}]"#;
+        let bad_capacity =
+            r#"[{"definition":{"key":"k","kind":"rolling","capacity":0,"window_seconds":1}}]"#;
         let msg = parse_states(bad_capacity, origin).unwrap_err().to_string();
         assert!(msg.contains("entry 0: capacity"), "{msg}");
         let dup = r#"[{"key":"k","kind":"rolling","capacity":1,"window_seconds":1},
@@ -258,7 +263,9 @@ mod tests {
                 let registry = Arc::clone(&registry);
                 std::thread::spawn(move || {
                     for i in 0..25 {
-                        let states: Vec<_> = (0..=(w + i) % 5).map(|n| state(&format!("k{n}"), n + 1)).collect();
+                        let states: Vec<_> = (0..=(w + i) % 5)
+                            .map(|n| state(&format!("k{n}"), n + 1))
+                            .collect();
                         registry.save(&states).expect("serialized saves succeed");
                     }
                 })

@@ -112,14 +112,21 @@ impl LimiterService {
         let mut states = match &registry {
             RegistrySource::File(r) => {
                 let loaded = r.load()?;
-                info!("registry {}: {} limit(s) loaded", r.path().display(), loaded.len());
+                info!(
+                    "registry {}: {} limit(s) loaded",
+                    r.path().display(),
+                    loaded.len()
+                );
                 loaded
             }
             RegistrySource::InMemory => Vec::new(),
         };
         let mut seeded = 0;
         for state in seed {
-            if !states.iter().any(|s| s.definition.key == state.definition.key) {
+            if !states
+                .iter()
+                .any(|s| s.definition.key == state.definition.key)
+            {
                 states.push(state);
                 seeded += 1;
             }
@@ -204,15 +211,22 @@ impl LimiterService {
     }
 
     /// Reserves; `Err` only for a request that breaks a rule of the API.
-    pub async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveResponse, InvalidRequest> {
+    pub async fn reserve(
+        &self,
+        request: &ReserveRequest,
+    ) -> Result<ReserveResponse, InvalidRequest> {
         let command = request.validate()?;
         if let Some(denial) = self.status_denial(&command) {
             return Ok(denial);
         }
         let lease = command.lease;
         Ok(match self.backend.reserve(command).await {
-            Ok(ReserveOutcome::Allowed { reserved_at_ms }) => ReserveResponse::allowed(reserved_at_ms),
-            Ok(ReserveOutcome::Denied { retry_after_ms }) => ReserveResponse::denied(retry_after_ms),
+            Ok(ReserveOutcome::Allowed { reserved_at_ms }) => {
+                ReserveResponse::allowed(reserved_at_ms)
+            }
+            Ok(ReserveOutcome::Denied { retry_after_ms }) => {
+                ReserveResponse::denied(retry_after_ms)
+            }
             Err(e) => {
                 warn!("reserve {lease}: {e}");
                 ReserveResponse::error(ErrorCode::BackendError, 0)
@@ -221,7 +235,10 @@ impl LimiterService {
     }
 
     /// Completes; `Err` only for a request that breaks a rule of the API.
-    pub async fn complete(&self, request: &CompleteRequest) -> Result<CompleteResponse, InvalidRequest> {
+    pub async fn complete(
+        &self,
+        request: &CompleteRequest,
+    ) -> Result<CompleteResponse, InvalidRequest> {
         let command = request.validate()?;
         let lease = command.lease;
         Ok(match self.backend.complete(command).await {
@@ -283,7 +300,11 @@ impl LimiterService {
 
     /// Applies `next` to the backend and the registry, restoring `previous` on failure.
     /// Callers hold the admin lock.
-    async fn commit(&self, previous: Option<LimitState>, next: LimitState) -> Result<(), AdminError> {
+    async fn commit(
+        &self,
+        previous: Option<LimitState>,
+        next: LimitState,
+    ) -> Result<(), AdminError> {
         self.backend.define(&next).await?;
         if let RegistrySource::File(registry) = &self.registry {
             let mut all: Vec<LimitState> = self.read_states().values().cloned().collect();
@@ -293,7 +314,10 @@ impl LimiterService {
             if let Err(e) = save_blocking(registry.clone(), all).await {
                 if let Some(previous) = &previous {
                     if let Err(undo) = self.backend.define(previous).await {
-                        warn!("could not restore {} after a failed save: {undo}", previous.definition.key);
+                        warn!(
+                            "could not restore {} after a failed save: {undo}",
+                            previous.definition.key
+                        );
                     }
                 }
                 return Err(e.into());

@@ -1,3 +1,12 @@
 //! Actors: state owners. The in-memory backend (one [`limit_actor::LimitActor`] per key, a
 //! [`coordinator::ReserveCoordinator`] giving multi-key reserves their all-or-nothing
-//! meaning) and the [`decrease_applier::DecreaseApplier`] that retries pending decreases.
+//! meaning, wrapped as [`memory::MemoryBackend`]) and the
+//! [`decrease_applier::DecreaseApplier`] that retries pending decreases.
+
+pub mod coordinator;
+pub mod decrease_applier;
+pub mod limit_actor;
+pub mod memory;
+
+pub use decrease_applier::DecreaseApplier;
+pub use memory::MemoryBackend;

@@ -79,7 +79,10 @@ impl Limiter for NoopLimiter {
         requests: Vec<ReserveRequest>,
     ) -> Result<Vec<ReserveResponse>, LimiterError> {
         let now = now_ms();
-        Ok(requests.iter().map(|_| ReserveResponse::allowed(now)).collect())
+        Ok(requests
+            .iter()
+            .map(|_| ReserveResponse::allowed(now))
+            .collect())
     }
 
     async fn batch_complete(
@@ -100,7 +103,10 @@ mod tests {
         let limiter = NoopLimiter;
         let request = ReserveRequest::new(LeaseId::new(), vec![Requirement::new("k", 1)]);
         assert!(limiter.reserve(request.clone()).await.unwrap().allowed);
-        let all = limiter.batch_reserve(vec![request.clone(), request]).await.unwrap();
+        let all = limiter
+            .batch_reserve(vec![request.clone(), request])
+            .await
+            .unwrap();
         assert!(all.iter().all(|r| r.allowed));
         assert!(LimiterError::Timeout(1).is_unknown_outcome());
         assert!(!LimiterError::Rejected("x".into()).is_unknown_outcome());

@@ -251,7 +251,10 @@ impl ReserveRequest {
                 "requirements: must hold 1 to {MAX_REQUIREMENTS} items (got {count})"
             )));
         }
-        check_distinct("requirements", self.requirements.iter().map(|r| r.key.as_str()))?;
+        check_distinct(
+            "requirements",
+            self.requirements.iter().map(|r| r.key.as_str()),
+        )?;
         if let Some(index) = self.requirements.iter().position(|r| r.amount == 0) {
             return Err(InvalidRequest::new(format!(
                 "requirements[{index}].amount: must be at least 1"
@@ -332,7 +335,8 @@ mod tests {
 
     #[test]
     fn complete_allows_empty_actuals_and_rejects_duplicates() {
-        let ok: CompleteRequest = serde_json::from_str(&format!(r#"{{"lease_id":"{LEASE}"}}"#)).unwrap();
+        let ok: CompleteRequest =
+            serde_json::from_str(&format!(r#"{{"lease_id":"{LEASE}"}}"#)).unwrap();
         ok.validate().unwrap();
         let dup = CompleteRequest::new(
             LEASE.parse().unwrap(),
@@ -343,7 +347,8 @@ mod tests {
 
     #[test]
     fn negative_amount_is_a_parse_error() {
-        let json = format!(r#"{{"lease_id":"{LEASE}","requirements":[{{"key":"k","amount":-1}}]}}"#);
+        let json =
+            format!(r#"{{"lease_id":"{LEASE}","requirements":[{{"key":"k","amount":-1}}]}}"#);
         assert!(serde_json::from_str::<ReserveRequest>(&json).is_err());
     }
 

@@ -332,7 +332,11 @@ mod tests {
             timeout_seconds: 30,
             ..rolling(1)
         };
-        assert!(state.updated_with(concurrency).unwrap_err().0.starts_with("kind"));
+        assert!(state
+            .updated_with(concurrency)
+            .unwrap_err()
+            .0
+            .starts_with("kind"));
     }
 
     #[test]
@@ -350,7 +354,11 @@ mod tests {
     fn limit_info_flattens_state() {
         let info = LimitInfo {
             state: LimitState::active(rolling(3)),
-            usage: Usage { in_use: 1, available: 2, debt: 0 },
+            usage: Usage {
+                in_use: 1,
+                available: 2,
+                debt: 0,
+            },
         };
         let value = serde_json::to_value(&info).unwrap();
         assert_eq!(value["status"], "active");

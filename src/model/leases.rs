@@ -107,7 +107,11 @@ impl LeaseTable {
         if self.entries.contains_key(&lease) {
             return false;
         }
-        self.insert(lease, LeaseOutcome::Pending, now_ms.saturating_add(PENDING_FORGET_MS));
+        self.insert(
+            lease,
+            LeaseOutcome::Pending,
+            now_ms.saturating_add(PENDING_FORGET_MS),
+        );
         true
     }
 
@@ -212,7 +216,13 @@ mod tests {
         table.allow(lease, 0, vec![hold("a")], 60_000);
         assert_eq!(table.start_complete(lease, 1).unwrap().1, vec![hold("a")]);
         assert!(table.start_complete(lease, 2).is_none());
-        assert!(matches!(table.get(lease, 3), Some(LeaseOutcome::Allowed { completed: true, .. })));
+        assert!(matches!(
+            table.get(lease, 3),
+            Some(LeaseOutcome::Allowed {
+                completed: true,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -221,7 +231,12 @@ mod tests {
         let lease = LeaseId::new();
         table.begin(lease, 0);
         table.deny(lease, 0, 123, 60_000);
-        assert_eq!(table.get(lease, 59_999), Some(&LeaseOutcome::Denied { retry_after_ms: 123 }));
+        assert_eq!(
+            table.get(lease, 59_999),
+            Some(&LeaseOutcome::Denied {
+                retry_after_ms: 123
+            })
+        );
         assert!(table.start_complete(lease, 59_999).is_none());
         assert_eq!(table.get(lease, 60_000), None);
         assert!(table.is_empty());

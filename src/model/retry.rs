@@ -221,6 +221,9 @@ mod tests {
         );
         let mut policy = RetryPolicy::default();
         policy.concurrency.max_ms = 1;
-        assert!(policy.validate().unwrap_err().starts_with("retry.concurrency.max_ms"));
+        assert!(policy
+            .validate()
+            .unwrap_err()
+            .starts_with("retry.concurrency.max_ms"));
     }
 }

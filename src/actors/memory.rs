@@ -1,0 +1,83 @@
+//! The in-memory backend: a [`Backend`] whose state lives in actors of this process.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use async_trait::async_trait;
+
+use super::coordinator::{Complete, Decrease, Define, KeyUsage, Reserve, ReserveCoordinator};
+use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::model::leases::DEFAULT_MAX_LEASES;
+use crate::model::{CompleteCommand, LimitState, ReserveCommand, RetryPolicy, SharedClock, Usage};
+
+/// The memory backend's handle; cheap to share.
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    coordinator: Addr<ReserveCoordinator>,
+}
+
+fn mailbox(error: MailboxError) -> BackendError {
+    BackendError::Unavailable(format!("memory backend stopped: {error}"))
+}
+
+impl MemoryBackend {
+    /// Starts the coordinator on the current actix arbiter (call inside a running System).
+    pub fn start(clock: SharedClock, policy: RetryPolicy) -> Arc<Self> {
+        Self::start_with_lease_capacity(clock, policy, DEFAULT_MAX_LEASES)
+    }
+
+    /// Like [`MemoryBackend::start`], remembering at most `max_leases` leases.
+    pub fn start_with_lease_capacity(
+        clock: SharedClock,
+        policy: RetryPolicy,
+        max_leases: usize,
+    ) -> Arc<Self> {
+        let coordinator = ReserveCoordinator::new(clock, policy, max_leases).start();
+        Arc::new(MemoryBackend { coordinator })
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn define(&self, state: &LimitState) -> Result<(), BackendError> {
+        self.coordinator
+            .send(Define(state.definition.clone()))
+            .await
+            .map_err(mailbox)
+    }
+
+    async fn reserve(&self, command: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
+        self.coordinator
+            .send(Reserve(command))
+            .await
+            .map_err(mailbox)?
+    }
+
+    async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
+        self.coordinator
+            .send(Complete(command))
+            .await
+            .map_err(mailbox)?
+    }
+
+    async fn usage(&self, key: &str) -> Result<Usage, BackendError> {
+        self.coordinator
+            .send(KeyUsage(key.to_string()))
+            .await
+            .map_err(mailbox)?
+    }
+
+    async fn try_decrease(&self, key: &str, to: u64) -> Result<bool, BackendError> {
+        self.coordinator
+            .send(Decrease {
+                key: key.to_string(),
+                to,
+            })
+            .await
+            .map_err(mailbox)?
+    }
+}

@@ -24,12 +24,14 @@
 pub mod batcher;
 pub mod http;
 pub mod limiter;
+pub mod local;
 pub mod requirements;
 pub mod scheduler;
 
 pub use batcher::{BatchConfig, BatchConfigError, BatchStats, BatchingLimiter};
 pub use http::{HttpLimiter, HttpLimiterError};
 pub use limiter::{Limiter, LimiterError, NoopLimiter};
+pub use local::{LocalLimiter, LocalLimiterError};
 pub use requirements::{
     actuals_for, concurrency_key, requirements_for, rpm_key, tenant_daily_tokens_key,
     token_upper_bound, tpm_key, JobSpec,

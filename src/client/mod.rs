@@ -24,6 +24,7 @@
 pub mod batcher;
 pub mod http;
 pub mod limiter;
+pub mod loadtest;
 pub mod local;
 pub mod requirements;
 pub mod scheduler;

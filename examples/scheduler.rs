@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! cargo run --example scheduler                                  # in-process limiter
-//! cargo run --example scheduler -- --url http://127.0.0.1:8080   # a running ratelimiterd
+//!
+//! cargo run --bin ratelimiterd -- --limits examples/limits.json --registry /tmp/example-registry.json &
+//! cargo run --example scheduler -- --url http://127.0.0.1:8080   # the same through ratelimiterd
 //! ```
 
 use std::error::Error;
@@ -48,7 +50,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let (provider, model) = if i % 2 == 0 {
             ("openai", "gpt-4o")
         } else {
-            ("anthropic", "claude-sonnet")
+            ("anthropic", "claude-sonnet-4")
         };
         let prompt = format!("question {i}: what does this repository do?");
         let spec = JobSpec::new(provider, model, prompt.len() as u64, 256).with_tenant("acme");

@@ -1,141 +1,18 @@
 //! The scheduler against a scripted fake limiter: no head-of-line blocking, lease id rules,
-//! exactly-once complete, fairness, undefined keys, and shutdown.
+//! exactly-once complete, fairness, undefined keys, failures.
+
+mod scheduler_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use futures::future::{join_all, BoxFuture};
+use futures::future::join_all;
 use futures::FutureExt;
 use ratelimiter::client::{
-    concurrency_key, tpm_key, JobOutput, JobSpec, JobStage, Limiter, LimiterError, SchedulerConfig,
-    SchedulerError, SchedulerHandle,
+    concurrency_key, tpm_key, JobOutput, LimiterError, SchedulerError, SchedulerHandle,
 };
-use ratelimiter::model::{
-    CompleteRequest, CompleteResponse, ErrorCode, ReserveRequest, ReserveResponse,
-};
-
-type Script = dyn Fn(&ReserveRequest, usize) -> Result<ReserveResponse, LimiterError> + Send + Sync;
-
-/// A limiter whose reserve answers come from a script (given the request and how many
-/// reserves came before it); it records every call.
-struct FakeLimiter {
-    script: Box<Script>,
-    reserves: Mutex<Vec<ReserveRequest>>,
-    completes: Mutex<Vec<CompleteRequest>>,
-}
-
-impl FakeLimiter {
-    fn new(
-        script: impl Fn(&ReserveRequest, usize) -> Result<ReserveResponse, LimiterError>
-            + Send
-            + Sync
-            + 'static,
-    ) -> Arc<Self> {
-        Arc::new(FakeLimiter {
-            script: Box::new(script),
-            reserves: Mutex::new(Vec::new()),
-            completes: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn allow_all() -> Arc<Self> {
-        Self::new(|_, _| Ok(ReserveResponse::allowed(1)))
-    }
-
-    fn reserves(&self) -> Vec<ReserveRequest> {
-        self.reserves.lock().unwrap().clone()
-    }
-
-    fn completes(&self) -> Vec<CompleteRequest> {
-        self.completes.lock().unwrap().clone()
-    }
-
-    fn reserves_for(&self, provider: &str) -> Vec<ReserveRequest> {
-        let marker = format!(":{provider}:");
-        self.reserves()
-            .into_iter()
-            .filter(|r| r.requirements.iter().any(|q| q.key.contains(&marker)))
-            .collect()
-    }
-}
-
-#[async_trait]
-impl Limiter for FakeLimiter {
-    async fn reserve(&self, request: ReserveRequest) -> Result<ReserveResponse, LimiterError> {
-        let index = {
-            let mut reserves = self.reserves.lock().unwrap();
-            reserves.push(request.clone());
-            reserves.len() - 1
-        };
-        (self.script)(&request, index)
-    }
-
-    async fn complete(&self, request: CompleteRequest) -> Result<CompleteResponse, LimiterError> {
-        self.completes.lock().unwrap().push(request);
-        Ok(CompleteResponse::ok())
-    }
-
-    async fn batch_reserve(
-        &self,
-        requests: Vec<ReserveRequest>,
-    ) -> Result<Vec<ReserveResponse>, LimiterError> {
-        let mut out = Vec::new();
-        for r in requests {
-            out.push(self.reserve(r).await?);
-        }
-        Ok(out)
-    }
-
-    async fn batch_complete(
-        &self,
-        requests: Vec<CompleteRequest>,
-    ) -> Result<Vec<CompleteResponse>, LimiterError> {
-        let mut out = Vec::new();
-        for r in requests {
-            out.push(self.complete(r).await?);
-        }
-        Ok(out)
-    }
-}
-
-fn config(workers: usize) -> SchedulerConfig {
-    SchedulerConfig {
-        workers,
-        max_transport_retries: 3,
-        backoff_base_ms: 5,
-        backoff_max_ms: 20,
-        jitter_ms: 0,
-    }
-}
-
-fn spec(provider: &str) -> JobSpec {
-    JobSpec::new(provider, "m", 10, 5)
-}
-
-/// An execute step that takes `ms` and reports `tokens`, returning `value`.
-fn step<T: Send + 'static>(
-    ms: u64,
-    tokens: u64,
-    value: T,
-) -> impl FnOnce() -> BoxFuture<'static, JobOutput<T>> + Send + 'static {
-    move || {
-        async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            JobOutput {
-                value,
-                actual_tokens: tokens,
-            }
-        }
-        .boxed()
-    }
-}
-
-async fn bounded<F: std::future::Future<Output = ()>>(secs: u64, test: F) {
-    tokio::time::timeout(Duration::from_secs(secs), test)
-        .await
-        .expect("test exceeded its time bound");
-}
+use ratelimiter::model::{ErrorCode, ReserveResponse};
+use scheduler_support::{bounded, config, spec, step, FakeLimiter};
 
 #[actix_rt::test]
 async fn a_denied_provider_does_not_delay_an_allowed_one() {
@@ -353,77 +230,6 @@ async fn an_undefined_key_is_dropped_from_later_reserves() {
             .completes()
             .iter()
             .all(|c| c.actuals.iter().all(|a| a.key != undefined)));
-    })
-    .await;
-}
-
-#[actix_rt::test]
-async fn shutdown_drains_jobs_that_finish_before_the_deadline() {
-    bounded(5, async {
-        let limiter = FakeLimiter::allow_all();
-        let scheduler = SchedulerHandle::start(limiter.clone(), config(2));
-        let jobs: Vec<_> = (0..3)
-            .map(|i| {
-                let scheduler = scheduler.clone();
-                actix_rt::spawn(async move { scheduler.run(spec("p"), step(30, 1, i)).await })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let report = scheduler.shutdown(Duration::from_secs(2)).await;
-        assert!(report.is_clean(), "{report:?}");
-        assert_eq!(report.drained.len(), 3);
-        for (i, job) in jobs.into_iter().enumerate() {
-            assert_eq!(job.await.unwrap(), Ok(i));
-        }
-        assert_eq!(limiter.completes().len(), 3);
-        assert_eq!(
-            scheduler.run(spec("p"), step(0, 1, ())).await,
-            Err(SchedulerError::ShutDown)
-        );
-        assert_eq!(scheduler.shutdown(Duration::from_secs(1)).await, report);
-    })
-    .await;
-}
-
-#[actix_rt::test]
-async fn shutdown_cancels_what_the_deadline_does_not_allow() {
-    bounded(5, async {
-        let limiter = FakeLimiter::allow_all();
-        let scheduler = SchedulerHandle::start(limiter.clone(), config(1));
-        let slow = {
-            let scheduler = scheduler.clone();
-            actix_rt::spawn(async move { scheduler.run(spec("p"), step(10_000, 1, ())).await })
-        };
-        let queued = {
-            let scheduler = scheduler.clone();
-            actix_rt::spawn(async move { scheduler.run(spec("q"), step(0, 1, ())).await })
-        };
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let start = Instant::now();
-        let report = scheduler.shutdown(Duration::from_millis(50)).await;
-        assert!(start.elapsed() < Duration::from_millis(500));
-        let stages: Vec<(&str, JobStage)> = report
-            .cancelled
-            .iter()
-            .map(|(job, stage)| (job.provider.as_str(), *stage))
-            .collect();
-        assert_eq!(stages, [("p", JobStage::Running), ("q", JobStage::Queued)]);
-        assert!(report.drained.is_empty());
-        assert_eq!(slow.await.unwrap(), Err(SchedulerError::Cancelled));
-        assert_eq!(queued.await.unwrap(), Err(SchedulerError::Cancelled));
-        // The aborted job's lease is completed keeping its whole reservation.
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while limiter.completes().is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let completes = limiter.completes();
-        assert_eq!(completes.len(), 1);
-        let tpm = completes[0]
-            .actuals
-            .iter()
-            .find(|a| a.key == tpm_key("p", "m"))
-            .unwrap();
-        assert_eq!(tpm.actual_amount, 15);
     })
     .await;
 }

@@ -7,111 +7,34 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::fut::wrap_future;
-use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture,
-};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, SpawnHandle, WrapFuture};
 use log::{debug, error, warn};
 use rand::Rng;
-use tokio::sync::oneshot;
-use tokio::task::{AbortHandle, JoinError};
+use tokio::task::JoinError;
 
 use super::decision::{decide, Decision};
-use super::queues::{QueueKey, Queues, Sequenced};
-use super::{ErasedExecute, JobRef, JobStage, SchedulerConfig, SchedulerError, ShutdownReport};
+use super::job::{over_count, Active, Job, Stage, Submit};
+use super::queues::Queues;
+use super::shutdown::ShutdownState;
+use super::{JobRef, SchedulerConfig, SchedulerError};
 use crate::client::limiter::{Limiter, LimiterError};
-use crate::client::requirements::{actuals_for, requirements_for, JobSpec};
+use crate::client::requirements::{actuals_for, requirements_for};
 use crate::model::{Actual, CompleteRequest, LeaseId, Requirement, ReserveRequest};
-
-type Done = oneshot::Sender<Result<(), SchedulerError>>;
-
-/// Hands a job to the scheduler; the outcome arrives on `done`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Submit {
-    pub(crate) spec: JobSpec,
-    pub(crate) execute: ErasedExecute,
-    pub(crate) done: Done,
-}
-
-/// Starts (or joins) the shutdown; the report arrives on `reply`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Shutdown {
-    pub(crate) deadline: Duration,
-    pub(crate) reply: oneshot::Sender<ShutdownReport>,
-}
-
-/// One job, from submission to its end.
-struct Job {
-    seq: u64,
-    job_ref: JobRef,
-    spec: JobSpec,
-    queue: QueueKey,
-    /// The lease id of the current attempt.
-    lease: LeaseId,
-    /// Unknown outcomes seen with the current lease id.
-    unknown_attempts: u32,
-    /// Taken when the job starts running.
-    execute: Option<ErasedExecute>,
-    /// Taken when the caller has been answered (done, failed or cancelled).
-    done: Option<Done>,
-}
-
-impl Sequenced for Job {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-}
-
-impl Job {
-    fn answer(&mut self, outcome: Result<(), SchedulerError>) -> bool {
-        match self.done.take() {
-            Some(done) => {
-                // A caller that went away does not listen; nothing to do for it.
-                let _ = done.send(outcome);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Reserving,
-    Running,
-    Completing,
-}
-
-/// A job holding a worker slot.
-struct Active {
-    job: Job,
-    stage: Stage,
-    /// What the current reserve asked for (the keys to complete).
-    requirements: Vec<Requirement>,
-    abort: Option<AbortHandle>,
-}
-
-struct ShutdownState {
-    report: ShutdownReport,
-    waiters: Vec<oneshot::Sender<ShutdownReport>>,
-    deadline_timer: Option<SpawnHandle>,
-    finished: bool,
-}
 
 /// The actor behind [`super::SchedulerHandle`].
 pub struct SchedulerActor {
     limiter: Arc<dyn Limiter>,
     config: SchedulerConfig,
-    queues: Queues<Job>,
-    active: HashMap<u64, Active>,
-    free_slots: usize,
+    pub(super) queues: Queues<Job>,
+    /// Jobs holding a worker slot, by submission number.
+    pub(super) active: HashMap<u64, Active>,
+    pub(super) free_slots: usize,
     /// Keys the limiter does not define; left out of every reserve.
     dropped_keys: HashSet<String>,
     next_seq: u64,
     /// The pending wake-up timer and when it fires.
     wake: Option<(Instant, SpawnHandle)>,
-    shutdown: Option<ShutdownState>,
+    pub(super) shutdown: Option<ShutdownState>,
 }
 
 impl Actor for SchedulerActor {
@@ -394,7 +317,12 @@ impl SchedulerActor {
     /// Completes a lease whose job will not report tokens, in a detached task (best effort).
     /// `over_count` keeps the whole reservation (the call may have happened); otherwise the
     /// job never ran and every amount is 0.
-    fn release(&self, job: &Job, requirements: &[Requirement], over_count_amounts: bool) {
+    pub(super) fn release(
+        &self,
+        job: &Job,
+        requirements: &[Requirement],
+        over_count_amounts: bool,
+    ) {
         let actuals = if over_count_amounts {
             over_count(requirements)
         } else {
@@ -412,73 +340,6 @@ impl SchedulerActor {
         let lease = job.lease;
         actix_rt::spawn(async move { log_complete(lease, limiter.complete(request).await) });
     }
-
-    fn on_deadline(&mut self, ctx: &mut Context<Self>) {
-        let mut cancelled: Vec<(u64, JobRef, JobStage)> = Vec::new();
-        for mut job in self.queues.drain() {
-            if job.answer(Err(SchedulerError::Cancelled)) {
-                cancelled.push((job.seq, job.job_ref.clone(), JobStage::Queued));
-            }
-        }
-        let mut aborted = Vec::new();
-        for (seq, active) in &mut self.active {
-            match active.stage {
-                Stage::Reserving => {
-                    if active.job.answer(Err(SchedulerError::Cancelled)) {
-                        cancelled.push((*seq, active.job.job_ref.clone(), JobStage::Reserving));
-                    }
-                }
-                Stage::Running => {
-                    if let Some(abort) = &active.abort {
-                        abort.abort();
-                    }
-                    active.job.answer(Err(SchedulerError::Cancelled));
-                    cancelled.push((*seq, active.job.job_ref.clone(), JobStage::Running));
-                    aborted.push(*seq);
-                }
-                // Its work is done; the complete call in flight ends it.
-                Stage::Completing => {}
-            }
-        }
-        for seq in aborted {
-            if let Some(active) = self.active.remove(&seq) {
-                self.release(&active.job, &active.requirements, true);
-                self.free_slots += 1;
-            }
-        }
-        cancelled.sort_by_key(|(seq, _, _)| *seq);
-        if let Some(state) = &mut self.shutdown {
-            state.deadline_timer = None;
-            state.report.cancelled = cancelled.into_iter().map(|(_, r, s)| (r, s)).collect();
-        }
-        self.maybe_report(ctx);
-    }
-
-    /// Sends the shutdown report once no job is queued and every slot holder was answered.
-    fn maybe_report(&mut self, ctx: &mut Context<Self>) {
-        let idle = self.queues.is_empty() && self.active.values().all(|a| a.job.done.is_none());
-        let Some(state) = &mut self.shutdown else {
-            return;
-        };
-        if state.finished || !idle {
-            return;
-        }
-        state.finished = true;
-        if let Some(timer) = state.deadline_timer.take() {
-            ctx.cancel_future(timer);
-        }
-        for waiter in state.waiters.drain(..) {
-            let _ = waiter.send(state.report.clone());
-        }
-    }
-}
-
-/// Actuals equal to the reserved amounts: keeps the reservation when usage is unknown.
-fn over_count(requirements: &[Requirement]) -> Vec<Actual> {
-    requirements
-        .iter()
-        .map(|r| Actual::new(r.key.clone(), r.amount))
-        .collect()
 }
 
 fn log_complete(lease: LeaseId, answer: Result<crate::model::CompleteResponse, LimiterError>) {
@@ -518,28 +379,5 @@ impl Handler<Submit> for SchedulerActor {
         };
         self.queues.push_back(&queue, job);
         self.dispatch(ctx);
-    }
-}
-
-impl Handler<Shutdown> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
-        if let Some(state) = &mut self.shutdown {
-            if state.finished {
-                let _ = msg.reply.send(state.report.clone());
-            } else {
-                state.waiters.push(msg.reply);
-            }
-            return;
-        }
-        let timer = ctx.run_later(msg.deadline, |act, ctx| act.on_deadline(ctx));
-        self.shutdown = Some(ShutdownState {
-            report: ShutdownReport::default(),
-            waiters: vec![msg.reply],
-            deadline_timer: Some(timer),
-            finished: false,
-        });
-        self.maybe_report(ctx);
     }
 }

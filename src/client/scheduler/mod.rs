@@ -19,7 +19,9 @@
 
 mod actor;
 mod decision;
+mod job;
 mod queues;
+mod shutdown;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,7 +196,7 @@ impl SchedulerHandle {
             })
         });
         let (done_tx, done_rx) = oneshot::channel();
-        self.addr.do_send(actor::Submit {
+        self.addr.do_send(job::Submit {
             spec,
             execute: erased,
             done: done_tx,
@@ -212,7 +214,7 @@ impl SchedulerHandle {
     /// limiter call). Later calls report the same shutdown.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let (reply, report) = oneshot::channel();
-        self.addr.do_send(actor::Shutdown { deadline, reply });
+        self.addr.do_send(job::Shutdown { deadline, reply });
         report.await.unwrap_or_default()
     }
 }
@@ -220,6 +222,15 @@ impl SchedulerHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn handles_can_be_shared_across_threads() {
+        shareable::<SchedulerHandle>();
+        shareable::<SchedulerConfig>();
+        shareable::<SchedulerError>();
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

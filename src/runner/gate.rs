@@ -1,12 +1,13 @@
-//! The gate every provider request passes through. The rate-limited implementation reserves
-//! capacity through the client scheduler before the request and completes with the tokens
-//! the provider reported after it; [`DirectGate`] just runs the request.
+//! The gate every provider request passes through. [`SchedulerGate`] reserves capacity
+//! through the client scheduler before the request and completes with the tokens the
+//! provider reported after it; [`DirectGate`] just runs the request.
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use thiserror::Error;
 
 use super::provider::{ChatResponse, ProviderError};
+use crate::client::{JobOutput, JobSpec, SchedulerHandle};
 
 /// What one provider request needs from the limiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,5 +64,45 @@ pub struct DirectGate;
 impl CallGate for DirectGate {
     async fn gated(&self, _spec: CallSpec, execute: Execute) -> Result<ProviderAttempt, GateError> {
         Ok(execute().await)
+    }
+}
+
+/// The rate-limited gate: each request is a scheduler job (rpm 1, tpm = request bytes +
+/// `max_tokens`, concurrency 1), completed with the attempt's actual tokens.
+#[derive(Debug, Clone)]
+pub struct SchedulerGate {
+    handle: SchedulerHandle,
+}
+
+impl SchedulerGate {
+    /// A gate submitting to `handle`.
+    pub fn new(handle: SchedulerHandle) -> SchedulerGate {
+        SchedulerGate { handle }
+    }
+}
+
+#[async_trait]
+impl CallGate for SchedulerGate {
+    async fn gated(&self, spec: CallSpec, execute: Execute) -> Result<ProviderAttempt, GateError> {
+        let job = JobSpec {
+            provider: spec.provider,
+            model: spec.model,
+            tenant: spec.tenant,
+            prompt_bytes: spec.prompt_bytes,
+            max_output_tokens: spec.max_output_tokens,
+        };
+        self.handle
+            .run(job, move || {
+                let attempt = execute();
+                Box::pin(async move {
+                    let attempt = attempt.await;
+                    JobOutput {
+                        actual_tokens: attempt.actual_tokens,
+                        value: attempt,
+                    }
+                })
+            })
+            .await
+            .map_err(|e| GateError(e.to_string()))
     }
 }

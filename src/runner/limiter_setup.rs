@@ -1,12 +1,24 @@
-//! Builds the run's limiter once from `rate_limiter` and hands each task a gate with the
-//! task's worker count.
+//! Builds the run's limiter once from `rate_limiter` (disabled → no-op, remote → HTTP client
+//! with `request_timeout_ms`, embedded → the in-process memory backend seeded from
+//! `limits_path` or inline `limits`; wrapped in the batcher when `batch.size > 1`) and gives
+//! each task a scheduler with the task's worker count. Every provider request of the task
+//! is reserved through that scheduler and completed with the provider's usage.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
 use super::config::{LimiterMode, LoadedConfig};
-use super::gate::{CallGate, DirectGate};
+use super::gate::{CallGate, SchedulerGate};
+use crate::client::{
+    BatchConfig, BatchingLimiter, HttpLimiter, Limiter, LocalLimiter, NoopLimiter, SchedulerConfig,
+    SchedulerHandle,
+};
+use crate::model::SystemClock;
+
+/// How long the end of a task waits for the scheduler to finish outstanding completes.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why the limiter could not be built.
 #[derive(Debug, Error)]
@@ -19,21 +31,70 @@ pub enum SetupError {
     Start(String),
 }
 
-/// The limiter of one run.
+/// The limiter of one run, shared by all its tasks.
 pub struct RunLimiter {
     mode: LimiterMode,
+    limiter: Arc<dyn Limiter>,
 }
 
 impl RunLimiter {
-    /// Builds the limiter described by the config's `rate_limiter` section.
+    /// Builds the limiter described by the config's `rate_limiter` section. Must be called
+    /// inside a running actix System.
     pub async fn build(loaded: &LoadedConfig) -> Result<RunLimiter, SetupError> {
-        let mode = loaded.config.rate_limiter.mode;
-        match mode {
-            LimiterMode::Disabled => Ok(RunLimiter { mode }),
-            other => Err(SetupError::Start(format!(
-                "mode {other} needs the client library"
-            ))),
-        }
+        let rl = &loaded.config.rate_limiter;
+        let file = loaded.path.display();
+        let base: Arc<dyn Limiter> = match rl.mode {
+            LimiterMode::Disabled => return Ok(RunLimiter::new(rl.mode, Arc::new(NoopLimiter))),
+            LimiterMode::Remote => {
+                let url = rl.base_url.as_deref().ok_or_else(|| {
+                    SetupError::Config(format!(
+                        "{file}: rate_limiter.base_url: is required when mode is remote"
+                    ))
+                })?;
+                let timeout = Duration::from_millis(rl.request_timeout_ms.max(1));
+                let client = HttpLimiter::new(url, timeout).map_err(|e| {
+                    SetupError::Config(format!("{file}: rate_limiter.base_url: {e}"))
+                })?;
+                Arc::new(client)
+            }
+            LimiterMode::Embedded => {
+                let clock = Arc::new(SystemClock);
+                let local = match (&rl.limits_path, rl.inline_states(&loaded.path)) {
+                    (Some(path), Ok(None)) => LocalLimiter::from_limits_file(loaded.resolve(path), clock)
+                        .await
+                        .map_err(|e| SetupError::Config(format!("{file}: rate_limiter.limits_path: {e}")))?,
+                    (None, Ok(Some(states))) => LocalLimiter::from_states(states, clock)
+                        .await
+                        .map_err(|e| SetupError::Config(format!("{file}: rate_limiter.limits: {e}")))?,
+                    (_, Err(message)) => {
+                        return Err(SetupError::Config(format!("{file}: rate_limiter.limits: {message}")))
+                    }
+                    _ => {
+                        return Err(SetupError::Config(format!(
+                            "{file}: rate_limiter.limits_path: embedded mode needs exactly one of limits_path or limits"
+                        )))
+                    }
+                };
+                Arc::new(local)
+            }
+        };
+        let limiter: Arc<dyn Limiter> = if rl.batch.size > 1 {
+            let config = BatchConfig {
+                size: usize::try_from(rl.batch.size).unwrap_or(usize::MAX),
+                flush_ms: rl.batch.flush_ms,
+            };
+            let batcher = BatchingLimiter::start(base, config)
+                .map_err(|e| SetupError::Config(format!("{file}: rate_limiter.{e}")))?;
+            Arc::new(batcher)
+        } else {
+            base
+        };
+        Ok(RunLimiter::new(rl.mode, limiter))
+    }
+
+    /// A run limiter over an existing limiter (embedding, tests).
+    pub fn new(mode: LimiterMode, limiter: Arc<dyn Limiter>) -> RunLimiter {
+        RunLimiter { mode, limiter }
     }
 
     /// The limiter mode.
@@ -41,20 +102,30 @@ impl RunLimiter {
         self.mode
     }
 
-    /// A gate for one task running `workers` questions at once.
-    pub fn gate_for_task(&self, _workers: usize) -> TaskGate {
+    /// A scheduler with `workers` workers for one task. Must be called inside a running
+    /// actix System.
+    pub fn gate_for_task(&self, workers: usize) -> TaskGate {
+        let config = SchedulerConfig {
+            workers: workers.max(1),
+            ..SchedulerConfig::default()
+        };
+        let handle = SchedulerHandle::start(Arc::clone(&self.limiter), config);
         TaskGate {
-            gate: Arc::new(DirectGate),
+            gate: Arc::new(SchedulerGate::new(handle.clone())),
+            handle,
         }
     }
 
     /// Releases the limiter at the end of the run.
-    pub async fn shutdown(self) {}
+    pub async fn shutdown(self) {
+        drop(self.limiter);
+    }
 }
 
-/// The gate of one task.
+/// The gate of one task: its scheduler.
 pub struct TaskGate {
     gate: Arc<dyn CallGate>,
+    handle: SchedulerHandle,
 }
 
 impl TaskGate {
@@ -63,6 +134,14 @@ impl TaskGate {
         Arc::clone(&self.gate)
     }
 
-    /// Waits for the task's outstanding limiter work (completes) to finish.
-    pub async fn finish(self) {}
+    /// Stops the task's scheduler once its outstanding completes are sent.
+    pub async fn finish(self) {
+        let report = self.handle.shutdown(DRAIN_DEADLINE).await;
+        if !report.is_clean() {
+            log::warn!(
+                "{} limiter job(s) cancelled at the end of the task",
+                report.cancelled.len()
+            );
+        }
+    }
 }

@@ -148,14 +148,32 @@ struct Prepared {
     questions: Vec<Question>,
 }
 
-/// Runs `tasks` and writes `results.json`; must run inside an actix System.
+/// Runs `tasks` with the limiter the config describes (built once for the run) and writes
+/// `results.json`; must run inside an actix System.
 pub async fn run_tasks(
     loaded: &LoadedConfig,
     tasks: Vec<TaskConfig>,
     options: &RunOptions,
 ) -> Result<RunReport, RunError> {
-    let started_ms = SystemClock.now_ms();
-    let started = Instant::now();
+    let prepared = prepare(loaded, tasks)?;
+    let limiter = RunLimiter::build(loaded).await?;
+    run_prepared(loaded, prepared, limiter, options).await
+}
+
+/// Runs `tasks` through an already built limiter (embedding, tests) and writes
+/// `results.json`; must run inside an actix System.
+pub async fn run_tasks_with(
+    loaded: &LoadedConfig,
+    tasks: Vec<TaskConfig>,
+    limiter: RunLimiter,
+    options: &RunOptions,
+) -> Result<RunReport, RunError> {
+    let prepared = prepare(loaded, tasks)?;
+    run_prepared(loaded, prepared, limiter, options).await
+}
+
+/// Loads every task's questions before anything runs, so a bad file fails fast.
+fn prepare(loaded: &LoadedConfig, tasks: Vec<TaskConfig>) -> Result<Vec<Prepared>, RunError> {
     let mut prepared = Vec::with_capacity(tasks.len());
     for task in tasks {
         let file = task
@@ -170,17 +188,28 @@ pub async fn run_tasks(
             questions,
         });
     }
-    let limiter = RunLimiter::build(loaded).await?;
+    Ok(prepared)
+}
+
+async fn run_prepared(
+    loaded: &LoadedConfig,
+    prepared: Vec<Prepared>,
+    limiter: RunLimiter,
+    options: &RunOptions,
+) -> Result<RunReport, RunError> {
+    let started_ms = SystemClock.now_ms();
+    let started = Instant::now();
     let mut reports = Vec::with_capacity(prepared.len());
     for p in &prepared {
         reports.push(run_one(loaded, p, &limiter, options).await?);
     }
+    let mode = limiter.mode();
     limiter.shutdown().await;
     let report = RunReport {
         run_id: ulid::Ulid::new().to_string(),
         config_path: loaded.path.display().to_string(),
         repo_root: loaded.root.display().to_string(),
-        limiter_mode: loaded.config.rate_limiter.mode.to_string(),
+        limiter_mode: mode.to_string(),
         started_at: rfc3339_utc(started_ms),
         finished_at: rfc3339_utc(SystemClock.now_ms()),
         wall_time_ms: millis(started.elapsed()),
@@ -251,7 +280,7 @@ async fn run_one(
             p.questions.len(),
             agent_config.provider,
             agent_config.model,
-            config.rate_limiter.mode
+            limiter.mode()
         ),
     ));
     let started = Instant::now();

@@ -294,17 +294,13 @@ impl LoadedConfig {
         }
     }
 
-    /// Resolves a path from the config against the repo root (`.` components dropped).
+    /// Resolves a path from the config against the repo root (`.` and `..` folded lexically).
     pub fn resolve(&self, relative: &Path) -> PathBuf {
-        let joined = if relative.is_absolute() {
-            relative.to_path_buf()
+        if relative.is_absolute() {
+            normalize(relative)
         } else {
-            self.root.join(relative)
-        };
-        joined
-            .components()
-            .filter(|c| !matches!(c, std::path::Component::CurDir))
-            .collect()
+            normalize(&self.root.join(relative))
+        }
     }
 
     /// The results directory.
@@ -316,12 +312,25 @@ impl LoadedConfig {
 /// `path` made absolute against the current directory (unchanged if that fails).
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path)
-        .map(|p| {
-            p.components()
-                .filter(|c| !matches!(c, std::path::Component::CurDir))
-                .collect()
-        })
+        .map(|p| normalize(&p))
         .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Folds `.` and `..` components without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The repo root for a config file: the parent of its `.cogni` directory, else its directory.

@@ -132,11 +132,15 @@ pub fn print_summary(report: &RunReport, output: &Output) {
             .filter(|q| q.verdict != Verdict::Correct)
         {
             let answer = q.parsed_answer.as_deref().unwrap_or("-");
-            let detail = q.error.as_deref().unwrap_or("");
+            let detail = q
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
             output.line(&output.paint(
                 Style::Dim,
                 &format!(
-                    "  {}/{}: {} answer {answer:?} {detail}",
+                    "  {}/{}: {} answer {answer:?}{detail}",
                     task.id,
                     q.id,
                     q.verdict.as_str()

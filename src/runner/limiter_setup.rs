@@ -20,16 +20,11 @@ use crate::model::SystemClock;
 /// How long the end of a task waits for the scheduler to finish outstanding completes.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Why the limiter could not be built.
+/// Why the limiter could not be built: its settings or limits are invalid (the message
+/// names the config file and the field).
 #[derive(Debug, Error)]
-pub enum SetupError {
-    /// The limiter settings or limits are invalid (names the file and field).
-    #[error("{0}")]
-    Config(String),
-    /// The limiter could not start.
-    #[error("cannot start the rate limiter: {0}")]
-    Start(String),
-}
+#[error("{0}")]
+pub struct SetupError(pub String);
 
 /// The limiter of one run, shared by all its tasks.
 pub struct RunLimiter {
@@ -47,14 +42,13 @@ impl RunLimiter {
             LimiterMode::Disabled => return Ok(RunLimiter::new(rl.mode, Arc::new(NoopLimiter))),
             LimiterMode::Remote => {
                 let url = rl.base_url.as_deref().ok_or_else(|| {
-                    SetupError::Config(format!(
+                    SetupError(format!(
                         "{file}: rate_limiter.base_url: is required when mode is remote"
                     ))
                 })?;
                 let timeout = Duration::from_millis(rl.request_timeout_ms.max(1));
-                let client = HttpLimiter::new(url, timeout).map_err(|e| {
-                    SetupError::Config(format!("{file}: rate_limiter.base_url: {e}"))
-                })?;
+                let client = HttpLimiter::new(url, timeout)
+                    .map_err(|e| SetupError(format!("{file}: rate_limiter.base_url: {e}")))?;
                 Arc::new(client)
             }
             LimiterMode::Embedded => {
@@ -62,15 +56,15 @@ impl RunLimiter {
                 let local = match (&rl.limits_path, rl.inline_states(&loaded.path)) {
                     (Some(path), Ok(None)) => LocalLimiter::from_limits_file(loaded.resolve(path), clock)
                         .await
-                        .map_err(|e| SetupError::Config(format!("{file}: rate_limiter.limits_path: {e}")))?,
+                        .map_err(|e| SetupError(format!("{file}: rate_limiter.limits_path: {e}")))?,
                     (None, Ok(Some(states))) => LocalLimiter::from_states(states, clock)
                         .await
-                        .map_err(|e| SetupError::Config(format!("{file}: rate_limiter.limits: {e}")))?,
+                        .map_err(|e| SetupError(format!("{file}: rate_limiter.limits: {e}")))?,
                     (_, Err(message)) => {
-                        return Err(SetupError::Config(format!("{file}: rate_limiter.limits: {message}")))
+                        return Err(SetupError(format!("{file}: rate_limiter.limits: {message}")))
                     }
                     _ => {
-                        return Err(SetupError::Config(format!(
+                        return Err(SetupError(format!(
                             "{file}: rate_limiter.limits_path: embedded mode needs exactly one of limits_path or limits"
                         )))
                     }
@@ -84,7 +78,7 @@ impl RunLimiter {
                 flush_ms: rl.batch.flush_ms,
             };
             let batcher = BatchingLimiter::start(base, config)
-                .map_err(|e| SetupError::Config(format!("{file}: rate_limiter.{e}")))?;
+                .map_err(|e| SetupError(format!("{file}: rate_limiter.{e}")))?;
             Arc::new(batcher)
         } else {
             base

@@ -67,7 +67,7 @@ pub enum RunError {
     /// A task or agent choice on the command line is invalid (exit code 2).
     #[error("{0}")]
     Usage(String),
-    /// The limiter could not be built.
+    /// The limiter settings or limits are invalid (exit code 2).
     #[error(transparent)]
     Limiter(#[from] SetupError),
     /// Something else failed at run time (provider setup, repository root, writing results).
@@ -79,9 +79,8 @@ impl RunError {
     /// The process exit code for this error: 2 for bad input, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Config(_) | RunError::Usage(_) => 2,
-            RunError::Limiter(SetupError::Config(_)) => 2,
-            RunError::Limiter(_) | RunError::Runtime(_) => 1,
+            RunError::Config(_) | RunError::Usage(_) | RunError::Limiter(_) => 2,
+            RunError::Runtime(_) => 1,
         }
     }
 }

@@ -273,3 +273,33 @@ async fn a_rejected_request_fails_the_job_without_retry() {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn a_completed_call_wakes_its_waiting_queue_at_once() {
+    bounded(5, async {
+        // Concurrency 1 as the limiter sees it: the second reserve is denied with a long
+        // hint while the first call runs; every reserve after that is allowed.
+        let limiter = FakeLimiter::new(|_, index| match index {
+            1 => Ok(ReserveResponse::denied(3_000)),
+            _ => Ok(ReserveResponse::allowed(1)),
+        });
+        let scheduler = SchedulerHandle::start(limiter.clone(), config(2));
+        let start = Instant::now();
+        let first = scheduler.run(spec("openai"), step(50, 1, "first"));
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            scheduler.run(spec("openai"), step(1, 1, "second")).await
+        };
+        let (first, second) = futures::join!(first, second);
+        assert_eq!((first, second), (Ok("first"), Ok("second")));
+        // The first call's complete freed the slot: the second ran without sleeping out the
+        // 3 s hint.
+        assert!(
+            start.elapsed() < Duration::from_millis(1_000),
+            "took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(limiter.reserves().len(), 3);
+    })
+    .await;
+}

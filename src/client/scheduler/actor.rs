@@ -297,6 +297,9 @@ impl SchedulerActor {
                 .map(move |answer, act, ctx| {
                     log_complete(lease, answer);
                     if let Some(active) = act.active.remove(&seq) {
+                        // The complete freed capacity on this queue's keys (its concurrency
+                        // slot at least): a waiting job of the queue may fit now.
+                        act.queues.wake(&active.job.queue);
                         act.finish(active.job, outcome);
                     }
                     act.dispatch(ctx);

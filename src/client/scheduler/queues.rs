@@ -76,6 +76,15 @@ impl<J: Sequenced> Queues<J> {
         queue.ready_at = Some(queue.ready_at.map_or(until, |t| t.max(until)));
     }
 
+    /// Makes a waiting queue ready at once: capacity on its keys has just been freed (one of
+    /// its calls completed), so its head should not sleep out a retry-after hint that was
+    /// computed before the release.
+    pub(crate) fn wake(&mut self, key: &QueueKey) {
+        if let Some(&position) = self.index.get(key) {
+            self.queues[position].ready_at = None;
+        }
+    }
+
     /// Takes the head of the next ready queue after the last one served, or `None` if no
     /// queue with jobs is ready at `now`.
     pub(crate) fn pop_ready(&mut self, now: Instant) -> Option<J> {
@@ -180,6 +189,19 @@ mod tests {
             Some(J(1, "a"))
         );
         assert_eq!(queues.next_wake(), None);
+    }
+
+    #[test]
+    fn wake_makes_a_waiting_queue_ready_at_once() {
+        let mut queues = Queues::new();
+        let now = Instant::now();
+        queues.push_back(&key("a"), J(1, "a"));
+        queues.delay(&key("a"), now + Duration::from_secs(5));
+        assert_eq!(queues.pop_ready(now), None);
+        queues.wake(&key("missing"));
+        assert_eq!(queues.pop_ready(now), None);
+        queues.wake(&key("a"));
+        assert_eq!(queues.pop_ready(now), Some(J(1, "a")));
     }
 
     #[test]

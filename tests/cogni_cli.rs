@@ -126,7 +126,7 @@ fn missing_config_is_an_error_with_a_hint() {
         assert_eq!(run.code, 2);
         assert!(
             run.stderr
-                .contains(".cogni/config.yml: cannot read the config file"),
+                .contains(".cogni/config.yml: cannot read the file"),
             "{}",
             run.stderr
         );
@@ -135,7 +135,7 @@ fn missing_config_is_an_error_with_a_hint() {
         assert_eq!(run.code, 2);
         assert!(run
             .stderr
-            .contains("elsewhere.yml: cannot read the config file"));
+            .contains("elsewhere.yml: cannot read the file"));
     });
 }
 

@@ -308,6 +308,32 @@ impl BatchingLimiter {
 
 /// The caller's answer; a batcher that stopped before answering is a transport failure
 /// (the request may or may not have reached the limiter).
+/// Queues one message per request (all before waiting, so they can share batch calls) and
+/// collects the answers in request order.
+async fn queue_each<Q, R, M>(
+    addr: &Addr<BatcherActor>,
+    requests: Vec<Q>,
+    message: impl Fn(Q, Reply<R>) -> M,
+) -> Result<Vec<R>, LimiterError>
+where
+    M: Message<Result = ()> + Send + 'static,
+    BatcherActor: Handler<M>,
+{
+    let answers: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let (reply, answer) = oneshot::channel();
+            addr.do_send(message(request, reply));
+            answer
+        })
+        .collect();
+    let mut results = Vec::with_capacity(answers.len());
+    for answer in answers {
+        results.push(wait(answer).await?);
+    }
+    Ok(results)
+}
+
 async fn wait<R>(reply: oneshot::Receiver<Result<R, LimiterError>>) -> Result<R, LimiterError> {
     reply
         .await
@@ -334,19 +360,11 @@ impl Limiter for BatchingLimiter {
         &self,
         requests: Vec<ReserveRequest>,
     ) -> Result<Vec<ReserveResponse>, LimiterError> {
-        let answers: Vec<_> = requests
-            .into_iter()
-            .map(|request| {
-                let (reply, answer) = oneshot::channel();
-                self.addr.do_send(QueueReserve { request, reply });
-                answer
-            })
-            .collect();
-        let mut results = Vec::with_capacity(answers.len());
-        for answer in answers {
-            results.push(wait(answer).await?);
-        }
-        Ok(results)
+        queue_each(&self.addr, requests, |request, reply| QueueReserve {
+            request,
+            reply,
+        })
+        .await
     }
 
     /// Queues every item; results come back in request order.
@@ -354,19 +372,11 @@ impl Limiter for BatchingLimiter {
         &self,
         requests: Vec<CompleteRequest>,
     ) -> Result<Vec<CompleteResponse>, LimiterError> {
-        let answers: Vec<_> = requests
-            .into_iter()
-            .map(|request| {
-                let (reply, answer) = oneshot::channel();
-                self.addr.do_send(QueueComplete { request, reply });
-                answer
-            })
-            .collect();
-        let mut results = Vec::with_capacity(answers.len());
-        for answer in answers {
-            results.push(wait(answer).await?);
-        }
-        Ok(results)
+        queue_each(&self.addr, requests, |request, reply| QueueComplete {
+            request,
+            reply,
+        })
+        .await
     }
 }
 

@@ -211,7 +211,7 @@ impl fmt::Display for Issue {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot read the config file: {source}")]
+    #[error("{path}: cannot read the file: {source}")]
     Read {
         /// The config file.
         path: PathBuf,
@@ -257,13 +257,18 @@ pub struct LoadedConfig {
     pub root: PathBuf,
 }
 
+/// Reads a config or questions file, naming it in the error.
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl LoadedConfig {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         Self::from_text(&text, path)
     }
 

@@ -62,10 +62,7 @@ pub fn normalize(text: &str) -> String {
 impl QuestionsFile {
     /// Reads, parses (JSON for `.json`, YAML otherwise) and validates a questions file.
     pub fn load(path: &Path) -> Result<QuestionsFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = super::config::read_text(path)?;
         Self::from_text(&text, path)
     }
 

@@ -1,0 +1,242 @@
+//! A TigerBeetle server started by the tests themselves: a fresh data file in a temporary
+//! directory, `--development` mode (at most 253 events per request, ~1.5 GiB of RAM), a free
+//! loopback port, and a guaranteed stop.
+//!
+//! The server runs under a tiny `sh` watchdog that holds our stdin pipe: when the test
+//! process exits for any reason (even a static server whose `Drop` never runs), the pipe
+//! closes and the watchdog kills the server. [`TbServer::kill`] and [`TbServer::restart`]
+//! let chaos tests stop and revive the same data file on the same port.
+//!
+//! The binary comes from `TB_BIN`, or from `scripts/provision-tigerbeetle.sh` (which builds
+//! and caches it on first use). If neither works the test FAILS with a clear message: a
+//! missing TigerBeetle must never turn into a silently skipped test (CI sets `CI=true` and
+//! relies on that).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start listening.
+const START_BOUND: Duration = Duration::from_secs(60);
+
+/// The TigerBeetle server binary, or a panic explaining how to get one.
+pub fn server_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Ok(path) = std::env::var("TB_BIN") {
+                let path = PathBuf::from(path);
+                assert!(
+                    path.is_file(),
+                    "TB_BIN={} is not a file: point it at a TigerBeetle 0.16.78 server binary",
+                    path.display()
+                );
+                return path;
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/provision-tigerbeetle.sh");
+            let output = Command::new(&script)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run {} to find the TigerBeetle server ({e}); set TB_BIN to a \
+                         TigerBeetle 0.16.78 binary",
+                        script.display()
+                    )
+                });
+            assert!(
+                output.status.success(),
+                "{} failed ({}): TigerBeetle is required by this test (set TB_BIN or fix provisioning)",
+                script.display(),
+                output.status
+            );
+            let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().to_string());
+            assert!(
+                path.is_file(),
+                "{} printed {:?}, which is not a file",
+                script.display(),
+                path
+            );
+            path
+        })
+        .clone()
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// One running server process under its watchdog.
+struct Running {
+    watchdog: Child,
+    stdin: Option<ChildStdin>,
+    pid: u32,
+}
+
+impl Running {
+    fn stop(mut self) {
+        let _ = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status();
+        drop(self.stdin.take());
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// A single-replica `--development` TigerBeetle server on a loopback port.
+pub struct TbServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    running: Mutex<Option<Running>>,
+}
+
+impl TbServer {
+    /// Formats a data file and starts a server; panics (fails the test) if it cannot.
+    pub fn start() -> TbServer {
+        let binary = server_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("ratelimiter-tb-")
+            .tempdir()
+            .expect("temporary directory for TigerBeetle");
+        let data = dir.path().join("0_0.tigerbeetle");
+        let format = Command::new(&binary)
+            .args(["format", "--cluster=0", "--replica=0", "--replica-count=1", "--development"])
+            .arg(&data)
+            .output()
+            .expect("run tigerbeetle format");
+        assert!(
+            format.status.success(),
+            "tigerbeetle format failed: {}",
+            String::from_utf8_lossy(&format.stderr)
+        );
+        let mut server = TbServer {
+            dir,
+            port: free_port(),
+            running: Mutex::new(None),
+        };
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match server.spawn() {
+                Ok(()) => return server,
+                // Most likely the port was taken between probing and binding: try another.
+                Err(e) => last_error = e,
+            }
+            server.port = free_port();
+        }
+        panic!("TigerBeetle did not start: {last_error}");
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn spawn(&self) -> Result<(), String> {
+        let binary = server_binary();
+        let data = self.dir.path().join("0_0.tigerbeetle");
+        let log = self.log_path();
+        let _ = std::fs::remove_file(&log);
+        let script = r#"tb="$1"; log="$2"; shift 2
+"$tb" "$@" >"$log" 2>&1 &
+child=$!
+echo "$child"
+cat >/dev/null
+kill -TERM "$child" 2>/dev/null
+wait "$child" 2>/dev/null
+exit 0"#;
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("tb-watchdog")
+            .arg(&binary)
+            .arg(&log)
+            .arg("start")
+            .arg(format!("--addresses={}", self.address()))
+            .arg("--development")
+            .arg(&data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot spawn sh for TigerBeetle: {e}"))?;
+        let stdin = watchdog.stdin.take();
+        let mut line = String::new();
+        BufReader::new(watchdog.stdout.take().expect("watchdog stdout"))
+            .read_line(&mut line)
+            .map_err(|e| format!("watchdog did not report the server pid: {e}"))?;
+        let pid: u32 = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("watchdog printed {line:?} instead of a pid"))?;
+        let running = Running {
+            watchdog,
+            stdin,
+            pid,
+        };
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("listening on") {
+                *self.running.lock().unwrap() = Some(running);
+                return Ok(());
+            }
+            let alive = Command::new("kill")
+                .args(["-0", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !alive || started.elapsed() > START_BOUND {
+                running.stop();
+                return Err(format!(
+                    "server on {} {} ; log:\n{}",
+                    self.address(),
+                    if alive { "did not listen in time" } else { "exited" },
+                    text
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), keeping its data file.
+    pub fn kill(&self) {
+        if let Some(running) = self.running.lock().unwrap().take() {
+            running.stop();
+        }
+    }
+
+    /// Starts the server again on the same data file and port; panics if it cannot.
+    pub fn restart(&self) {
+        self.kill();
+        let started = Instant::now();
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if started.elapsed() > START_BOUND => {
+                    panic!("TigerBeetle did not restart: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+}
+
+impl Drop for TbServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One server per test binary, started on first use and killed when the process exits.
+pub fn shared() -> &'static TbServer {
+    static SERVER: OnceLock<TbServer> = OnceLock::new();
+    SERVER.get_or_init(TbServer::start)
+}

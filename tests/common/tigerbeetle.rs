@@ -80,7 +80,10 @@ struct Running {
 
 impl Running {
     fn stop(mut self) {
-        let _ = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid.to_string())
+            .status();
         drop(self.stdin.take());
         let _ = self.watchdog.wait();
     }
@@ -103,7 +106,13 @@ impl TbServer {
             .expect("temporary directory for TigerBeetle");
         let data = dir.path().join("0_0.tigerbeetle");
         let format = Command::new(&binary)
-            .args(["format", "--cluster=0", "--replica=0", "--replica-count=1", "--development"])
+            .args([
+                "format",
+                "--cluster=0",
+                "--replica=0",
+                "--replica-count=1",
+                "--development",
+            ])
             .arg(&data)
             .output()
             .expect("run tigerbeetle format");
@@ -198,7 +207,11 @@ exit 0"#;
                 return Err(format!(
                     "server on {} {} ; log:\n{}",
                     self.address(),
-                    if alive { "did not listen in time" } else { "exited" },
+                    if alive {
+                        "did not listen in time"
+                    } else {
+                        "exited"
+                    },
                     text
                 ));
             }
@@ -240,3 +253,20 @@ pub fn shared() -> &'static TbServer {
     static SERVER: OnceLock<TbServer> = OnceLock::new();
     SERVER.get_or_init(TbServer::start)
 }
+
+/// Backend settings for a test server: a `--development` server takes at most 253 events
+/// per request, so batches stay within that.
+pub fn config(server: &TbServer) -> ratelimiter::tigerbeetle::TigerBeetleConfig {
+    ratelimiter::tigerbeetle::TigerBeetleConfig {
+        addresses: server.address(),
+        cluster: 0,
+        request_timeout_ms: 5_000,
+        batch_max_events: 253,
+        flush_interval_us: 100,
+    }
+}
+
+/// TigerBeetle releases an expired pending transfer's balance on its own periodic pulse,
+/// observed up to ~0.5 s after the timeout when nothing else is written; waits past an
+/// expiry add this much.
+pub const EXPIRY_SLACK_MS: u64 = 500;

@@ -24,90 +24,26 @@
 //! records every size.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use futures::future::join_all;
 use log::{debug, warn};
-use tigerbeetle_unofficial::error::{
-    CreateAccountErrorKind, CreateAccountsError, CreateTransfersError, SendError, SendErrorKind,
-};
-use tigerbeetle_unofficial::{Account, Client, Transfer};
+use tigerbeetle_unofficial::error::{CreateTransfersError, SendError, SendErrorKind};
+use tigerbeetle_unofficial::{Client, Transfer};
 use tokio::sync::oneshot;
 
 use super::config::{TigerBeetleConfig, DEVELOPMENT_MAX_EVENTS};
 use super::transfers::Failures;
 use crate::backend::BackendError;
 
-/// Sends transfer chains; answers, per chain and in order, its failures (empty = applied).
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<Result<Failures, BackendError>>")]
-pub struct Submit(pub Vec<Vec<Transfer>>);
+mod direct;
+mod messages;
 
-/// Looks accounts up (not batched); accounts that do not exist are left out.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<Account>, BackendError>")]
-pub struct LookupAccounts(pub Vec<u128>);
-
-/// Creates accounts (not batched); answers the failures by index.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<(usize, CreateAccountErrorKind)>, BackendError>")]
-pub struct CreateAccounts(pub Vec<Account>);
-
-/// Asks for the batch statistics so far.
-#[derive(Debug, Message)]
-#[rtype(result = "BatchStats")]
-pub struct GetStats;
-
-/// One request sent to TigerBeetle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchRecord {
-    /// Work items (chains) in it.
-    pub items: usize,
-    /// Events (transfers) in it.
-    pub events: usize,
-}
-
-/// Test hook: records the size of every batch sent.
-#[derive(Debug, Clone, Default)]
-pub struct BatchRecorder(Arc<Mutex<Vec<BatchRecord>>>);
-
-impl BatchRecorder {
-    /// An empty recorder.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every batch recorded so far, in order.
-    pub fn records(&self) -> Vec<BatchRecord> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn push(&self, record: BatchRecord) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(record);
-    }
-}
-
-/// Totals since the actor started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchStats {
-    /// Requests sent.
-    pub batches: u64,
-    /// Work items sent.
-    pub items: u64,
-    /// Events sent.
-    pub events: u64,
-    /// The largest request, in events.
-    pub largest: usize,
-    /// Requests that timed out.
-    pub timeouts: u64,
-    /// The batch limit in force (lowered if the server refused a batch as too large).
-    pub max_events: usize,
-}
+pub use messages::{
+    BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, Submit,
+};
 
 type Reply = oneshot::Sender<Result<Failures, BackendError>>;
 
@@ -428,84 +364,5 @@ impl Handler<Submit> for MicrobatchActor {
                 })
                 .collect()
         })
-    }
-}
-
-impl Handler<LookupAccounts> for MicrobatchActor {
-    type Result = ResponseActFuture<Self, Result<Vec<Account>, BackendError>>;
-
-    fn handle(
-        &mut self,
-        LookupAccounts(ids): LookupAccounts,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        let client = match self.client() {
-            Ok(client) => client,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        let timeout = self.config.request_timeout();
-        let sender = Arc::clone(&client);
-        let request =
-            async move { tokio::time::timeout(timeout, sender.lookup_accounts(ids)).await };
-        Box::pin(
-            fut::wrap_future(request).map(move |result, act: &mut Self, _| match result {
-                Ok(Ok(accounts)) => Ok(accounts),
-                Ok(Err(error)) => Err(act.send_error(&client, error, "lookup_accounts")),
-                Err(_) => {
-                    act.stats.timeouts += 1;
-                    act.discard_client(&client);
-                    Err(act.timeout_error("lookup_accounts"))
-                }
-            }),
-        )
-    }
-}
-
-impl Handler<CreateAccounts> for MicrobatchActor {
-    type Result =
-        ResponseActFuture<Self, Result<Vec<(usize, CreateAccountErrorKind)>, BackendError>>;
-
-    fn handle(
-        &mut self,
-        CreateAccounts(accounts): CreateAccounts,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        let client = match self.client() {
-            Ok(client) => client,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        let timeout = self.config.request_timeout();
-        let sender = Arc::clone(&client);
-        let request =
-            async move { tokio::time::timeout(timeout, sender.create_accounts(accounts)).await };
-        Box::pin(
-            fut::wrap_future(request).map(move |result, act: &mut Self, _| match result {
-                Ok(Ok(())) => Ok(Vec::new()),
-                Ok(Err(CreateAccountsError::Api(errors))) => Ok(errors
-                    .as_slice()
-                    .iter()
-                    .map(|e| (e.index() as usize, e.kind()))
-                    .collect()),
-                Ok(Err(CreateAccountsError::Send(error))) => {
-                    Err(act.send_error(&client, error, "create_accounts"))
-                }
-                Ok(Err(other)) => Err(BackendError::Failed(format!(
-                    "TigerBeetle create_accounts: {other}"
-                ))),
-                Err(_) => {
-                    act.stats.timeouts += 1;
-                    act.discard_client(&client);
-                    Err(act.timeout_error("create_accounts"))
-                }
-            }),
-        )
-    }
-}
-
-impl Handler<GetStats> for MicrobatchActor {
-    type Result = MessageResult<GetStats>;
-
-    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.stats)
     }
 }

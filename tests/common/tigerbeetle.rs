@@ -270,3 +270,47 @@ pub fn config(server: &TbServer) -> ratelimiter::tigerbeetle::TigerBeetleConfig 
 /// observed up to ~0.5 s after the timeout when nothing else is written; waits past an
 /// expiry add this much.
 pub const EXPIRY_SLACK_MS: u64 = 500;
+
+/// One raw TigerBeetle client per test binary, on the shared server, for looking at the
+/// ledger directly (a cluster holds at most 64 client sessions, so tests do not make more).
+fn raw_client() -> &'static tigerbeetle_unofficial::Client {
+    static CLIENT: OnceLock<tigerbeetle_unofficial::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        tigerbeetle_unofficial::Client::new(0, shared().address()).expect("raw TigerBeetle client")
+    })
+}
+
+/// Looks an account up on the shared server.
+pub async fn account(id: u128) -> Option<tigerbeetle_unofficial::Account> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        raw_client().lookup_accounts(vec![id]),
+    )
+    .await
+    .expect("lookup_accounts answered in time")
+    .expect("lookup_accounts succeeded")
+    .into_iter()
+    .find(|a| a.id() == id)
+}
+
+/// Looks a transfer up on the shared server.
+pub async fn transfer(id: u128) -> Option<tigerbeetle_unofficial::Transfer> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        raw_client().lookup_transfers(vec![id]),
+    )
+    .await
+    .expect("lookup_transfers answered in time")
+    .expect("lookup_transfers succeeded")
+    .into_iter()
+    .find(|t| t.id() == id)
+}
+
+/// The limit account of `key` on the shared server: (credits_posted, debits_posted,
+/// debits_pending).
+pub async fn limit_balance(key: &str) -> (u128, u128, u128) {
+    let a = account(ratelimiter::tigerbeetle::accounts::limit_id(key))
+        .await
+        .unwrap_or_else(|| panic!("no limit account for {key}"));
+    (a.credits_posted(), a.debits_posted(), a.debits_pending())
+}

@@ -22,19 +22,29 @@ impl Handler<LookupAccounts> for MicrobatchActor {
             Ok(client) => client,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let timeout = self.config.request_timeout();
+        let timeout = self.call_timeout();
         let sender = Arc::clone(&client);
-        let request =
-            async move { tokio::time::timeout(timeout, sender.lookup_accounts(ids)).await };
+        let request = async move {
+            let result = tokio::time::timeout(timeout, sender.lookup_accounts(ids)).await;
+            (result, sender)
+        };
         Box::pin(
-            fut::wrap_future(request).map(move |result, act: &mut Self, _| match result {
-                Ok(Ok(accounts)) => Ok(accounts),
-                Ok(Err(error)) => Err(act.send_error(&client, error, "lookup_accounts")),
-                Err(_) => {
-                    act.stats.timeouts += 1;
-                    act.discard_client(&client);
-                    Err(act.timeout_error("lookup_accounts"))
-                }
+            fut::wrap_future(request).map(move |(result, sender), act: &mut Self, ctx| {
+                drop(sender);
+                let answer = match result {
+                    Ok(Ok(accounts)) => {
+                        act.answered(&client);
+                        Ok(accounts)
+                    }
+                    Ok(Err(error)) => Err(act.send_error(&client, error, "lookup_accounts")),
+                    Err(_) => {
+                        act.stats.timeouts += 1;
+                        act.timed_out(&client, ctx);
+                        Err(act.timeout_error("lookup_accounts", timeout))
+                    }
+                };
+                act.release(client);
+                answer
             }),
         )
     }
@@ -53,29 +63,42 @@ impl Handler<CreateAccounts> for MicrobatchActor {
             Ok(client) => client,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let timeout = self.config.request_timeout();
+        let timeout = self.call_timeout();
         let sender = Arc::clone(&client);
-        let request =
-            async move { tokio::time::timeout(timeout, sender.create_accounts(accounts)).await };
+        let request = async move {
+            let result = tokio::time::timeout(timeout, sender.create_accounts(accounts)).await;
+            (result, sender)
+        };
         Box::pin(
-            fut::wrap_future(request).map(move |result, act: &mut Self, _| match result {
-                Ok(Ok(())) => Ok(Vec::new()),
-                Ok(Err(CreateAccountsError::Api(errors))) => Ok(errors
-                    .as_slice()
-                    .iter()
-                    .map(|e| (e.index() as usize, e.kind()))
-                    .collect()),
-                Ok(Err(CreateAccountsError::Send(error))) => {
-                    Err(act.send_error(&client, error, "create_accounts"))
-                }
-                Ok(Err(other)) => Err(BackendError::Failed(format!(
-                    "TigerBeetle create_accounts: {other}"
-                ))),
-                Err(_) => {
-                    act.stats.timeouts += 1;
-                    act.discard_client(&client);
-                    Err(act.timeout_error("create_accounts"))
-                }
+            fut::wrap_future(request).map(move |(result, sender), act: &mut Self, ctx| {
+                drop(sender);
+                let answer = match result {
+                    Ok(Ok(())) => {
+                        act.answered(&client);
+                        Ok(Vec::new())
+                    }
+                    Ok(Err(CreateAccountsError::Api(errors))) => {
+                        act.answered(&client);
+                        Ok(errors
+                            .as_slice()
+                            .iter()
+                            .map(|e| (e.index() as usize, e.kind()))
+                            .collect())
+                    }
+                    Ok(Err(CreateAccountsError::Send(error))) => {
+                        Err(act.send_error(&client, error, "create_accounts"))
+                    }
+                    Ok(Err(other)) => Err(BackendError::Failed(format!(
+                        "TigerBeetle create_accounts: {other}"
+                    ))),
+                    Err(_) => {
+                        act.stats.timeouts += 1;
+                        act.timed_out(&client, ctx);
+                        Err(act.timeout_error("create_accounts", timeout))
+                    }
+                };
+                act.release(client);
+                answer
             }),
         )
     }

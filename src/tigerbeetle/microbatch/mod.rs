@@ -13,24 +13,30 @@
 //! busy under load and batches grow with it.
 //!
 //! Faults: the TigerBeetle client never gives up on a dead server, so every call is bounded
-//! by `request_timeout_ms`. When a batch times out, it and everything queued behind it
-//! answer `Unavailable` at once (they would wait on the same dead connection), and the
-//! client is dropped and recreated on the next call; a request the old client still held
-//! may or may not have been applied, which the deterministic transfer ids make harmless. A
-//! batch refused as too large (a `--development` server takes at most 253 events) lowers
-//! the limit and is sent again; nothing of it had been sent.
+//! by `request_timeout_ms` (a new client's first call, which registers its session and takes
+//! ~0.6 s, gets [`FIRST_CALL_ALLOWANCE`] more). When a batch times out, it and everything
+//! queued behind it answer `Unavailable` at once (they would wait on the same dead
+//! connection). The client is KEPT: it reconnects by itself when the cluster is back (the
+//! session survives a server restart), and a fresh client would pay the registration again
+//! on every call, which a short timeout never allows. Requests a timed-out call left inside
+//! the client are sent when the cluster is back, in order and before anything newer (one
+//! request in flight), so later reads see them; the deterministic transfer ids make a late
+//! arrival harmless (a retry answers `exists`, an abandoned reservation merely expires).
+//! Only an evicted or shut-down session makes the actor start a new client. A batch refused
+//! as too large (a `--development` server takes at most 253 events) lowers the limit and is
+//! sent again; nothing of it had been sent.
 //!
 //! Every batch is logged at debug level with its size; a [`BatchRecorder`] (a test hook)
 //! records every size.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::future::join_all;
 use log::{debug, warn};
-use tigerbeetle_unofficial::error::{CreateTransfersError, SendError, SendErrorKind};
+use tigerbeetle_unofficial::error::{CreateTransfersError, SendErrorKind};
 use tigerbeetle_unofficial::{Client, Transfer};
 use tokio::sync::oneshot;
 
@@ -40,6 +46,10 @@ use crate::backend::BackendError;
 
 mod direct;
 mod messages;
+mod session;
+
+use session::Connection;
+pub use session::FIRST_CALL_ALLOWANCE;
 
 pub use messages::{
     BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, Submit,
@@ -55,7 +65,7 @@ struct Queued {
 /// The batching owner of the TigerBeetle client.
 pub struct MicrobatchActor {
     config: TigerBeetleConfig,
-    client: Option<Arc<Client>>,
+    conn: Connection,
     queue: VecDeque<Queued>,
     queued_events: usize,
     max_events: usize,
@@ -87,7 +97,7 @@ impl MicrobatchActor {
         let max_events = config.batch_max_events.max(1);
         MicrobatchActor {
             config,
-            client: None,
+            conn: Connection::default(),
             queue: VecDeque::new(),
             queued_events: 0,
             max_events,
@@ -99,51 +109,6 @@ impl MicrobatchActor {
                 ..BatchStats::default()
             },
         }
-    }
-
-    /// The current client, created if there is none.
-    fn client(&mut self) -> Result<Arc<Client>, BackendError> {
-        if let Some(client) = &self.client {
-            return Ok(Arc::clone(client));
-        }
-        let client =
-            Client::new(self.config.cluster, self.config.addresses.as_str()).map_err(|e| {
-                BackendError::Failed(format!(
-                    "cannot create a TigerBeetle client for addresses {:?}: {e}",
-                    self.config.addresses
-                ))
-            })?;
-        let client = Arc::new(client);
-        self.client = Some(Arc::clone(&client));
-        Ok(client)
-    }
-
-    /// Drops `used` if it is still the current client, so the next call starts a fresh one.
-    /// Dropping a client joins its IO thread, so that happens off the actor's thread.
-    fn discard_client(&mut self, used: &Arc<Client>) {
-        if self.client.as_ref().is_some_and(|c| Arc::ptr_eq(c, used)) {
-            if let Some(old) = self.client.take() {
-                tokio::task::spawn_blocking(move || drop(old));
-            }
-        }
-    }
-
-    fn timeout_error(&self, what: &str) -> BackendError {
-        BackendError::Unavailable(format!(
-            "TigerBeetle at {} did not answer {what} within {} ms",
-            self.config.addresses, self.config.request_timeout_ms
-        ))
-    }
-
-    /// A send failure; evicted or shut-down sessions are replaced on the next call.
-    fn send_error(&mut self, client: &Arc<Client>, error: SendError, what: &str) -> BackendError {
-        if matches!(
-            error.kind(),
-            SendErrorKind::ClientEvicted | SendErrorKind::ClientShutdown
-        ) {
-            self.discard_client(client);
-        }
-        BackendError::Unavailable(format!("TigerBeetle {what} failed: {error}"))
     }
 
     fn enqueue(&mut self, chain: Vec<Transfer>, reply: Reply) {
@@ -214,6 +179,38 @@ impl MicrobatchActor {
             items: batch.len(),
             events: events.len(),
         };
+        self.in_flight = true;
+        let started = Instant::now();
+        let timeout = self.call_timeout();
+        let sender = Arc::clone(&client);
+        let request = async move {
+            let result = tokio::time::timeout(timeout, sender.create_transfers(events)).await;
+            (result, sender)
+        };
+        ctx.spawn(
+            fut::wrap_future(request).map(move |(result, sender), act: &mut Self, ctx| {
+                drop(sender);
+                act.in_flight = false;
+                act.record(record, &result, started);
+                act.finish(&client, batch, &ends, result, timeout, ctx);
+                act.release(client);
+                act.schedule_after_reply(ctx);
+            }),
+        );
+    }
+
+    /// Counts and logs a batch that was sent (not one the client refused as too large).
+    fn record(
+        &mut self,
+        record: BatchRecord,
+        result: &Result<Result<(), CreateTransfersError>, tokio::time::error::Elapsed>,
+        started: Instant,
+    ) {
+        if let Ok(Err(CreateTransfersError::Send(e))) = result {
+            if matches!(e.kind(), SendErrorKind::TooMuchData) {
+                return;
+            }
+        }
         if let Some(recorder) = &self.recorder {
             recorder.push(record);
         }
@@ -221,24 +218,11 @@ impl MicrobatchActor {
         self.stats.items += record.items as u64;
         self.stats.events += record.events as u64;
         self.stats.largest = self.stats.largest.max(record.events);
-        self.in_flight = true;
-        let started = Instant::now();
-        let timeout = self.config.request_timeout();
-        let sender = Arc::clone(&client);
-        let request =
-            async move { tokio::time::timeout(timeout, sender.create_transfers(events)).await };
-        ctx.spawn(
-            fut::wrap_future(request).map(move |result, act: &mut Self, ctx| {
-                act.in_flight = false;
-                debug!(
-                    "tigerbeetle batch: {} items, {} events, {:?}",
-                    record.items,
-                    record.events,
-                    started.elapsed()
-                );
-                act.finish(&client, batch, &ends, result, ctx);
-                act.schedule_after_reply(ctx);
-            }),
+        debug!(
+            "tigerbeetle batch: {} items, {} events, {:?}",
+            record.items,
+            record.events,
+            started.elapsed()
         );
     }
 
@@ -255,8 +239,12 @@ impl MicrobatchActor {
         batch: Vec<Queued>,
         ends: &[usize],
         result: Result<Result<(), CreateTransfersError>, tokio::time::error::Elapsed>,
+        bound: Duration,
         ctx: &mut Context<Self>,
     ) {
+        if matches!(result, Ok(Ok(()) | Err(CreateTransfersError::Api(_)))) {
+            self.answered(client);
+        }
         let sent_events = ends.last().copied().unwrap_or(0);
         match result {
             Ok(Ok(())) => {
@@ -297,13 +285,13 @@ impl MicrobatchActor {
             }
             Err(_elapsed) => {
                 self.stats.timeouts += 1;
-                let e = self.timeout_error("create_transfers");
+                let e = self.timeout_error("create_transfers", bound);
                 warn!("{e}; failing {} queued work item(s) too", self.queue.len());
                 for item in batch.into_iter().chain(self.queue.drain(..)) {
                     let _ = item.reply.send(Err(e.clone()));
                 }
                 self.queued_events = 0;
-                self.discard_client(client);
+                self.timed_out(client, ctx);
             }
         }
     }

@@ -24,7 +24,11 @@ fn definition(key: &str) -> LimitDefinition {
     let concurrency = key.ends_with("concurrency");
     LimitDefinition {
         key: key.into(),
-        kind: if concurrency { LimitKind::Concurrency } else { LimitKind::Rolling },
+        kind: if concurrency {
+            LimitKind::Concurrency
+        } else {
+            LimitKind::Rolling
+        },
         // Large enough never to deny: the benchmark measures the allow path.
         capacity: u64::MAX / 2,
         window_seconds: if concurrency { 0 } else { 3600 },
@@ -37,9 +41,14 @@ fn definition(key: &str) -> LimitDefinition {
 
 async fn service() -> Arc<LimiterService> {
     let backend = MemoryBackend::start(Arc::new(SystemClock), RetryPolicy::default());
-    let service = LimiterService::start(backend, RegistrySource::InMemory, vec![], ServiceSettings::default())
-        .await
-        .expect("service starts");
+    let service = LimiterService::start(
+        backend,
+        RegistrySource::InMemory,
+        vec![],
+        ServiceSettings::default(),
+    )
+    .await
+    .expect("service starts");
     for key in KEYS {
         service.define(definition(key)).await.expect("defined");
     }
@@ -49,7 +58,10 @@ async fn service() -> Arc<LimiterService> {
 fn request(keys: usize) -> ReserveRequest {
     ReserveRequest::new(
         LeaseId::new(),
-        KEYS[..keys].iter().map(|k| Requirement::new(*k, 100)).collect(),
+        KEYS[..keys]
+            .iter()
+            .map(|k| Requirement::new(*k, 100))
+            .collect(),
     )
 }
 

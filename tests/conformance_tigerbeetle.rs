@@ -4,19 +4,17 @@
 
 #![cfg(feature = "tigerbeetle")]
 
-mod common;
-// The suite is shared with the memory backend and kept unchanged.
-#[allow(clippy::int_plus_one)]
 mod conformance;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::tigerbeetle::{self as tb, EXPIRY_SLACK_MS};
 use conformance::Harness;
 use ratelimiter::model::{RetryPolicy, SystemClock};
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 use ratelimiter::tigerbeetle::TigerBeetleBackend;
+use support::tigerbeetle::{self as tb, EXPIRY_SLACK_MS};
 
 struct TigerBeetleHarness {
     service: Arc<LimiterService>,

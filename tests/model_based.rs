@@ -96,7 +96,10 @@ impl RefKey {
 
 #[derive(Debug, Clone)]
 enum RefLease {
-    Allowed { holds: Vec<(String, u64)>, completed: bool },
+    Allowed {
+        holds: Vec<(String, u64)>,
+        completed: bool,
+    },
     Denied,
 }
 
@@ -120,7 +123,9 @@ impl Reference {
     fn reserve(&mut self, lease: LeaseId, reqs: &[(String, u64)]) -> (bool, String) {
         self.forget();
         if let Some(r) = reqs.iter().find(|(k, _)| {
-            self.keys.get(k).is_some_and(|s| s.state.status == LimitStatus::Decreasing)
+            self.keys
+                .get(k)
+                .is_some_and(|s| s.state.status == LimitStatus::Decreasing)
         }) {
             return (false, format!("limit_decreasing:{}", r.0));
         }
@@ -130,13 +135,20 @@ impl Reference {
         if let Some((outcome, _)) = self.leases.get(&lease) {
             return (matches!(outcome, RefLease::Allowed { .. }), String::new());
         }
-        let longest = reqs.iter().map(|(k, _)| self.keys[k].state.definition.hold_ms()).max().unwrap_or(0);
+        let longest = reqs
+            .iter()
+            .map(|(k, _)| self.keys[k].state.definition.hold_ms())
+            .max()
+            .unwrap_or(0);
         let fits = reqs.iter().all(|(k, a)| {
             let key = &self.keys[k];
-            key.in_use().checked_add(*a).is_some_and(|t| t <= key.capacity())
+            key.in_use()
+                .checked_add(*a)
+                .is_some_and(|t| t <= key.capacity())
         });
         if !fits {
-            self.leases.insert(lease, (RefLease::Denied, self.now + longest));
+            self.leases
+                .insert(lease, (RefLease::Denied, self.now + longest));
             return (false, String::new());
         }
         for (k, a) in reqs {
@@ -148,10 +160,23 @@ impl Reference {
                 expires = expires.max(old.expires);
                 amount += old.amount;
             }
-            key.reservations.push(RefReservation { lease, amount, expires });
+            key.reservations.push(RefReservation {
+                lease,
+                amount,
+                expires,
+            });
         }
         let holds = reqs.to_vec();
-        self.leases.insert(lease, (RefLease::Allowed { holds, completed: false }, self.now + longest));
+        self.leases.insert(
+            lease,
+            (
+                RefLease::Allowed {
+                    holds,
+                    completed: false,
+                },
+                self.now + longest,
+            ),
+        );
         (true, String::new())
     }
 
@@ -175,13 +200,22 @@ impl Reference {
             let Some(actual) = actuals.iter().find(|(ak, _)| *ak == k).map(|(_, a)| *a) else {
                 continue;
             };
-            let Some(res) = key.take_out(lease) else { continue };
+            let Some(res) = key.take_out(lease) else {
+                continue;
+            };
             if actual <= res.amount {
                 if actual > 0 {
-                    key.reservations.push(RefReservation { amount: actual, ..res });
+                    key.reservations.push(RefReservation {
+                        amount: actual,
+                        ..res
+                    });
                 }
             } else if key.in_use() + actual <= key.capacity() {
-                key.reservations.push(RefReservation { amount: actual, expires: res.expires.max(now + 1000), ..res });
+                key.reservations.push(RefReservation {
+                    amount: actual,
+                    expires: res.expires.max(now + 1000),
+                    ..res
+                });
             } else {
                 if key.state.definition.overage == Overage::Debt {
                     key.debt += actual - res.amount;
@@ -197,11 +231,14 @@ impl Reference {
             None => LimitState::active(def),
         };
         let status = next.status;
-        let entry = self.keys.entry(next.definition.key.clone()).or_insert(RefKey {
-            state: next.clone(),
-            reservations: Vec::new(),
-            debt: 0,
-        });
+        let entry = self
+            .keys
+            .entry(next.definition.key.clone())
+            .or_insert(RefKey {
+                state: next.clone(),
+                reservations: Vec::new(),
+                debt: 0,
+            });
         entry.state = next;
         status
     }
@@ -210,7 +247,9 @@ impl Reference {
         self.forget();
         let mut applied = 0;
         for key in self.keys.values_mut() {
-            if key.state.status == LimitStatus::Decreasing && key.in_use() <= key.state.pending_decrease_to {
+            if key.state.status == LimitStatus::Decreasing
+                && key.in_use() <= key.state.pending_decrease_to
+            {
                 key.state = key.state.decrease_applied();
                 applied += 1;
             }
@@ -222,10 +261,14 @@ impl Reference {
 async fn run(ops: Vec<Op>) {
     let clock = ManualClock::new(0);
     let backend = MemoryBackend::start(clock.clone(), RetryPolicy::default());
-    let service: Arc<LimiterService> =
-        LimiterService::start(backend, RegistrySource::InMemory, Vec::new(), ServiceSettings::default())
-            .await
-            .unwrap();
+    let service: Arc<LimiterService> = LimiterService::start(
+        backend,
+        RegistrySource::InMemory,
+        Vec::new(),
+        ServiceSettings::default(),
+    )
+    .await
+    .unwrap();
     let mut reference = Reference::default();
     for (i, capacity) in [(0usize, 10u64), (1, 6), (2, 2)] {
         service.define(definition(i, capacity)).await.unwrap();
@@ -242,16 +285,34 @@ async fn run(ops: Vec<Op>) {
                         *leases.last().unwrap()
                     }
                 };
-                let reqs: Vec<(String, u64)> = reqs.into_iter().map(|(k, a)| (KEYS[k].to_string(), a.max(1))).collect();
-                let request = ReserveRequest::new(lease, reqs.iter().map(|(k, a)| Requirement::new(k, *a)).collect());
+                let reqs: Vec<(String, u64)> = reqs
+                    .into_iter()
+                    .map(|(k, a)| (KEYS[k].to_string(), a.max(1)))
+                    .collect();
+                let request = ReserveRequest::new(
+                    lease,
+                    reqs.iter().map(|(k, a)| Requirement::new(k, *a)).collect(),
+                );
                 let got = service.reserve(&request).await.unwrap();
                 let want = reference.reserve(lease, &reqs);
-                assert_eq!((got.allowed, got.error.clone()), want, "step {step}: reserve {reqs:?}");
+                assert_eq!(
+                    (got.allowed, got.error.clone()),
+                    want,
+                    "step {step}: reserve {reqs:?}"
+                );
             }
             Op::Complete(i, actuals) => {
-                let Some(&lease) = leases.get(i) else { continue };
-                let actuals: Vec<(String, u64)> = actuals.into_iter().map(|(k, a)| (KEYS[k].to_string(), a)).collect();
-                let request = CompleteRequest::new(lease, actuals.iter().map(|(k, a)| Actual::new(k, *a)).collect());
+                let Some(&lease) = leases.get(i) else {
+                    continue;
+                };
+                let actuals: Vec<(String, u64)> = actuals
+                    .into_iter()
+                    .map(|(k, a)| (KEYS[k].to_string(), a))
+                    .collect();
+                let request = CompleteRequest::new(
+                    lease,
+                    actuals.iter().map(|(k, a)| Actual::new(k, *a)).collect(),
+                );
                 assert!(service.complete(&request).await.unwrap().ok);
                 reference.complete(lease, &actuals);
             }
@@ -261,20 +322,36 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Define(k, capacity) => {
                 let got = service.define(definition(k, capacity)).await.unwrap();
-                assert_eq!(got, reference.define(definition(k, capacity)), "step {step}: define");
+                assert_eq!(
+                    got,
+                    reference.define(definition(k, capacity)),
+                    "step {step}: define"
+                );
             }
             Op::ApplyDecreases => {
                 let got = service.apply_pending_decreases().await;
-                assert_eq!(got, reference.apply_decreases(), "step {step}: apply decreases");
+                assert_eq!(
+                    got,
+                    reference.apply_decreases(),
+                    "step {step}: apply decreases"
+                );
             }
         }
         reference.forget();
         for info in service.list().await.unwrap() {
             let key = &reference.keys[&info.state.definition.key];
             assert_eq!(info.state, key.state, "step {step}: state");
-            assert_eq!(info.usage.in_use, key.in_use(), "step {step}: in_use of {}", info.state.definition.key);
+            assert_eq!(
+                info.usage.in_use,
+                key.in_use(),
+                "step {step}: in_use of {}",
+                info.state.definition.key
+            );
             assert_eq!(info.usage.debt, key.debt, "step {step}: debt");
-            assert!(info.usage.in_use <= info.state.definition.capacity, "step {step}: invariant 1");
+            assert!(
+                info.usage.in_use <= info.state.definition.capacity,
+                "step {step}: invariant 1"
+            );
         }
     }
 }

@@ -12,7 +12,9 @@ use ratelimiter::model::{
     Requirement, ReserveRequest, RetryPolicy,
 };
 use ratelimiter::registry::Registry;
-use ratelimiter::service::{AdminError, LimiterService, RegistrySource, ServiceSettings, StartError};
+use ratelimiter::service::{
+    AdminError, LimiterService, RegistrySource, ServiceSettings, StartError,
+};
 
 fn rolling(key: &str, capacity: u64) -> LimitDefinition {
     LimitDefinition {
@@ -73,7 +75,10 @@ async fn restart_resumes_a_pending_decrease() {
         let lease = LeaseId::new();
         let request = ReserveRequest::new(lease, vec![Requirement::new("k", 80)]);
         assert!(service.reserve(&request).await.unwrap().allowed);
-        assert_eq!(service.define(rolling("k", 60)).await.unwrap(), LimitStatus::Decreasing);
+        assert_eq!(
+            service.define(rolling("k", 60)).await.unwrap(),
+            LimitStatus::Decreasing
+        );
         assert_eq!(service.apply_pending_decreases().await, 0);
         drop(service);
 
@@ -82,7 +87,10 @@ async fn restart_resumes_a_pending_decrease() {
         assert_eq!(info.state.status, LimitStatus::Decreasing);
         assert_eq!(info.state.pending_decrease_to, 60);
         let blocked = ReserveRequest::new(LeaseId::new(), vec![Requirement::new("k", 1)]);
-        assert_eq!(restarted.reserve(&blocked).await.unwrap().error, "limit_decreasing:k");
+        assert_eq!(
+            restarted.reserve(&blocked).await.unwrap().error,
+            "limit_decreasing:k"
+        );
         // The reservations of the old process are gone with its memory: the decrease applies.
         assert_eq!(restarted.apply_pending_decreases().await, 1);
         let on_disk = Registry::new(&path).load().unwrap();
@@ -99,10 +107,33 @@ async fn limits_file_seeds_only_missing_keys() {
         let service = start(&path, vec![]).await.unwrap();
         service.define(rolling("a", 5)).await.unwrap();
         drop(service);
-        let seed = vec![LimitState::active(rolling("a", 999)), LimitState::active(rolling("c", 3))];
+        let seed = vec![
+            LimitState::active(rolling("a", 999)),
+            LimitState::active(rolling("c", 3)),
+        ];
         let restarted = start(&path, seed).await.unwrap();
-        assert_eq!(restarted.get("a").await.unwrap().unwrap().state.definition.capacity, 5);
-        assert_eq!(restarted.get("c").await.unwrap().unwrap().state.definition.capacity, 3);
+        assert_eq!(
+            restarted
+                .get("a")
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+                .definition
+                .capacity,
+            5
+        );
+        assert_eq!(
+            restarted
+                .get("c")
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+                .definition
+                .capacity,
+            3
+        );
         assert_eq!(Registry::new(&path).load().unwrap().len(), 2);
     })
     .await;
@@ -114,7 +145,9 @@ async fn corrupt_registry_stops_start_and_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("limits.json");
         std::fs::write(&path, "{ not json").unwrap();
-        let err = start(&path, vec![LimitState::active(rolling("a", 1))]).await.unwrap_err();
+        let err = start(&path, vec![LimitState::active(rolling("a", 1))])
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("limits.json"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
     })
@@ -156,7 +189,10 @@ async fn invalid_definitions_and_kind_changes_change_nothing() {
         let err = service.define(concurrency).await.unwrap_err();
         assert!(err.to_string().starts_with("kind"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
-        assert_eq!(service.get("a").await.unwrap().unwrap().state, LimitState::active(rolling("a", 5)));
+        assert_eq!(
+            service.get("a").await.unwrap().unwrap().state,
+            LimitState::active(rolling("a", 5))
+        );
     })
     .await;
 }

@@ -26,7 +26,11 @@ fn def(key: &str, kind: LimitKind, capacity: u64) -> LimitDefinition {
         kind,
         capacity,
         window_seconds: if kind == LimitKind::Rolling { 3600 } else { 0 },
-        timeout_seconds: if kind == LimitKind::Concurrency { 3600 } else { 0 },
+        timeout_seconds: if kind == LimitKind::Concurrency {
+            3600
+        } else {
+            0
+        },
         unit: String::new(),
         description: String::new(),
         overage: Overage::Debt,
@@ -80,15 +84,22 @@ async fn many_tasks_on_many_threads_keep_every_limit() {
         )
         .await
         .unwrap();
-        service.define(def("conc", LimitKind::Concurrency, CONCURRENCY_CAP)).await.unwrap();
-        service.define(def("tpm", LimitKind::Rolling, ROLLING_CAP)).await.unwrap();
+        service
+            .define(def("conc", LimitKind::Concurrency, CONCURRENCY_CAP))
+            .await
+            .unwrap();
+        service
+            .define(def("tpm", LimitKind::Rolling, ROLLING_CAP))
+            .await
+            .unwrap();
         let counters = Arc::new(Counters::default());
 
         let arbiters: Vec<_> = (0..THREADS).map(|_| actix_rt::Arbiter::new()).collect();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         for arbiter in &arbiters {
             for _ in 0..TASKS_PER_THREAD {
-                let (service, counters, done) = (service.clone(), counters.clone(), done_tx.clone());
+                let (service, counters, done) =
+                    (service.clone(), counters.clone(), done_tx.clone());
                 arbiter.spawn(async move {
                     worker(service, counters).await;
                     let _ = done.send(());
@@ -101,9 +112,15 @@ async fn many_tasks_on_many_threads_keep_every_limit() {
                 Ok(()) => finished += 1,
                 Err(_) => {
                     let usage = service.get("conc").await.unwrap().unwrap().usage;
-                    assert!(usage.in_use <= CONCURRENCY_CAP, "concurrency over capacity: {usage:?}");
+                    assert!(
+                        usage.in_use <= CONCURRENCY_CAP,
+                        "concurrency over capacity: {usage:?}"
+                    );
                     let usage = service.get("tpm").await.unwrap().unwrap().usage;
-                    assert!(usage.in_use <= ROLLING_CAP, "rolling over capacity: {usage:?}");
+                    assert!(
+                        usage.in_use <= ROLLING_CAP,
+                        "rolling over capacity: {usage:?}"
+                    );
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
@@ -112,11 +129,17 @@ async fn many_tasks_on_many_threads_keep_every_limit() {
             arbiter.stop();
         }
         let max_holders = counters.max_holders.load(Ordering::SeqCst);
-        assert!(max_holders <= CONCURRENCY_CAP, "{max_holders} holders at once");
+        assert!(
+            max_holders <= CONCURRENCY_CAP,
+            "{max_holders} holders at once"
+        );
         // No time passed, so the rolling key granted at most its capacity, and it was used up.
         let granted = counters.rolling_granted.load(Ordering::SeqCst);
         assert!(granted <= ROLLING_CAP, "granted {granted} > {ROLLING_CAP}");
-        assert!(granted >= ROLLING_CAP - 2, "rolling key left unused: {granted}");
+        assert!(
+            granted >= ROLLING_CAP - 2,
+            "rolling key left unused: {granted}"
+        );
         let usage = service.get("conc").await.unwrap().unwrap().usage;
         assert_eq!(usage.in_use, 0, "every hold was released");
     })

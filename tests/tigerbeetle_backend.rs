@@ -4,12 +4,11 @@
 
 #![cfg(feature = "tigerbeetle")]
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::tigerbeetle::{self as tb, EXPIRY_SLACK_MS};
 use ratelimiter::backend::Backend;
 use ratelimiter::model::ids::id_for_label;
 use ratelimiter::model::{
@@ -19,6 +18,7 @@ use ratelimiter::model::{
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 use ratelimiter::tigerbeetle::accounts::debt_id;
 use ratelimiter::tigerbeetle::TigerBeetleBackend;
+use support::tigerbeetle::{self as tb, EXPIRY_SLACK_MS};
 
 fn key(name: &str) -> String {
     format!("it:{}:{name}", LeaseId::new())
@@ -136,7 +136,7 @@ async fn a_denied_lease_id_stays_denied_after_the_window_in_every_instance() {
     bounded(60, async {
         let k = key("denied");
         let def = rolling(&k, 1, 1);
-        let (s, _) = instance(&[def.clone()]).await;
+        let (s, _) = instance(std::slice::from_ref(&def)).await;
         assert!(reserve(&s, &[(&k, 1)]).await.1.allowed);
         let (denied, answer) = reserve(&s, &[(&k, 1)]).await;
         assert!(!answer.allowed);
@@ -161,7 +161,7 @@ async fn a_repeated_reserve_is_allowed_once_even_on_another_instance() {
     bounded(60, async {
         let k = key("idem");
         let def = rolling(&k, 10, 60);
-        let (first, _) = instance(&[def.clone()]).await;
+        let (first, _) = instance(std::slice::from_ref(&def)).await;
         let (second, _) = instance(&[def]).await;
         let lease = LeaseId::new();
         assert!(reserve_lease(&first, lease, &[(&k, 4)]).await.allowed);

@@ -5,13 +5,12 @@
 
 #![cfg(feature = "tigerbeetle")]
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::tigerbeetle::{self as tb, TbServer, EXPIRY_SLACK_MS};
 use ratelimiter::backend::BackendError;
 use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Overage, Requirement,
@@ -21,6 +20,7 @@ use ratelimiter::registry::Registry;
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 use ratelimiter::tigerbeetle::microbatch::FIRST_CALL_ALLOWANCE;
 use ratelimiter::tigerbeetle::{TigerBeetleBackend, TigerBeetleConfig};
+use support::tigerbeetle::{self as tb, TbServer, EXPIRY_SLACK_MS};
 
 const CLIENTS: usize = 50;
 const REQUEST_TIMEOUT_MS: u64 = 500;

@@ -5,12 +5,11 @@
 
 #![cfg(feature = "tigerbeetle")]
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use common::tigerbeetle as tb;
 use futures::future::join_all;
 use ratelimiter::backend::BackendError;
 use ratelimiter::tigerbeetle::microbatch::{
@@ -18,6 +17,7 @@ use ratelimiter::tigerbeetle::microbatch::{
 };
 use ratelimiter::tigerbeetle::transfers::{link, Failures};
 use ratelimiter::tigerbeetle::{BatchRecorder, MicrobatchActor, TigerBeetleConfig};
+use support::tigerbeetle as tb;
 use tigerbeetle_unofficial::error::CreateTransferErrorKind as Kind;
 use tigerbeetle_unofficial::{Account, Transfer};
 

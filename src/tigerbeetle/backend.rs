@@ -50,13 +50,14 @@ fn stopped(error: MailboxError) -> BackendError {
 
 impl TigerBeetleBackend {
     /// Starts the microbatcher on the current actix arbiter (call inside a running System)
-    /// and checks the cluster answers by creating the operator account.
+    /// and checks the cluster answers by creating the operator account. `config` is a
+    /// [`TigerBeetleConfig`] or the server settings' `tigerbeetle` section.
     pub async fn connect(
-        config: TigerBeetleConfig,
+        config: impl Into<TigerBeetleConfig>,
         clock: SharedClock,
         policy: RetryPolicy,
     ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
-        Self::connect_with_recorder(config, clock, policy, None).await
+        Self::connect_with_recorder(config.into(), clock, policy, None).await
     }
 
     /// Like [`TigerBeetleBackend::connect`], recording every batch size in `recorder`.

@@ -37,6 +37,19 @@ impl Default for TigerBeetleConfig {
     }
 }
 
+impl From<&crate::settings::TigerBeetleSettings> for TigerBeetleConfig {
+    /// The `tigerbeetle` section of the server settings.
+    fn from(settings: &crate::settings::TigerBeetleSettings) -> Self {
+        TigerBeetleConfig {
+            addresses: settings.addresses.clone(),
+            cluster: settings.cluster,
+            request_timeout_ms: settings.request_timeout_ms,
+            batch_max_events: usize::try_from(settings.batch_max_events).unwrap_or(usize::MAX),
+            flush_interval_us: settings.flush_interval_us,
+        }
+    }
+}
+
 /// A setting that cannot work; the message names the field.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[error("tigerbeetle.{field}: {message}")]
@@ -94,8 +107,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid() {
+    fn defaults_are_valid_and_match_the_server_settings() {
         TigerBeetleConfig::default().validate().unwrap();
+        let from_settings =
+            TigerBeetleConfig::from(&crate::settings::TigerBeetleSettings::default());
+        assert_eq!(from_settings, TigerBeetleConfig::default());
     }
 
     #[test]

@@ -75,10 +75,17 @@ pub fn key(name: &str) -> String {
 }
 
 pub async fn define<H: Harness>(h: &H, definition: LimitDefinition) -> LimitStatus {
-    h.service().define(definition).await.expect("definition accepted")
+    h.service()
+        .define(definition)
+        .await
+        .expect("definition accepted")
 }
 
-pub async fn reserve_lease<H: Harness>(h: &H, lease: LeaseId, reqs: &[(&str, u64)]) -> ReserveResponse {
+pub async fn reserve_lease<H: Harness>(
+    h: &H,
+    lease: LeaseId,
+    reqs: &[(&str, u64)],
+) -> ReserveResponse {
     let requirements = reqs.iter().map(|(k, a)| Requirement::new(*k, *a)).collect();
     h.service()
         .reserve(&ReserveRequest::new(lease, requirements))
@@ -119,7 +126,14 @@ pub async fn rolling_allows_until_capacity_then_denies<H: Harness>(h: &H) {
     assert!(!third.allowed);
     assert!(third.retry_after_ms > 0);
     assert_eq!(third.error, "");
-    assert_eq!(usage(h, &k).await, Usage { in_use: 2, available: 0, debt: 0 });
+    assert_eq!(
+        usage(h, &k).await,
+        Usage {
+            in_use: 2,
+            available: 0,
+            debt: 0
+        }
+    );
 }
 
 pub async fn rolling_reservations_expire_after_the_window<H: Harness>(h: &H) {
@@ -171,7 +185,14 @@ pub async fn reconcile_frees_slack_at_once<H: Harness>(h: &H) {
     assert!(first.allowed);
     assert!(!reserve(h, &[(&k, 50)]).await.1.allowed);
     complete(h, lease, &[(&k, 30)]).await;
-    assert_eq!(usage(h, &k).await, Usage { in_use: 30, available: 70, debt: 0 });
+    assert_eq!(
+        usage(h, &k).await,
+        Usage {
+            in_use: 30,
+            available: 70,
+            debt: 0
+        }
+    );
     assert!(reserve(h, &[(&k, 70)]).await.1.allowed);
 }
 
@@ -180,7 +201,14 @@ pub async fn overage_that_fits_is_reserved<H: Harness>(h: &H) {
     define(h, rolling(&k, 100, 60)).await;
     let (lease, _) = reserve(h, &[(&k, 10)]).await;
     complete(h, lease, &[(&k, 30)]).await;
-    assert_eq!(usage(h, &k).await, Usage { in_use: 30, available: 70, debt: 0 });
+    assert_eq!(
+        usage(h, &k).await,
+        Usage {
+            in_use: 30,
+            available: 70,
+            debt: 0
+        }
+    );
 }
 
 pub async fn overage_that_does_not_fit_becomes_debt<H: Harness>(h: &H) {
@@ -196,10 +224,24 @@ pub async fn overage_that_does_not_fit_becomes_debt<H: Harness>(h: &H) {
 
 pub async fn deny_overage_records_no_debt<H: Harness>(h: &H) {
     let k = key("deny-overage");
-    define(h, LimitDefinition { overage: Overage::Deny, ..rolling(&k, 100, 60) }).await;
+    define(
+        h,
+        LimitDefinition {
+            overage: Overage::Deny,
+            ..rolling(&k, 100, 60)
+        },
+    )
+    .await;
     let (lease, _) = reserve(h, &[(&k, 100)]).await;
     complete(h, lease, &[(&k, 150)]).await;
-    assert_eq!(usage(h, &k).await, Usage { in_use: 100, available: 0, debt: 0 });
+    assert_eq!(
+        usage(h, &k).await,
+        Usage {
+            in_use: 100,
+            available: 0,
+            debt: 0
+        }
+    );
 }
 
 pub async fn reserve_is_idempotent<H: Harness>(h: &H) {
@@ -252,27 +294,48 @@ pub async fn increase_takes_effect_immediately<H: Harness>(h: &H) {
     assert!(!reserve(h, &[(&k, 1)]).await.1.allowed);
     assert_eq!(define(h, rolling(&k, 3, 60)).await, LimitStatus::Active);
     assert!(reserve(h, &[(&k, 2)]).await.1.allowed);
-    assert_eq!(usage(h, &k).await, Usage { in_use: 3, available: 0, debt: 0 });
+    assert_eq!(
+        usage(h, &k).await,
+        Usage {
+            in_use: 3,
+            available: 0,
+            debt: 0
+        }
+    );
 }
 
 pub async fn decrease_blocks_until_capacity_frees_then_applies<H: Harness>(h: &H) {
     let k = key("decrease");
     define(h, rolling(&k, 100, 60)).await;
     let (lease, _) = reserve(h, &[(&k, 80)]).await;
-    assert_eq!(define(h, rolling(&k, 60, 60)).await, LimitStatus::Decreasing);
+    assert_eq!(
+        define(h, rolling(&k, 60, 60)).await,
+        LimitStatus::Decreasing
+    );
     let (_, blocked) = reserve(h, &[(&k, 1)]).await;
     assert!(!blocked.allowed);
     assert_eq!(blocked.error, format!("limit_decreasing:{k}"));
     assert_eq!(blocked.retry_after_ms, 10_000);
     h.service().apply_pending_decreases().await;
     let info = h.service().get(&k).await.unwrap().unwrap();
-    assert_eq!(info.state.status, LimitStatus::Decreasing, "80 in use > 60: not yet");
+    assert_eq!(
+        info.state.status,
+        LimitStatus::Decreasing,
+        "80 in use > 60: not yet"
+    );
     complete(h, lease, &[(&k, 40)]).await;
     assert_eq!(h.service().apply_pending_decreases().await, 1);
     let info = h.service().get(&k).await.unwrap().unwrap();
     assert_eq!(info.state.status, LimitStatus::Active);
     assert_eq!(info.state.definition.capacity, 60);
-    assert_eq!(info.usage, Usage { in_use: 40, available: 20, debt: 0 });
+    assert_eq!(
+        info.usage,
+        Usage {
+            in_use: 40,
+            available: 20,
+            debt: 0
+        }
+    );
     assert!(reserve(h, &[(&k, 20)]).await.1.allowed);
     assert!(!reserve(h, &[(&k, 1)]).await.1.allowed);
 }
@@ -324,6 +387,6 @@ pub async fn amounts_near_u64_max_never_wrap<H: Harness>(h: &H) {
     assert!(reserve(h, &[(&k, 1)]).await.1.allowed);
     complete(h, lease, &[(&k, u64::MAX)]).await;
     let u = usage(h, &k).await;
-    assert!(u.in_use <= u64::MAX - 1);
+    assert!(u.in_use < u64::MAX);
     assert_eq!(u.in_use + u.available, u64::MAX - 1);
 }

@@ -4,7 +4,7 @@
 //!
 //! The server runs under a tiny `sh` watchdog that holds our stdin pipe: when the test
 //! process exits for any reason (even a static server whose `Drop` never runs), the pipe
-//! closes and the watchdog kills the server. [`TbServer::kill`] and [`TbServer::restart`]
+//! closes and the watchdog kills the server and removes its directory. [`TbServer::kill`] and [`TbServer::restart`]
 //! let chaos tests stop and revive the same data file on the same port.
 //!
 //! The binary comes from `TB_BIN`, or from `scripts/provision-tigerbeetle.sh` (which builds
@@ -12,7 +12,7 @@
 //! missing TigerBeetle must never turn into a silently skipped test (CI sets `CI=true` and
 //! relies on that).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -79,12 +79,15 @@ struct Running {
 }
 
 impl Running {
+    /// Kills the server, keeping its directory (for a restart, or for `TempDir` to remove).
     fn stop(mut self) {
         let _ = Command::new("kill")
             .arg("-KILL")
             .arg(self.pid.to_string())
             .status();
-        drop(self.stdin.take());
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"keep\n");
+        }
         let _ = self.watchdog.wait();
     }
 }
@@ -152,13 +155,17 @@ impl TbServer {
         let data = self.dir.path().join("0_0.tigerbeetle");
         let log = self.log_path();
         let _ = std::fs::remove_file(&log);
-        let script = r#"tb="$1"; log="$2"; shift 2
+        // Reads one line: `keep` (a kill or restart by the test) leaves the directory;
+        // end of input (the test process is gone) also removes it, so a static server's
+        // 1 GiB data file does not outlive the test binary.
+        let script = r#"tb="$1"; log="$2"; dir="$3"; shift 3
 "$tb" "$@" >"$log" 2>&1 &
 child=$!
 echo "$child"
-cat >/dev/null
-kill -TERM "$child" 2>/dev/null
+read -r command || command=gone
+kill -KILL "$child" 2>/dev/null
 wait "$child" 2>/dev/null
+[ "$command" = keep ] || rm -rf "$dir"
 exit 0"#;
         let mut watchdog = Command::new("sh")
             .arg("-c")
@@ -166,6 +173,7 @@ exit 0"#;
             .arg("tb-watchdog")
             .arg(&binary)
             .arg(&log)
+            .arg(self.dir.path())
             .arg("start")
             .arg(format!("--addresses={}", self.address()))
             .arg("--development")

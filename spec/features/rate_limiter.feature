@@ -1,0 +1,67 @@
+Feature: Rate limiter acceptance behaviour
+  ratelimiterd enforces every limit of a call at once over HTTP: clients reserve before a
+  call and complete after it. These are the six rate-limiter scenarios of SPEC §8. Every
+  scenario starts its own server; limit names below are scoped to the scenario, so the
+  same scenarios run unchanged against the memory and the TigerBeetle backends.
+
+  Scenario: 1. A rolling limit allows up to its capacity, then denies
+    Given a rolling limit "rpm" with capacity 2 and a 60 second window
+    When I reserve 1 of "rpm"
+    Then the reserve is allowed within 200 ms
+    When I reserve 1 of "rpm"
+    Then the reserve is allowed within 200 ms
+    When I reserve 1 of "rpm"
+    Then the reserve is denied with a retry-after hint within 200 ms
+    And "rpm" has 2 in use and 0 available
+
+  Scenario: 2. A multi-key reserve takes all of its keys or none
+    Given a rolling limit "provider" with capacity 1 and a 60 second window
+    And a rolling limit "user" with capacity 100 and a 60 second window
+    When I reserve 2 of "provider" and 2 of "user"
+    Then the reserve is denied with a retry-after hint within 200 ms
+    And "user" has 0 in use and 100 available
+    And "provider" has 0 in use and 1 available
+
+  Scenario: 3. Completing a concurrency hold frees it at once
+    Given a concurrency limit "inflight" with capacity 1 and a 120 second timeout
+    When I reserve 1 of "inflight" as lease "first"
+    Then the reserve is allowed within 200 ms
+    When I reserve 1 of "inflight"
+    Then the reserve is denied with a retry-after hint within 200 ms
+    When lease "first" completes with nothing
+    Then the complete succeeds within 200 ms
+    When I reserve 1 of "inflight"
+    Then the reserve is allowed within 200 ms
+
+  Scenario: 4. Usage above the reservation becomes debt
+    Given a rolling limit "tpm" with capacity 100 and a 60 second window and overage "debt"
+    When I reserve 100 of "tpm" as lease "call"
+    Then the reserve is allowed within 200 ms
+    When lease "call" completes with 150 of "tpm"
+    Then the complete succeeds within 200 ms
+    And "tpm" has a debt of 50
+
+  Scenario: 5. A batch is answered in order
+    Given a rolling limit "rpm" with capacity 1 and a 60 second window
+    When I send a batch of 2 reserves of 1 of "rpm"
+    Then the batch is answered within 300 ms
+    And batch result 1 is allowed
+    And batch result 2 is denied with a retry-after hint
+
+  Scenario: 6. A capacity decrease waits until enough capacity is free
+    Given a rolling limit "tpm" with capacity 100 and a 60 second window
+    And the decrease applier runs every 20 ms
+    And I reserve 50 of "tpm" as lease "a"
+    And I reserve 30 of "tpm" as lease "b"
+    When I change the capacity of "tpm" to 60
+    Then "tpm" is decreasing to 60 within 200 ms
+    When I reserve 1 of "tpm"
+    Then the reserve is denied with "limit_decreasing" for "tpm" within 200 ms
+    When lease "a" completes with 40 of "tpm"
+    Then "tpm" is still decreasing after 100 ms, with 30 available
+    When lease "b" completes with 0 of "tpm"
+    Then "tpm" is active with capacity 60 within 500 ms
+    When I reserve 20 of "tpm"
+    Then the reserve is allowed within 200 ms
+    When I reserve 1 of "tpm"
+    Then the reserve is denied with a retry-after hint within 200 ms

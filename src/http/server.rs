@@ -1,0 +1,157 @@
+//! Routes and the server: [`configure`] mounts the API on any actix-web app, [`bind`] builds
+//! a listening `ratelimiterd` server and reports the address it really bound.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use serde::{Deserialize, Serialize};
+
+use super::error::{json_error_handler, ApiError};
+use super::{admin, data};
+use crate::service::LimiterService;
+
+/// Default request-body limit: 1 MiB holds a full batch of 256 large reserves.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long a graceful stop waits for requests in flight (they take milliseconds).
+pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// Tunables of the HTTP layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Largest accepted request body; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Worker threads serving connections (at least 1).
+    pub workers: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            workers: default_workers(),
+        }
+    }
+}
+
+/// One worker per CPU core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Answer of `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: String,
+    /// The backend in use (`memory`, `tigerbeetle`).
+    pub backend: String,
+}
+
+/// Mounts every route of the API, the JSON error handling and the JSON 404 on an app.
+/// Returns a closure that can be called once per server worker.
+pub fn configure(
+    service: Arc<LimiterService>,
+    http: HttpSettings,
+) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut ServiceConfig| {
+        let json = web::JsonConfig::default()
+            .limit(http.max_body_bytes)
+            .error_handler(json_error_handler);
+        cfg.app_data(web::Data::from(Arc::clone(&service)))
+            .app_data(json)
+            .service(post("/v1/reserve", data::reserve))
+            .service(post("/v1/complete", data::complete))
+            .service(post("/v1/reserve/batch", data::reserve_batch))
+            .service(post("/v1/complete/batch", data::complete_batch))
+            .service(
+                web::resource("/v1/admin/limits")
+                    .route(web::put().to(admin::put_limit))
+                    .route(web::get().to(admin::list_limits))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/v1/admin/limits/{key}")
+                    .route(web::get().to(admin::get_limit))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/healthz")
+                    .route(web::get().to(healthz))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .default_service(web::to(not_found));
+    }
+}
+
+fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn healthz(service: web::Data<LimiterService>) -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+        backend: service.backend_name().into(),
+    })
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::not_found(&req))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::method_not_allowed(&req))
+}
+
+/// A server bound to its listening socket, not yet running.
+pub struct BoundServer {
+    /// The server; await it (or spawn it) to serve. It stops through its handle
+    /// (`server.handle().stop(true)` finishes requests in flight first).
+    pub server: Server,
+    /// The address really bound (useful when asked for port 0).
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Debug for BoundServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds the API to `listen` (e.g. `127.0.0.1:8080`, or port 0 for a free port). Must be
+/// called inside a running actix System (or tokio runtime); the returned server does
+/// nothing until it is awaited or spawned. The server installs no signal handlers (a
+/// library must not take over the process's signals): stop it through its handle.
+pub fn bind(
+    service: Arc<LimiterService>,
+    http: HttpSettings,
+    listen: impl ToSocketAddrs,
+) -> std::io::Result<BoundServer> {
+    let routes = configure(service, http);
+    let server = HttpServer::new(move || App::new().configure(routes.clone()))
+        .workers(http.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .bind(listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("the server bound no address"))?;
+    Ok(BoundServer {
+        server: server.run(),
+        addr,
+    })
+}

@@ -1,0 +1,130 @@
+//! Command-line overrides of [`super::ServerSettings`]: the top settings layer. The same
+//! struct is flattened into the `ratelimiterd` command line, so every flag documented there
+//! is exactly one setting here.
+
+use std::path::PathBuf;
+
+use config::ValueKind;
+
+use super::BackendKind;
+
+/// Settings given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Backend holding capacity [default: memory]
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Registry file, rewritten atomically on every admin change [default: data/limits.json]
+    #[arg(long, value_name = "PATH")]
+    pub registry: Option<PathBuf>,
+    /// Limits file seeding keys missing from the registry (only ever read)
+    #[arg(long, value_name = "FILE")]
+    pub limits: Option<PathBuf>,
+    /// Most items in one batch request [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_batch_items: Option<u64>,
+    /// Largest accepted request body in bytes [default: 1048576]
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// How often pending capacity decreases are retried [default: 250]
+    #[arg(long, value_name = "MS")]
+    pub decrease_interval_ms: Option<u64>,
+    /// Most leases the memory backend remembers [default: 1000000]
+    #[arg(long, value_name = "N")]
+    pub lease_capacity: Option<u64>,
+    /// HTTP worker threads [default: one per CPU core]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u64>,
+    /// Retry-after base for rolling keys [default: 100]
+    #[arg(long, value_name = "MS")]
+    pub retry_rolling_base_ms: Option<u64>,
+    /// Retry-after cap for rolling keys [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub retry_rolling_max_ms: Option<u64>,
+    /// Retry-after growth per denial for rolling keys [default: 1.5]
+    #[arg(long, value_name = "X")]
+    pub retry_rolling_factor: Option<f64>,
+    /// Retry-after jitter for rolling keys [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub retry_rolling_jitter_ms: Option<u64>,
+    /// Retry-after base for concurrency keys [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub retry_concurrency_base_ms: Option<u64>,
+    /// Retry-after cap for concurrency keys [default: 2000]
+    #[arg(long, value_name = "MS")]
+    pub retry_concurrency_max_ms: Option<u64>,
+    /// Retry-after growth per denial for concurrency keys [default: 2.0]
+    #[arg(long, value_name = "X")]
+    pub retry_concurrency_factor: Option<f64>,
+    /// Retry-after jitter for concurrency keys [default: 25]
+    #[arg(long, value_name = "MS")]
+    pub retry_concurrency_jitter_ms: Option<u64>,
+    /// Retry-after while a key is decreasing [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub retry_decreasing_ms: Option<u64>,
+    /// TigerBeetle replica addresses, comma-separated [default: 127.0.0.1:3000]
+    #[arg(long, value_name = "ADDRS")]
+    pub tb_addresses: Option<String>,
+    /// TigerBeetle cluster id [default: 0]
+    #[arg(long, value_name = "ID")]
+    pub tb_cluster: Option<u128>,
+}
+
+impl Overrides {
+    /// Every flag that was given, as `(settings key, value)`.
+    pub(crate) fn values(&self) -> Vec<(&'static str, ValueKind)> {
+        let mut out: Vec<(&'static str, ValueKind)> = Vec::new();
+        let mut num = |key: &'static str, v: Option<u64>| {
+            if let Some(v) = v {
+                out.push((key, ValueKind::U64(v)));
+            }
+        };
+        num("max_batch_items", self.max_batch_items);
+        num("max_body_bytes", self.max_body_bytes);
+        num("decrease_interval_ms", self.decrease_interval_ms);
+        num("lease_capacity", self.lease_capacity);
+        num("workers", self.workers);
+        num("retry.rolling.base_ms", self.retry_rolling_base_ms);
+        num("retry.rolling.max_ms", self.retry_rolling_max_ms);
+        num("retry.rolling.jitter_ms", self.retry_rolling_jitter_ms);
+        num("retry.concurrency.base_ms", self.retry_concurrency_base_ms);
+        num("retry.concurrency.max_ms", self.retry_concurrency_max_ms);
+        num(
+            "retry.concurrency.jitter_ms",
+            self.retry_concurrency_jitter_ms,
+        );
+        num("retry.decreasing_ms", self.retry_decreasing_ms);
+        let floats = [
+            ("retry.rolling.factor", self.retry_rolling_factor),
+            ("retry.concurrency.factor", self.retry_concurrency_factor),
+        ];
+        for (key, v) in floats {
+            if let Some(v) = v {
+                out.push((key, ValueKind::Float(v)));
+            }
+        }
+        let paths = [("registry", &self.registry), ("limits", &self.limits)];
+        for (key, v) in paths {
+            if let Some(v) = v {
+                out.push((key, ValueKind::String(v.to_string_lossy().into_owned())));
+            }
+        }
+        if let Some(v) = &self.listen {
+            out.push(("listen", ValueKind::String(v.clone())));
+        }
+        if let Some(v) = self.backend {
+            out.push(("backend", ValueKind::String(v.as_str().into())));
+        }
+        if let Some(v) = &self.tb_addresses {
+            out.push(("tigerbeetle.addresses", ValueKind::String(v.clone())));
+        }
+        if let Some(v) = self.tb_cluster {
+            // As a string: the config layers carry at most 64-bit integers from YAML/env.
+            out.push(("tigerbeetle.cluster", ValueKind::String(v.to_string())));
+        }
+        out
+    }
+}

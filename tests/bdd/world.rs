@@ -1,0 +1,210 @@
+//! The BDD world: one `ratelimiterd` HTTP server per scenario, the backend factory, and the
+//! last answer each step observed (with how long it took).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actix_web::dev::ServerHandle;
+use ratelimiter::actors::{DecreaseApplier, MemoryBackend};
+use ratelimiter::backend::Backend;
+use ratelimiter::http::{self, HttpSettings};
+use ratelimiter::model::{RetryPolicy, SystemClock};
+use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+use serde_json::Value;
+
+/// Which backend the scenarios run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The in-process memory backend.
+    Memory,
+    /// A TigerBeetle cluster (settings from `RATELIMITERD_TIGERBEETLE__*`).
+    TigerBeetle,
+}
+
+impl BackendChoice {
+    /// Reads `BDD_BACKEND`; fails clearly for an unknown name or a backend not built in.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("BDD_BACKEND").unwrap_or_default().as_str() {
+            "" | "memory" => Ok(BackendChoice::Memory),
+            "tigerbeetle" if cfg!(feature = "tigerbeetle") => Ok(BackendChoice::TigerBeetle),
+            "tigerbeetle" => Err(
+                "BDD_BACKEND=tigerbeetle needs the TigerBeetle backend: run `cargo test --features tigerbeetle --test bdd`"
+                    .into(),
+            ),
+            other => Err(format!("BDD_BACKEND={other:?}: expected memory or tigerbeetle")),
+        }
+    }
+
+    /// The backend's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Memory => "memory",
+            BackendChoice::TigerBeetle => "tigerbeetle",
+        }
+    }
+}
+
+/// The single factory of the suite's backends.
+pub async fn make_backend(choice: BackendChoice) -> Arc<dyn Backend> {
+    match choice {
+        BackendChoice::Memory => {
+            MemoryBackend::start(Arc::new(SystemClock), RetryPolicy::default())
+        }
+        BackendChoice::TigerBeetle => tigerbeetle_backend().await,
+    }
+}
+
+#[cfg(feature = "tigerbeetle")]
+async fn tigerbeetle_backend() -> Arc<dyn Backend> {
+    let settings = ratelimiter::settings::ServerSettings::load_from_env(None, &Default::default())
+        .expect("RATELIMITERD_* settings are valid");
+    ratelimiter::tigerbeetle::TigerBeetleBackend::connect(
+        &settings.tigerbeetle,
+        Arc::new(SystemClock),
+        RetryPolicy::default(),
+    )
+    .await
+    .expect("TigerBeetle is reachable")
+}
+
+#[cfg(not(feature = "tigerbeetle"))]
+async fn tigerbeetle_backend() -> Arc<dyn Backend> {
+    unreachable!("BackendChoice::from_env refuses tigerbeetle without the feature")
+}
+
+/// What the last data-plane step received.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The JSON answer.
+    pub body: Value,
+    /// How long the HTTP call took.
+    pub elapsed: Duration,
+}
+
+/// State of one scenario.
+#[derive(Debug, cucumber::World)]
+#[world(init = Self::new)]
+pub struct LimiterWorld {
+    /// Makes the scenario's keys unique, so scenarios can share a TigerBeetle cluster.
+    scope: String,
+    base: String,
+    pub service: Arc<LimiterService>,
+    client: reqwest::Client,
+    handle: ServerHandle,
+    /// Named leases: scenario name → ULID.
+    pub leases: HashMap<String, String>,
+    /// The last reserve, complete or batch answer.
+    pub last: Option<Answer>,
+    /// The decrease-apply loop, when the scenario starts one.
+    pub applier: Option<Addr<DecreaseApplier>>,
+}
+
+impl Drop for LimiterWorld {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+impl LimiterWorld {
+    async fn new() -> Self {
+        let choice = BackendChoice::from_env().expect("checked in main");
+        let backend = make_backend(choice).await;
+        let service = LimiterService::start(
+            backend,
+            RegistrySource::InMemory,
+            Vec::new(),
+            ServiceSettings::default(),
+        )
+        .await
+        .expect("service starts");
+        let http_settings = HttpSettings {
+            workers: 1,
+            ..HttpSettings::default()
+        };
+        let bound = http::bind(Arc::clone(&service), http_settings, "127.0.0.1:0")
+            .expect("binds 127.0.0.1:0");
+        let handle = bound.server.handle();
+        actix_rt::spawn(bound.server);
+        LimiterWorld {
+            scope: ulid::Ulid::new().to_string().to_lowercase(),
+            base: format!("http://{}", bound.addr),
+            service,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client builds"),
+            handle,
+            leases: HashMap::new(),
+            last: None,
+            applier: None,
+        }
+    }
+
+    /// The full key of a scenario-local limit name.
+    pub fn key(&self, name: &str) -> String {
+        format!("bdd:{}:{name}", self.scope)
+    }
+
+    /// Sends a request with a JSON body (or none) and returns status, body and duration.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value, Duration) {
+        let started = Instant::now();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: answer is not JSON: {e}"));
+        (status, body, started.elapsed())
+    }
+
+    /// POSTs and records the answer as the last one (expects 200).
+    pub async fn post_and_record(&mut self, path: &str, body: &Value) {
+        let (status, answer, elapsed) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        self.last = Some(Answer {
+            body: answer,
+            elapsed,
+        });
+    }
+
+    /// The last answer.
+    pub fn last(&self) -> &Answer {
+        self.last.as_ref().expect("a previous step sent a request")
+    }
+
+    /// The admin view of a scenario-local limit.
+    pub async fn limit(&self, name: &str) -> Value {
+        let path = format!("/v1/admin/limits/{}", self.key(name));
+        let (status, body, _) = self.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body["limit"].clone()
+    }
+
+    /// The lease id named `name`, created on first use.
+    pub fn lease(&mut self, name: &str) -> String {
+        self.leases
+            .entry(name.to_string())
+            .or_insert_with(|| ulid::Ulid::new().to_string())
+            .clone()
+    }
+
+    /// Starts the decrease-apply loop with `interval`.
+    pub fn start_applier(&mut self, interval: Duration) {
+        use actix::Actor as _;
+        self.applier = Some(DecreaseApplier::new(Arc::clone(&self.service), interval).start());
+    }
+}

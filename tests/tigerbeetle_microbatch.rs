@@ -136,6 +136,19 @@ async fn an_item_larger_than_the_limit_is_refused_and_others_go_through() {
             3,
             "nothing of the refused item was sent"
         );
+        // An item whose chain is left open would link into its neighbour: refused too.
+        let mut open = chain(2, a, b);
+        let linked = open[0].flags();
+        open[1].set_flags(linked);
+        let answer = actor
+            .send(Submit(vec![open, chain(1, a, b)]))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&answer[0], Err(BackendError::Failed(m)) if m.contains("close its chain"))
+        );
+        assert!(applied(&answer[1]));
+        assert_eq!(credits(&actor, b).await, 4);
         assert!(recorder.records().iter().all(|r| r.events <= 10));
     })
     .await;

@@ -37,7 +37,7 @@ use actix::prelude::*;
 use futures::future::join_all;
 use log::{debug, warn};
 use tigerbeetle_unofficial::error::{CreateTransfersError, SendErrorKind};
-use tigerbeetle_unofficial::{Client, Transfer};
+use tigerbeetle_unofficial::{transfer, Client, Transfer};
 use tokio::sync::oneshot;
 
 use super::config::{TigerBeetleConfig, DEVELOPMENT_MAX_EVENTS};
@@ -121,6 +121,14 @@ impl MicrobatchActor {
                 chain.len(),
                 self.max_events
             ))));
+        } else if chain
+            .last()
+            .is_some_and(|t| t.flags().contains(transfer::Flags::LINKED))
+        {
+            // An open chain would link into the next item of the batch.
+            let _ = reply.send(Err(BackendError::Failed(
+                "a work item's last transfer must close its chain (no LINKED flag)".into(),
+            )));
         } else {
             self.queued_events += chain.len();
             self.queue.push_back(Queued { chain, reply });

@@ -266,11 +266,28 @@ async fn start_up_errors_exit_non_zero_with_a_clear_line() {
             "corrupt.json",
         )
         .await;
+        #[cfg(not(feature = "tigerbeetle"))]
         fails(
             d,
             &["--registry", registry, "--backend", "tigerbeetle"],
             2,
             "--features tigerbeetle",
+        )
+        .await;
+        // With the TigerBeetle client built in, an unreachable cluster is a runtime failure.
+        #[cfg(feature = "tigerbeetle")]
+        fails(
+            d,
+            &[
+                "--registry",
+                registry,
+                "--backend",
+                "tigerbeetle",
+                "--tb-addresses",
+                &busy_addr,
+            ],
+            1,
+            "cannot connect to TigerBeetle",
         )
         .await;
         fails(

@@ -1,0 +1,318 @@
+//! `TigerBeetleBackend`: the [`Backend`] whose capacity lives in a TigerBeetle cluster.
+//!
+//! - `define` creates the key's accounts (idempotent: `exists` is fine) and funds the
+//!   difference between the capacity wanted and the capacity TigerBeetle holds, with a
+//!   history-stamped label (see [`super::transfers`]) so restarts and several instances
+//!   never fund twice.
+//! - `reserve` sends one linked chain of pending transfers through the microbatcher:
+//!   TigerBeetle takes all or nothing and refuses what does not fit (`exceeds_credits`).
+//! - `complete` is in [`super::complete`].
+//! - `usage` and `try_decrease` read the limit account's balances.
+//!
+//! In memory (the [`Book`]) only hints and lease metadata are kept; see [`super::book`].
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use log::warn;
+use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateTransferErrorKind as Kind};
+use tigerbeetle_unofficial::{Account, Transfer};
+
+use super::accounts::{
+    debt_account, debt_id, limit_account, limit_id, operator_account, LimitBalance,
+};
+use super::book::Book;
+use super::config::TigerBeetleConfig;
+use super::microbatch::{
+    BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, Submit,
+};
+use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
+use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::model::leases::{LeaseOutcome, DEFAULT_MAX_LEASES};
+use crate::model::{
+    CompleteCommand, LimitState, LimitStatus, Overage, ReserveCommand, RetryPolicy, SharedClock,
+    Usage,
+};
+
+/// The TigerBeetle backend's handle.
+#[derive(Debug)]
+pub struct TigerBeetleBackend {
+    pub(super) batcher: Addr<MicrobatchActor>,
+    pub(super) clock: SharedClock,
+    pub(super) policy: RetryPolicy,
+    pub(super) book: Mutex<Book>,
+}
+
+fn stopped(error: MailboxError) -> BackendError {
+    BackendError::Unavailable(format!("the TigerBeetle batcher stopped: {error}"))
+}
+
+impl TigerBeetleBackend {
+    /// Starts the microbatcher on the current actix arbiter (call inside a running System)
+    /// and checks the cluster answers by creating the operator account. `config` is a
+    /// [`TigerBeetleConfig`] or the server settings' `tigerbeetle` section.
+    pub async fn connect(
+        config: impl Into<TigerBeetleConfig>,
+        clock: SharedClock,
+        policy: RetryPolicy,
+    ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
+        Self::connect_with_recorder(config.into(), clock, policy, None).await
+    }
+
+    /// Like [`TigerBeetleBackend::connect`], recording every batch size in `recorder`.
+    pub async fn connect_with_recorder(
+        config: TigerBeetleConfig,
+        clock: SharedClock,
+        policy: RetryPolicy,
+        recorder: Option<BatchRecorder>,
+    ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
+        config
+            .validate()
+            .map_err(|e| BackendError::Failed(e.to_string()))?;
+        let addresses = config.addresses.clone();
+        let cluster = config.cluster;
+        let batcher = MicrobatchActor::new(config, recorder).start();
+        let backend = Arc::new(TigerBeetleBackend {
+            batcher,
+            clock,
+            policy,
+            book: Mutex::new(Book::new(DEFAULT_MAX_LEASES)),
+        });
+        backend
+            .create_accounts(vec![operator_account()], &["acct:operator".into()])
+            .await
+            .map_err(|e| match e {
+                BackendError::Unavailable(m) => BackendError::Unavailable(format!(
+                    "{m} (is TigerBeetle running at {addresses} with cluster id {cluster}?)"
+                )),
+                other => other,
+            })?;
+        Ok(backend)
+    }
+
+    /// Batch statistics of the microbatcher.
+    pub async fn batch_stats(&self) -> Result<BatchStats, BackendError> {
+        self.batcher.send(GetStats).await.map_err(stopped)
+    }
+
+    pub(super) fn book(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends chains through the microbatcher; one answer per chain, in order.
+    pub(super) async fn submit(
+        &self,
+        chains: Vec<Vec<Transfer>>,
+    ) -> Result<Vec<Result<Failures, BackendError>>, BackendError> {
+        self.batcher.send(Submit(chains)).await.map_err(stopped)
+    }
+
+    async fn submit_one(&self, chain: Vec<Transfer>) -> Result<Failures, BackendError> {
+        self.submit(vec![chain])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(BackendError::Failed("the batcher lost a work item".into())))
+    }
+
+    async fn create_accounts(
+        &self,
+        accounts: Vec<Account>,
+        labels: &[String],
+    ) -> Result<(), BackendError> {
+        let failures = self
+            .batcher
+            .send(CreateAccounts(accounts))
+            .await
+            .map_err(stopped)??;
+        for (index, kind) in failures {
+            if !matches!(kind, CreateAccountErrorKind::Exists) {
+                let label = labels.get(index).map(String::as_str).unwrap_or("?");
+                return Err(BackendError::Failed(format!(
+                    "TigerBeetle refused to create account {label}: {kind:?} (created earlier \
+                     with other settings?)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The limit account's balance and, if it exists, the debt account.
+    async fn balances(&self, key: &str) -> Result<(LimitBalance, Option<Account>), BackendError> {
+        let (limit, debt) = (limit_id(key), debt_id(key));
+        let accounts = self
+            .batcher
+            .send(LookupAccounts(vec![limit, debt]))
+            .await
+            .map_err(stopped)??;
+        let balance = accounts
+            .iter()
+            .find(|a| a.id() == limit)
+            .map(LimitBalance::of)
+            .ok_or_else(|| {
+                BackendError::Failed(format!(
+                    "TigerBeetle has no account acct:limit:{key}; define the key first"
+                ))
+            })?;
+        Ok((balance, accounts.into_iter().find(|a| a.id() == debt)))
+    }
+
+    /// Applies a capacity change of one transfer chain; `false` if it did not fit.
+    async fn apply_change(&self, key: &str, chain: Vec<Transfer>) -> Result<bool, BackendError> {
+        let failures = self.submit_one(chain).await?;
+        match verdict(&failures) {
+            Verdict::Applied | Verdict::AlreadyApplied => Ok(true),
+            Verdict::Failed {
+                kind: Kind::ExceedsCredits,
+                ..
+            } => Ok(false),
+            Verdict::Failed { kind, .. } => Err(BackendError::Failed(format!(
+                "TigerBeetle refused a capacity change of {key}: {kind:?}"
+            ))),
+        }
+    }
+
+    /// Funds `key` up to `state`'s capacity, or leaves it while a decrease is pending and
+    /// TigerBeetle already holds something between the target and the capacity in force
+    /// (e.g. the decrease was applied but the registry save did not happen).
+    async fn fund_to(&self, state: &LimitState, balance: LimitBalance) -> Result<(), BackendError> {
+        let key = &state.definition.key;
+        let wanted = u128::from(state.definition.capacity);
+        let held = balance.capacity();
+        let decreasing = state.status == LimitStatus::Decreasing;
+        if decreasing && held >= u128::from(state.pending_decrease_to) && held <= wanted {
+            return Ok(());
+        }
+        if held < wanted {
+            if !self
+                .apply_change(key, vec![transfers::fund(key, &balance, wanted)])
+                .await?
+            {
+                return Err(BackendError::Failed(format!(
+                    "TigerBeetle refused to fund {key} (operator account constrained?)"
+                )));
+            }
+        } else if held > wanted {
+            // Only when registries disagree (several instances, or an edited file): give the
+            // excess back now if it is free, so the ledger never allows more than defined.
+            let chain = transfers::decrease_chain(key, &balance, wanted);
+            if !self.apply_change(key, chain).await? {
+                warn!(
+                    "limit {key}: TigerBeetle holds capacity {held} above the defined {wanted} \
+                     and it is in use; lower it with a decrease once it frees"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for TigerBeetleBackend {
+    fn name(&self) -> &'static str {
+        "tigerbeetle"
+    }
+
+    async fn define(&self, state: &LimitState) -> Result<(), BackendError> {
+        let key = &state.definition.key;
+        let mut accounts = vec![operator_account(), limit_account(key)];
+        let mut labels = vec!["acct:operator".to_string(), format!("acct:limit:{key}")];
+        if state.definition.overage == Overage::Debt {
+            accounts.push(debt_account(key));
+            labels.push(format!("acct:debt:{key}"));
+        }
+        self.create_accounts(accounts, &labels).await?;
+        let (balance, _) = self.balances(key).await?;
+        self.fund_to(state, balance).await?;
+        self.book().define(state.definition.clone());
+        Ok(())
+    }
+
+    async fn reserve(&self, command: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
+        let now_ms = self.clock.now_ms();
+        let lease = command.lease;
+        let plan = {
+            let mut book = self.book();
+            match book.leases.get(lease, now_ms) {
+                Some(LeaseOutcome::Allowed { reserved_at_ms, .. }) => {
+                    return Ok(ReserveOutcome::Allowed {
+                        reserved_at_ms: *reserved_at_ms,
+                    })
+                }
+                Some(LeaseOutcome::Denied { retry_after_ms }) => {
+                    return Ok(ReserveOutcome::Denied {
+                        retry_after_ms: *retry_after_ms,
+                    })
+                }
+                // A repeat of a reserve still in flight goes to TigerBeetle too: the same
+                // transfer ids make it answer `exists` or `id_already_failed`.
+                Some(LeaseOutcome::Pending) | None => {}
+            }
+            let plan = book.plan(&command.requirements)?;
+            book.leases.begin(lease, now_ms);
+            plan
+        };
+        let result = self.submit_one(reserve_chain(lease, &plan.takes)).await;
+        let mut book = self.book();
+        let failures = match result {
+            Ok(failures) => failures,
+            Err(e) => {
+                book.leases.abandon(lease);
+                return Err(e);
+            }
+        };
+        match verdict(&failures) {
+            Verdict::Applied | Verdict::AlreadyApplied => {
+                book.on_allow(&plan.holds);
+                book.leases
+                    .allow(lease, now_ms, plan.holds, plan.longest_hold_ms);
+                Ok(ReserveOutcome::Allowed {
+                    reserved_at_ms: now_ms,
+                })
+            }
+            Verdict::Failed { index, kind } => {
+                let key = plan
+                    .takes
+                    .get(index)
+                    .map(|t| t.key.as_str())
+                    .unwrap_or_default();
+                let retry_after_ms = match kind {
+                    Kind::ExceedsCredits => book.on_deny(key, &self.policy),
+                    Kind::IdAlreadyFailed => book.hint(key, &self.policy),
+                    _ => {
+                        book.leases.abandon(lease);
+                        return Err(BackendError::Failed(format!(
+                            "TigerBeetle refused the reservation of {key} for lease {lease}: {kind:?}"
+                        )));
+                    }
+                };
+                book.leases
+                    .deny(lease, now_ms, retry_after_ms, plan.longest_hold_ms);
+                Ok(ReserveOutcome::Denied { retry_after_ms })
+            }
+        }
+    }
+
+    async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
+        self.complete_lease(command).await
+    }
+
+    async fn usage(&self, key: &str) -> Result<Usage, BackendError> {
+        let (balance, debt) = self.balances(key).await?;
+        Ok(balance.usage(debt.as_ref()))
+    }
+
+    async fn try_decrease(&self, key: &str, to: u64) -> Result<bool, BackendError> {
+        let (balance, _) = self.balances(key).await?;
+        let to = u128::from(to);
+        let held = balance.capacity();
+        if held <= to {
+            return Ok(true);
+        }
+        if balance.available() < held - to {
+            return Ok(false);
+        }
+        self.apply_change(key, transfers::decrease_chain(key, &balance, to))
+            .await
+    }
+}

@@ -1,0 +1,80 @@
+//! The messages the [`super::MicrobatchActor`] answers, and its batch statistics and
+//! recorder (a test hook).
+
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use tigerbeetle_unofficial::error::CreateAccountErrorKind;
+use tigerbeetle_unofficial::{Account, Transfer};
+
+use crate::backend::BackendError;
+use crate::tigerbeetle::transfers::Failures;
+
+/// Sends transfer chains; answers, per chain and in order, its failures (empty = applied).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Result<Failures, BackendError>>")]
+pub struct Submit(pub Vec<Vec<Transfer>>);
+
+/// Looks accounts up (not batched); accounts that do not exist are left out.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Account>, BackendError>")]
+pub struct LookupAccounts(pub Vec<u128>);
+
+/// Creates accounts (not batched); answers the failures by index.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<(usize, CreateAccountErrorKind)>, BackendError>")]
+pub struct CreateAccounts(pub Vec<Account>);
+
+/// Asks for the batch statistics so far.
+#[derive(Debug, Message)]
+#[rtype(result = "BatchStats")]
+pub struct GetStats;
+
+/// One request sent to TigerBeetle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// Work items (chains) in it.
+    pub items: usize,
+    /// Events (transfers) in it.
+    pub events: usize,
+}
+
+/// Test hook: records the size of every batch sent.
+#[derive(Debug, Clone, Default)]
+pub struct BatchRecorder(Arc<Mutex<Vec<BatchRecord>>>);
+
+impl BatchRecorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every batch recorded so far, in order.
+    pub fn records(&self) -> Vec<BatchRecord> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn push(&self, record: BatchRecord) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+}
+
+/// Totals since the actor started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Requests sent.
+    pub batches: u64,
+    /// Work items sent.
+    pub items: u64,
+    /// Events sent.
+    pub events: u64,
+    /// The largest request, in events.
+    pub largest: usize,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// The batch limit in force (lowered if the server refused a batch as too large).
+    pub max_events: usize,
+}

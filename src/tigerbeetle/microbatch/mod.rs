@@ -1,0 +1,364 @@
+//! `MicrobatchActor`: the single owner of the TigerBeetle client.
+//!
+//! Work items are transfer chains (one reserve = one linked chain; a complete's void, shrink
+//! or overage = one chain each). The actor queues them and sends them as one
+//! `create_transfers` request when `batch_max_events` events are waiting or
+//! `flush_interval_us` has passed since the first one arrived, whichever comes first. An item
+//! is never split across requests, and an item larger than the limit is refused with an
+//! error. TigerBeetle reports failures only, by event index; the actor maps each index back
+//! to its item and hands every item its own failures (item-relative indices).
+//!
+//! One request is in flight at a time (a client session has one anyway); the next batch
+//! forms while it is out and leaves the moment the reply arrives, so the connection stays
+//! busy under load and batches grow with it.
+//!
+//! Faults: the TigerBeetle client never gives up on a dead server, so every call is bounded
+//! by `request_timeout_ms` (a new client's first call, which registers its session and takes
+//! ~0.6 s, gets [`FIRST_CALL_ALLOWANCE`] more). When a batch times out, it and everything
+//! queued behind it answer `Unavailable` at once (they would wait on the same dead
+//! connection). The client is KEPT: it reconnects by itself when the cluster is back (the
+//! session survives a server restart), and a fresh client would pay the registration again
+//! on every call, which a short timeout never allows. Requests a timed-out call left inside
+//! the client are sent when the cluster is back, in order and before anything newer (one
+//! request in flight), so later reads see them; the deterministic transfer ids make a late
+//! arrival harmless (a retry answers `exists`, an abandoned reservation merely expires).
+//! Only an evicted or shut-down session makes the actor start a new client. A batch refused
+//! as too large (a `--development` server takes at most 253 events) lowers the limit and is
+//! sent again; nothing of it had been sent.
+//!
+//! Every batch is logged at debug level with its size; a [`BatchRecorder`] (a test hook)
+//! records every size.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::future::join_all;
+use log::{debug, warn};
+use tigerbeetle_unofficial::error::{CreateTransfersError, SendErrorKind};
+use tigerbeetle_unofficial::{transfer, Client, Transfer};
+use tokio::sync::oneshot;
+
+use super::config::{TigerBeetleConfig, DEVELOPMENT_MAX_EVENTS};
+use super::transfers::Failures;
+use crate::backend::BackendError;
+
+mod direct;
+mod messages;
+mod session;
+
+use session::Connection;
+pub use session::FIRST_CALL_ALLOWANCE;
+
+pub use messages::{
+    BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, Submit,
+};
+
+type Reply = oneshot::Sender<Result<Failures, BackendError>>;
+
+struct Queued {
+    chain: Vec<Transfer>,
+    reply: Reply,
+}
+
+/// The batching owner of the TigerBeetle client.
+pub struct MicrobatchActor {
+    config: TigerBeetleConfig,
+    conn: Connection,
+    queue: VecDeque<Queued>,
+    queued_events: usize,
+    max_events: usize,
+    in_flight: bool,
+    timer: Option<SpawnHandle>,
+    recorder: Option<BatchRecorder>,
+    stats: BatchStats,
+}
+
+impl std::fmt::Debug for MicrobatchActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MicrobatchActor")
+            .field("addresses", &self.config.addresses)
+            .field("queued_events", &self.queued_events)
+            .field("in_flight", &self.in_flight)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for MicrobatchActor {
+    type Context = Context<Self>;
+}
+
+impl MicrobatchActor {
+    /// An actor for `config`; it connects lazily, on the first call. `recorder` records
+    /// every batch size (tests).
+    pub fn new(config: TigerBeetleConfig, recorder: Option<BatchRecorder>) -> Self {
+        let max_events = config.batch_max_events.max(1);
+        MicrobatchActor {
+            config,
+            conn: Connection::default(),
+            queue: VecDeque::new(),
+            queued_events: 0,
+            max_events,
+            in_flight: false,
+            timer: None,
+            recorder,
+            stats: BatchStats {
+                max_events,
+                ..BatchStats::default()
+            },
+        }
+    }
+
+    fn enqueue(&mut self, chain: Vec<Transfer>, reply: Reply) {
+        if chain.is_empty() {
+            let _ = reply.send(Ok(Vec::new()));
+        } else if chain.len() > self.max_events {
+            let _ = reply.send(Err(BackendError::Failed(format!(
+                "a work item of {} transfers exceeds the TigerBeetle batch limit of {} events \
+                 and cannot be split (tigerbeetle.batch_max_events)",
+                chain.len(),
+                self.max_events
+            ))));
+        } else if chain
+            .last()
+            .is_some_and(|t| t.flags().contains(transfer::Flags::LINKED))
+        {
+            // An open chain would link into the next item of the batch.
+            let _ = reply.send(Err(BackendError::Failed(
+                "a work item's last transfer must close its chain (no LINKED flag)".into(),
+            )));
+        } else {
+            self.queued_events += chain.len();
+            self.queue.push_back(Queued { chain, reply });
+        }
+    }
+
+    /// Sends now if a full batch is waiting, else makes sure the flush timer runs.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight || self.queue.is_empty() {
+            return;
+        }
+        if self.queued_events >= self.max_events {
+            self.flush(ctx);
+        } else if self.timer.is_none() {
+            let interval = self.config.flush_interval();
+            self.timer = Some(ctx.run_later(interval, |act, ctx| {
+                act.timer = None;
+                act.flush(ctx);
+            }));
+        }
+    }
+
+    /// Sends the items at the head of the queue as one request.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight || self.queue.is_empty() {
+            return;
+        }
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let mut batch = Vec::new();
+        let mut events: Vec<Transfer> = Vec::new();
+        let mut ends = Vec::new();
+        while let Some(front) = self.queue.front() {
+            if !batch.is_empty() && events.len() + front.chain.len() > self.max_events {
+                break;
+            }
+            let Some(item) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_events -= item.chain.len();
+            events.extend_from_slice(&item.chain);
+            ends.push(events.len());
+            batch.push(item);
+        }
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => {
+                for item in batch {
+                    let _ = item.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let record = BatchRecord {
+            items: batch.len(),
+            events: events.len(),
+        };
+        self.in_flight = true;
+        let started = Instant::now();
+        let timeout = self.call_timeout();
+        let sender = Arc::clone(&client);
+        let request = async move {
+            let result = tokio::time::timeout(timeout, sender.create_transfers(events)).await;
+            (result, sender)
+        };
+        ctx.spawn(
+            fut::wrap_future(request).map(move |(result, sender), act: &mut Self, ctx| {
+                drop(sender);
+                act.in_flight = false;
+                act.record(record, &result, started);
+                act.finish(&client, batch, &ends, result, timeout, ctx);
+                act.release(client);
+                act.schedule_after_reply(ctx);
+            }),
+        );
+    }
+
+    /// Counts and logs a batch that was sent (not one the client refused as too large).
+    fn record(
+        &mut self,
+        record: BatchRecord,
+        result: &Result<Result<(), CreateTransfersError>, tokio::time::error::Elapsed>,
+        started: Instant,
+    ) {
+        if let Ok(Err(CreateTransfersError::Send(e))) = result {
+            if matches!(e.kind(), SendErrorKind::TooMuchData) {
+                return;
+            }
+        }
+        if let Some(recorder) = &self.recorder {
+            recorder.push(record);
+        }
+        self.stats.batches += 1;
+        self.stats.items += record.items as u64;
+        self.stats.events += record.events as u64;
+        self.stats.largest = self.stats.largest.max(record.events);
+        debug!(
+            "tigerbeetle batch: {} items, {} events, {:?}",
+            record.items,
+            record.events,
+            started.elapsed()
+        );
+    }
+
+    /// After a reply: whatever queued meanwhile goes out at once (it has waited already).
+    fn schedule_after_reply(&mut self, ctx: &mut Context<Self>) {
+        if !self.queue.is_empty() {
+            self.flush(ctx);
+        }
+    }
+
+    fn finish(
+        &mut self,
+        client: &Arc<Client>,
+        batch: Vec<Queued>,
+        ends: &[usize],
+        result: Result<Result<(), CreateTransfersError>, tokio::time::error::Elapsed>,
+        bound: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        if matches!(result, Ok(Ok(()) | Err(CreateTransfersError::Api(_)))) {
+            self.answered(client);
+        }
+        let sent_events = ends.last().copied().unwrap_or(0);
+        match result {
+            Ok(Ok(())) => {
+                for item in batch {
+                    let _ = item.reply.send(Ok(Vec::new()));
+                }
+            }
+            Ok(Err(CreateTransfersError::Api(errors))) => {
+                let mut per_item: Vec<Failures> = vec![Vec::new(); batch.len()];
+                for error in errors.as_slice() {
+                    let index = error.index() as usize;
+                    let item = ends.partition_point(|&end| end <= index);
+                    let start = if item == 0 { 0 } else { ends[item - 1] };
+                    if let Some(failures) = per_item.get_mut(item) {
+                        failures.push((index - start, error.kind()));
+                    }
+                }
+                for (item, failures) in batch.into_iter().zip(per_item) {
+                    let _ = item.reply.send(Ok(failures));
+                }
+            }
+            Ok(Err(CreateTransfersError::Send(error)))
+                if matches!(error.kind(), SendErrorKind::TooMuchData) && sent_events > 1 =>
+            {
+                self.shrink_and_requeue(batch, sent_events, ctx);
+            }
+            Ok(Err(CreateTransfersError::Send(error))) => {
+                let e = self.send_error(client, error, "create_transfers");
+                for item in batch {
+                    let _ = item.reply.send(Err(e.clone()));
+                }
+            }
+            Ok(Err(other)) => {
+                let e = BackendError::Failed(format!("TigerBeetle create_transfers: {other}"));
+                for item in batch {
+                    let _ = item.reply.send(Err(e.clone()));
+                }
+            }
+            Err(_elapsed) => {
+                self.stats.timeouts += 1;
+                let e = self.timeout_error("create_transfers", bound);
+                warn!("{e}; failing {} queued work item(s) too", self.queue.len());
+                for item in batch.into_iter().chain(self.queue.drain(..)) {
+                    let _ = item.reply.send(Err(e.clone()));
+                }
+                self.queued_events = 0;
+                self.timed_out(client, ctx);
+            }
+        }
+    }
+
+    /// The server refused a batch of `sent` events as too large (nothing was sent): lower the
+    /// limit and put the items back at the head of the queue.
+    fn shrink_and_requeue(&mut self, batch: Vec<Queued>, sent: usize, ctx: &mut Context<Self>) {
+        let lowered = if sent > DEVELOPMENT_MAX_EVENTS {
+            DEVELOPMENT_MAX_EVENTS
+        } else {
+            (sent / 2).max(1)
+        };
+        self.max_events = self.max_events.min(lowered);
+        self.stats.max_events = self.max_events;
+        warn!(
+            "TigerBeetle refused a request of {sent} events as too large (a --development \
+             server takes at most {DEVELOPMENT_MAX_EVENTS}); batch limit lowered to {}",
+            self.max_events
+        );
+        for item in batch.into_iter().rev() {
+            if item.chain.len() > self.max_events {
+                let _ = item.reply.send(Err(BackendError::Failed(format!(
+                    "a work item of {} transfers exceeds the TigerBeetle server's batch limit",
+                    item.chain.len()
+                ))));
+            } else {
+                self.queued_events += item.chain.len();
+                self.queue.push_front(item);
+            }
+        }
+        self.schedule(ctx);
+    }
+}
+
+impl Handler<Submit> for MicrobatchActor {
+    type Result = ResponseFuture<Vec<Result<Failures, BackendError>>>;
+
+    fn handle(&mut self, Submit(chains): Submit, ctx: &mut Context<Self>) -> Self::Result {
+        let receivers: Vec<_> = chains
+            .into_iter()
+            .map(|chain| {
+                let (tx, rx) = oneshot::channel();
+                self.enqueue(chain, tx);
+                rx
+            })
+            .collect();
+        self.schedule(ctx);
+        Box::pin(async move {
+            join_all(receivers)
+                .await
+                .into_iter()
+                .map(|answer| {
+                    answer.unwrap_or_else(|_| {
+                        Err(BackendError::Unavailable(
+                            "the TigerBeetle batcher stopped".into(),
+                        ))
+                    })
+                })
+                .collect()
+        })
+    }
+}

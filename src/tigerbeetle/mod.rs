@@ -1,0 +1,25 @@
+//! The TigerBeetle backend (SPEC §5), compiled with the `tigerbeetle` cargo feature.
+//!
+//! Capacity lives in a TigerBeetle cluster, so many `ratelimiterd` instances can share it:
+//! every limit key is an account that can never spend more than the operator funded into
+//! it, and every reservation is a pending transfer that TigerBeetle itself expires.
+//!
+//! - [`config`]: connection and batching settings ([`TigerBeetleConfig`]).
+//! - [`accounts`]: the operator, limit and debt accounts, their ids, what balances mean.
+//! - [`transfers`]: deterministic transfer labels, chain builders, failure verdicts.
+//! - [`microbatch`]: [`MicrobatchActor`], the batching owner of the TigerBeetle client.
+//! - [`book`]: in-memory hints and lease metadata.
+//! - [`backend`]: [`TigerBeetleBackend`], the [`crate::backend::Backend`] implementation.
+//! - [`complete`]: voids, re-reserves and debt on `complete`.
+
+pub mod accounts;
+pub mod backend;
+pub mod book;
+pub mod complete;
+pub mod config;
+pub mod microbatch;
+pub mod transfers;
+
+pub use backend::TigerBeetleBackend;
+pub use config::{ConfigError, TigerBeetleConfig};
+pub use microbatch::{BatchRecord, BatchRecorder, BatchStats, MicrobatchActor};

@@ -2,7 +2,7 @@
 //! last answer each step observed (with how long it took).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -19,16 +19,22 @@ use serde_json::Value;
 pub enum BackendChoice {
     /// The in-process memory backend.
     Memory,
-    /// A TigerBeetle cluster (settings from `RATELIMITERD_TIGERBEETLE__*`).
+    /// A TigerBeetle server started by the run itself.
     TigerBeetle,
 }
 
 impl BackendChoice {
-    /// Reads `BDD_BACKEND`; fails clearly for an unknown name or a backend not built in.
-    pub fn from_env() -> Result<Self, String> {
+    /// The backends to run: every one built in, or the one `BDD_BACKEND` names.
+    pub fn selected() -> Result<Vec<Self>, String> {
+        let built_in = if cfg!(feature = "tigerbeetle") {
+            vec![BackendChoice::Memory, BackendChoice::TigerBeetle]
+        } else {
+            vec![BackendChoice::Memory]
+        };
         match std::env::var("BDD_BACKEND").unwrap_or_default().as_str() {
-            "" | "memory" => Ok(BackendChoice::Memory),
-            "tigerbeetle" if cfg!(feature = "tigerbeetle") => Ok(BackendChoice::TigerBeetle),
+            "" => Ok(built_in),
+            "memory" => Ok(vec![BackendChoice::Memory]),
+            "tigerbeetle" if cfg!(feature = "tigerbeetle") => Ok(vec![BackendChoice::TigerBeetle]),
             "tigerbeetle" => Err(
                 "BDD_BACKEND=tigerbeetle needs the TigerBeetle backend: run `cargo test --features tigerbeetle --test bdd`"
                     .into(),
@@ -46,8 +52,17 @@ impl BackendChoice {
     }
 }
 
+/// The backend the scenarios being run use (set by `main` before each run).
+static CURRENT: Mutex<BackendChoice> = Mutex::new(BackendChoice::Memory);
+
+/// Makes the following scenarios run against `choice`.
+pub fn select(choice: BackendChoice) {
+    *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = choice;
+}
+
 /// The single factory of the suite's backends.
-pub async fn make_backend(choice: BackendChoice) -> Arc<dyn Backend> {
+pub async fn make_backend() -> Arc<dyn Backend> {
+    let choice = *CURRENT.lock().unwrap_or_else(|p| p.into_inner());
     match choice {
         BackendChoice::Memory => {
             MemoryBackend::start(Arc::new(SystemClock), RetryPolicy::default())
@@ -58,20 +73,19 @@ pub async fn make_backend(choice: BackendChoice) -> Arc<dyn Backend> {
 
 #[cfg(feature = "tigerbeetle")]
 async fn tigerbeetle_backend() -> Arc<dyn Backend> {
-    let settings = ratelimiter::settings::ServerSettings::load_from_env(None, &Default::default())
-        .expect("RATELIMITERD_* settings are valid");
+    let server = crate::support::tigerbeetle::shared();
     ratelimiter::tigerbeetle::TigerBeetleBackend::connect(
-        &settings.tigerbeetle,
+        crate::support::tigerbeetle::config(server),
         Arc::new(SystemClock),
         RetryPolicy::default(),
     )
     .await
-    .expect("TigerBeetle is reachable")
+    .expect("the TigerBeetle server started for the run is reachable")
 }
 
 #[cfg(not(feature = "tigerbeetle"))]
 async fn tigerbeetle_backend() -> Arc<dyn Backend> {
-    unreachable!("BackendChoice::from_env refuses tigerbeetle without the feature")
+    unreachable!("BackendChoice::selected never offers tigerbeetle without the feature")
 }
 
 /// What the last data-plane step received.
@@ -109,8 +123,7 @@ impl Drop for LimiterWorld {
 
 impl LimiterWorld {
     async fn new() -> Self {
-        let choice = BackendChoice::from_env().expect("checked in main");
-        let backend = make_backend(choice).await;
+        let backend = make_backend().await;
         let service = LimiterService::start(
             backend,
             RegistrySource::InMemory,

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this script).
+#
+#   1. Provisions TigerBeetle (Zig from PyPI, libclang from Debian, the 0.16.78 server built
+#      from the source inside the tigerbeetle-unofficial-sys crate; cached under ~/.cache, so
+#      only the first run on a machine pays the ~4 minutes).
+#   2. Checks formatting and lints (clippy with warnings as errors).
+#   3. Runs every test — unit, model-based, stress, HTTP, conformance on both backends,
+#      TigerBeetle integration and chaos tests, and the BDD features — with the TigerBeetle
+#      backend compiled in. TigerBeetle tests fail (never skip) when the server is missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[test] %s\n' "$*" >&2; }
+
+FEATURES="${RATELIMITER_TEST_FEATURES:-tigerbeetle}"
+
+if [[ " $FEATURES " == *" tigerbeetle "* ]]; then
+    log "provisioning TigerBeetle"
+    TB_BIN="$(scripts/provision-tigerbeetle.sh)"
+    export TB_BIN
+    log "TigerBeetle server: $TB_BIN"
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (warnings are errors)"
+cargo clippy --all-targets --features "$FEATURES" -- -D warnings
+
+log "cargo test"
+cargo test --features "$FEATURES" --no-fail-fast

@@ -1,7 +1,11 @@
-//! The client library end to end against a real `ratelimiterd` HTTP server (memory backend)
-//! started in the test on a free loopback port: the scheduler keeps an open provider
-//! flowing while a saturated one waits, the batching client answers in order and
-//! idempotently, and the load-test binary reports non-zero throughput.
+//! The client library end to end against a real `ratelimiterd` HTTP server started in the
+//! test on a free loopback port, on the memory backend and (with the `tigerbeetle` feature)
+//! on a TigerBeetle server started by the test: the scheduler keeps an open provider flowing
+//! while a saturated one waits, the batching client answers in order and idempotently, and
+//! the load-test binary reports non-zero throughput.
+
+#[cfg(feature = "tigerbeetle")]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use futures::FutureExt;
 use ratelimiter::actors::MemoryBackend;
+use ratelimiter::backend::Backend;
 use ratelimiter::client::{
     concurrency_key, rpm_key, tpm_key, BatchConfig, BatchingLimiter, HttpLimiter, JobOutput,
     JobSpec, Limiter, SchedulerConfig, SchedulerError, SchedulerHandle,
@@ -45,12 +50,65 @@ fn provider_limits(provider: &str, model: &str, rpm: u64) -> Vec<LimitState> {
     ]
 }
 
+/// The backend behind the server under test.
+#[derive(Debug, Clone, Copy)]
+enum Engine {
+    Memory,
+    #[cfg(feature = "tigerbeetle")]
+    TigerBeetle,
+}
+
+async fn backend(engine: Engine, settings: &ServiceSettings) -> Arc<dyn Backend> {
+    match engine {
+        Engine::Memory => MemoryBackend::start(Arc::new(SystemClock), settings.retry),
+        #[cfg(feature = "tigerbeetle")]
+        Engine::TigerBeetle => {
+            let server = support::tigerbeetle::shared();
+            ratelimiter::tigerbeetle::TigerBeetleBackend::connect(
+                support::tigerbeetle::config(server),
+                Arc::new(SystemClock),
+                settings.retry,
+            )
+            .await
+            .expect("the test's TigerBeetle server is reachable")
+        }
+    }
+}
+
+/// Runs each scenario once per backend, each as its own test.
+macro_rules! on_every_backend {
+    ($($scenario:ident => $memory:ident, $tigerbeetle:ident;)*) => {
+        $(
+            #[actix_rt::test]
+            async fn $memory() {
+                $scenario(Engine::Memory).await;
+            }
+
+            #[cfg(feature = "tigerbeetle")]
+            #[actix_rt::test]
+            async fn $tigerbeetle() {
+                $scenario(Engine::TigerBeetle).await;
+            }
+        )*
+    };
+}
+
+on_every_backend! {
+    open_provider_flows => an_open_provider_flows_while_a_saturated_one_waits,
+        an_open_provider_flows_while_a_saturated_one_waits_on_tigerbeetle;
+    batching_client => the_batching_client_answers_in_order_and_idempotently,
+        the_batching_client_answers_in_order_and_idempotently_on_tigerbeetle;
+    load_test => the_load_test_reports_throughput_against_a_real_server,
+        the_load_test_reports_throughput_against_a_real_tigerbeetle_server;
+}
+
 /// A running server; returns its base URL, the service behind it and the server handle.
 async fn start_server(
+    engine: Engine,
     states: Vec<LimitState>,
 ) -> (String, Arc<LimiterService>, actix_web::dev::ServerHandle) {
     let settings = ServiceSettings::default();
-    let backend = MemoryBackend::start(Arc::new(SystemClock), settings.retry);
+    let backend = backend(engine, &settings).await;
     let service = LimiterService::start(backend, RegistrySource::InMemory, states, settings)
         .await
         .unwrap();
@@ -70,12 +128,11 @@ async fn bounded<F: std::future::Future<Output = ()>>(secs: u64, test: F) {
         .expect("test exceeded its time bound");
 }
 
-#[actix_rt::test]
-async fn an_open_provider_flows_while_a_saturated_one_waits() {
-    bounded(20, async {
+async fn open_provider_flows(engine: Engine) {
+    bounded(30, async {
         let mut states = provider_limits("openai", "gpt-4o", 1);
         states.extend(provider_limits("anthropic", "claude", 1_000));
-        let (url, _service, server) = start_server(states).await;
+        let (url, _service, server) = start_server(engine, states).await;
         let limiter = Arc::new(HttpLimiter::new(&url, Duration::from_secs(2)).unwrap());
         // Use up OpenAI's one request of this minute.
         let saturate = ReserveRequest::new(
@@ -150,12 +207,11 @@ async fn an_open_provider_flows_while_a_saturated_one_waits() {
     .await;
 }
 
-#[actix_rt::test]
-async fn the_batching_client_answers_in_order_and_idempotently() {
-    bounded(20, async {
+async fn batching_client(engine: Engine) {
+    bounded(30, async {
         let key = "e2e:batch".to_string();
         let (url, service, server) =
-            start_server(vec![limit(key.clone(), LimitKind::Rolling, 3)]).await;
+            start_server(engine, vec![limit(key.clone(), LimitKind::Rolling, 3)]).await;
         let http = Arc::new(HttpLimiter::new(&url, Duration::from_secs(2)).unwrap());
         let batcher = BatchingLimiter::start(
             http,
@@ -229,10 +285,9 @@ fn rate(report: &str, prefix: &str) -> f64 {
     line[open + 1..close].parse().unwrap()
 }
 
-#[actix_rt::test]
-async fn the_load_test_reports_throughput_against_a_real_server() {
-    bounded(30, async {
-        let (url, _service, server) = start_server(Vec::new()).await;
+async fn load_test(engine: Engine) {
+    bounded(40, async {
+        let (url, _service, server) = start_server(engine, Vec::new()).await;
         let plain = run_loadtest(&url, &[]).await;
         assert!(rate(&plain, "reserves:") > 0.0, "{plain}");
         assert!(rate(&plain, "completes:") > 0.0, "{plain}");

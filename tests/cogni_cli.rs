@@ -133,9 +133,7 @@ fn missing_config_is_an_error_with_a_hint() {
         assert!(run.stderr.contains("--spec PATH"));
         let run = cogni(dir.path(), "", &["validate", "--spec", "elsewhere.yml"], 20);
         assert_eq!(run.code, 2);
-        assert!(run
-            .stderr
-            .contains("elsewhere.yml: cannot read the file"));
+        assert!(run.stderr.contains("elsewhere.yml: cannot read the file"));
     });
 }
 

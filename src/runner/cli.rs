@@ -40,12 +40,14 @@ impl CommonArgs {
         let stdout = std::io::stdout();
         let color =
             !self.no_color && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let bar = stdout.is_terminal();
         let console: Box<dyn Write + Send> = Box::new(stdout);
-        match &self.log {
-            None => Ok(Output::new(console, color, self.verbose)),
+        let output = match &self.log {
+            None => Output::new(console, color, self.verbose),
             Some(path) => Output::with_log(console, color, self.verbose, path)
-                .map_err(|e| format!("--log: cannot create {}: {e}", path.display())),
-        }
+                .map_err(|e| format!("--log: cannot create {}: {e}", path.display()))?,
+        };
+        Ok(output.with_progress_bar(bar))
     }
 }
 

@@ -34,11 +34,41 @@ impl Style {
     }
 }
 
+/// The console and the progress bar drawn on its last line (terminal only).
+struct Console {
+    writer: Box<dyn Write + Send>,
+    /// The bar currently shown below the printed lines, if any.
+    bar: Option<String>,
+}
+
 struct Sinks {
-    console: Mutex<Box<dyn Write + Send>>,
+    console: Mutex<Console>,
     log: Option<Mutex<File>>,
     verbose: bool,
     color: bool,
+    /// Whether `progress` draws a bar (only on a terminal: it rewrites the last line).
+    progress_bar: bool,
+}
+
+/// Width of the progress bar in characters.
+const BAR_WIDTH: usize = 30;
+
+/// Erases the current terminal line and returns the cursor to its start.
+const CLEAR_LINE: &str = "\r\x1b[K";
+
+/// The bar for `done` of `total`, e.g. `core [=========>          ] 10/30`.
+fn render_bar(label: &str, done: usize, total: usize) -> String {
+    let filled = (done * BAR_WIDTH)
+        .checked_div(total)
+        .unwrap_or(BAR_WIDTH)
+        .min(BAR_WIDTH);
+    let head = if filled < BAR_WIDTH { ">" } else { "" };
+    let rest = BAR_WIDTH - filled - head.len();
+    format!(
+        "{label} [{}{head}{}] {done}/{total}",
+        "=".repeat(filled),
+        " ".repeat(rest)
+    )
 }
 
 /// A cloneable, line-locked writer for the console and an optional log file.
@@ -62,10 +92,14 @@ impl Output {
     pub fn new(console: Box<dyn Write + Send>, color: bool, verbose: bool) -> Output {
         Output {
             sinks: Arc::new(Sinks {
-                console: Mutex::new(console),
+                console: Mutex::new(Console {
+                    writer: console,
+                    bar: None,
+                }),
                 log: None,
                 verbose,
                 color,
+                progress_bar: false,
             }),
         }
     }
@@ -80,12 +114,40 @@ impl Output {
         let file = File::create(log)?;
         Ok(Output {
             sinks: Arc::new(Sinks {
-                console: Mutex::new(console),
+                console: Mutex::new(Console {
+                    writer: console,
+                    bar: None,
+                }),
                 log: Some(Mutex::new(file)),
                 verbose,
                 color,
+                progress_bar: false,
             }),
         })
+    }
+
+    /// Turns the progress bar on (for a terminal console). Call right after construction.
+    pub fn with_progress_bar(mut self, enabled: bool) -> Output {
+        if let Some(sinks) = Arc::get_mut(&mut self.sinks) {
+            sinks.progress_bar = enabled;
+        }
+        self
+    }
+
+    /// Shows how far a task is: a bar on the console's last line when the bar is on
+    /// (removed once `done == total`); nothing otherwise, where the per-question lines are
+    /// the progress.
+    pub fn progress(&self, label: &str, done: usize, total: usize) {
+        if !self.sinks.progress_bar {
+            return;
+        }
+        if let Ok(mut console) = self.sinks.console.lock() {
+            let bar = (done < total).then(|| render_bar(label, done, total));
+            let text = format!("{CLEAR_LINE}{}", bar.as_deref().unwrap_or(""));
+            let _ = console.writer.write_all(text.as_bytes());
+            let _ = console.writer.flush();
+            console.bar = bar;
+        }
     }
 
     /// Output that discards everything (for tests and library use).
@@ -122,11 +184,15 @@ impl Output {
     }
 
     fn write_console(&self, text: &str) {
-        let line = format!("{}\n", one_line(text));
         if let Ok(mut console) = self.sinks.console.lock() {
+            // The line goes above the bar: erase the bar, print the line, draw the bar again.
+            let line = match &console.bar {
+                Some(bar) => format!("{CLEAR_LINE}{}\n{bar}", one_line(text)),
+                None => format!("{}\n", one_line(text)),
+            };
             // Output is best-effort: a closed console must not fail the run.
-            let _ = console.write_all(line.as_bytes());
-            let _ = console.flush();
+            let _ = console.writer.write_all(line.as_bytes());
+            let _ = console.writer.flush();
         }
     }
 
@@ -215,5 +281,57 @@ impl Write for SharedBuffer {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_shows_the_fraction_done() {
+        assert_eq!(
+            render_bar("t", 0, 3),
+            format!("t [>{}] 0/3", " ".repeat(29))
+        );
+        assert_eq!(render_bar("t", 3, 3), format!("t [{}] 3/3", "=".repeat(30)));
+        assert_eq!(
+            render_bar("t", 1, 2),
+            format!("t [{}>{}] 1/2", "=".repeat(15), " ".repeat(14))
+        );
+        assert_eq!(render_bar("t", 0, 0), format!("t [{}] 0/0", "=".repeat(30)));
+    }
+
+    #[test]
+    fn lines_are_printed_above_the_bar_and_the_bar_goes_away_at_the_end() {
+        let buffer = SharedBuffer::new();
+        let output = Output::new(Box::new(buffer.clone()), false, false).with_progress_bar(true);
+        output.progress("core", 0, 2);
+        output.line("q1 correct");
+        output.progress("core", 1, 2);
+        output.line("q2 correct");
+        output.progress("core", 2, 2);
+        let printed = buffer.contents();
+        // What a terminal shows at the end: each clear-line sequence erases the bar.
+        let shown: Vec<&str> = printed
+            .split(CLEAR_LINE)
+            .flat_map(|chunk| chunk.split_inclusive('\n'))
+            .filter(|piece| piece.ends_with('\n'))
+            .collect();
+        assert_eq!(shown, ["q1 correct\n", "q2 correct\n"]);
+        assert!(printed.contains("core [===============>"), "{printed:?}");
+        assert!(
+            printed.ends_with(CLEAR_LINE),
+            "the bar is erased at the end: {printed:?}"
+        );
+    }
+
+    #[test]
+    fn no_bar_without_a_terminal() {
+        let buffer = SharedBuffer::new();
+        let output = Output::new(Box::new(buffer.clone()), false, false);
+        output.progress("core", 0, 2);
+        output.line("q1 correct");
+        assert_eq!(buffer.contents(), "q1 correct\n");
     }
 }

@@ -285,6 +285,7 @@ async fn run_one(
     let started = Instant::now();
     let total = p.questions.len();
     let mut done = 0usize;
+    output.progress(&task.id, 0, total);
     let questions = run_pool(agent, &p.questions, workers, |r| {
         done += 1;
         let style = if r.verdict == Verdict::Correct {
@@ -299,6 +300,7 @@ async fn run_one(
             output.paint(style, r.verdict.as_str()),
             r.wall_time_ms
         ));
+        output.progress(&task.id, done, total);
     })
     .await;
     gate.finish().await;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Overage, Requirement,
-    ReserveRequest, RetryPolicy, SystemClock,
+    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Requirement, ReserveRequest,
+    RetryPolicy, SystemClock,
 };
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 
@@ -21,22 +21,13 @@ const KEYS: [&str; 4] = [
 ];
 
 fn definition(key: &str) -> LimitDefinition {
-    let concurrency = key.ends_with("concurrency");
-    LimitDefinition {
-        key: key.into(),
-        kind: if concurrency {
-            LimitKind::Concurrency
-        } else {
-            LimitKind::Rolling
-        },
-        // Large enough never to deny: the benchmark measures the allow path.
-        capacity: u64::MAX / 2,
-        window_seconds: if concurrency { 0 } else { 3600 },
-        timeout_seconds: if concurrency { 3600 } else { 0 },
-        unit: String::new(),
-        description: String::new(),
-        overage: Overage::Debt,
-    }
+    let kind = if key.ends_with("concurrency") {
+        LimitKind::Concurrency
+    } else {
+        LimitKind::Rolling
+    };
+    // Large enough never to deny: the benchmark measures the allow path.
+    LimitDefinition::of_kind(key, kind, u64::MAX / 2, 3600)
 }
 
 async fn service() -> Arc<LimiterService> {

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::http::{self, HttpSettings};
-use ratelimiter::model::{
-    LimitDefinition, LimitKind, LimitState, Overage, RetryPolicy, SystemClock,
-};
+use ratelimiter::model::{LimitDefinition, LimitState, RetryPolicy, SystemClock};
 use ratelimiter::runner::config::LoadedConfig;
 use ratelimiter::runner::results::RunReport;
 use ratelimiter::runner::run::{run_tasks, select_tasks, RunOptions};
@@ -27,22 +25,15 @@ const STEPS_PER_QUESTION: u64 = 3;
 const SCRIPT: &str = "default:\n  tool_calls:\n    - { name: list_dir, arguments: { path: . } }\n    - { name: read_file, arguments: { path: README.md } }\n  answer: $first\n";
 
 fn limits() -> Vec<LimitState> {
-    let def = |suffix: &str, kind, capacity, window_seconds, timeout_seconds| {
-        LimitState::active(LimitDefinition {
-            key: format!("global:llm:sim:sim-1:{suffix}"),
-            kind,
-            capacity,
-            window_seconds,
-            timeout_seconds,
-            unit: String::new(),
-            description: String::new(),
-            overage: Overage::Debt,
-        })
-    };
+    let key = |suffix: &str| format!("global:llm:sim:sim-1:{suffix}");
     vec![
-        def("rpm", LimitKind::Rolling, RPM, 60, 0),
-        def("tpm", LimitKind::Rolling, TPM, 60, 0),
-        def("concurrency", LimitKind::Concurrency, CONCURRENCY, 0, 60),
+        LimitState::active(LimitDefinition::rolling(key("rpm"), RPM, 60)),
+        LimitState::active(LimitDefinition::rolling(key("tpm"), TPM, 60)),
+        LimitState::active(LimitDefinition::concurrency(
+            key("concurrency"),
+            CONCURRENCY,
+            60,
+        )),
     ]
 }
 

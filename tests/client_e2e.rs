@@ -20,26 +20,12 @@ use ratelimiter::client::{
 };
 use ratelimiter::http::{bind, HttpSettings};
 use ratelimiter::model::{
-    LeaseId, LimitDefinition, LimitKind, LimitState, Overage, Requirement, ReserveRequest,
-    SystemClock,
+    LeaseId, LimitDefinition, LimitKind, LimitState, Requirement, ReserveRequest, SystemClock,
 };
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 
 fn limit(key: String, kind: LimitKind, capacity: u64) -> LimitState {
-    let (window_seconds, timeout_seconds) = match kind {
-        LimitKind::Rolling => (60, 0),
-        LimitKind::Concurrency => (0, 60),
-    };
-    LimitState::active(LimitDefinition {
-        key,
-        kind,
-        capacity,
-        window_seconds,
-        timeout_seconds,
-        unit: String::new(),
-        description: String::new(),
-        overage: Overage::Debt,
-    })
+    LimitState::active(LimitDefinition::of_kind(key, kind, capacity, 60))
 }
 
 fn provider_limits(provider: &str, model: &str, rpm: u64) -> Vec<LimitState> {

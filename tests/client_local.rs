@@ -13,34 +13,16 @@ use ratelimiter::client::{
     LocalLimiterError, SchedulerConfig, SchedulerHandle,
 };
 use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, LimitState, ManualClock, Overage,
-    Requirement, ReserveRequest, SystemClock,
+    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitState, ManualClock, Requirement,
+    ReserveRequest, SystemClock,
 };
 
 fn rolling(key: &str, capacity: u64) -> LimitState {
-    LimitState::active(LimitDefinition {
-        key: key.into(),
-        kind: LimitKind::Rolling,
-        capacity,
-        window_seconds: 60,
-        timeout_seconds: 0,
-        unit: "requests".into(),
-        description: String::new(),
-        overage: Overage::Debt,
-    })
+    LimitState::active(LimitDefinition::rolling(key, capacity, 60))
 }
 
 fn concurrency(key: &str, capacity: u64) -> LimitState {
-    LimitState::active(LimitDefinition {
-        key: key.into(),
-        kind: LimitKind::Concurrency,
-        capacity,
-        window_seconds: 0,
-        timeout_seconds: 30,
-        unit: "calls".into(),
-        description: String::new(),
-        overage: Overage::Debt,
-    })
+    LimitState::active(LimitDefinition::concurrency(key, capacity, 30))
 }
 
 fn reserve(key: &str, amount: u64) -> ReserveRequest {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::model::{
-    LeaseId, LimitDefinition, LimitKind, LimitState, LimitStatus, ManualClock, Overage,
-    Requirement, ReserveRequest, RetryPolicy,
+    LeaseId, LimitDefinition, LimitKind, LimitState, LimitStatus, ManualClock, Requirement,
+    ReserveRequest, RetryPolicy,
 };
 use ratelimiter::registry::Registry;
 use ratelimiter::service::{
@@ -17,16 +17,7 @@ use ratelimiter::service::{
 };
 
 fn rolling(key: &str, capacity: u64) -> LimitDefinition {
-    LimitDefinition {
-        key: key.into(),
-        kind: LimitKind::Rolling,
-        capacity,
-        window_seconds: 60,
-        timeout_seconds: 0,
-        unit: "tokens".into(),
-        description: String::new(),
-        overage: Overage::Debt,
-    }
+    LimitDefinition::rolling(key, capacity, 60)
 }
 
 async fn start(path: &Path, seed: Vec<LimitState>) -> Result<Arc<LimiterService>, StartError> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, ManualClock, Overage,
-    Requirement, ReserveRequest, RetryPolicy,
+    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, ManualClock, Requirement,
+    ReserveRequest, RetryPolicy,
 };
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 
@@ -21,20 +21,7 @@ const TASKS_PER_THREAD: usize = 25;
 const ROUNDS: usize = 40;
 
 fn def(key: &str, kind: LimitKind, capacity: u64) -> LimitDefinition {
-    LimitDefinition {
-        key: key.into(),
-        kind,
-        capacity,
-        window_seconds: if kind == LimitKind::Rolling { 3600 } else { 0 },
-        timeout_seconds: if kind == LimitKind::Concurrency {
-            3600
-        } else {
-            0
-        },
-        unit: String::new(),
-        description: String::new(),
-        overage: Overage::Debt,
-    }
+    LimitDefinition::of_kind(key, kind, capacity, 3600)
 }
 
 #[derive(Default)]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use ratelimiter::backend::Backend;
 use ratelimiter::model::ids::id_for_label;
 use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, LimitState, LimitStatus, Overage,
-    Requirement, ReserveRequest, ReserveResponse, RetryPolicy, SystemClock,
+    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitState, LimitStatus, Requirement,
+    ReserveRequest, ReserveResponse, RetryPolicy, SystemClock,
 };
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 use ratelimiter::tigerbeetle::accounts::debt_id;
@@ -25,26 +25,11 @@ fn key(name: &str) -> String {
 }
 
 fn rolling(key: &str, capacity: u64, window_seconds: u64) -> LimitDefinition {
-    LimitDefinition {
-        key: key.into(),
-        kind: LimitKind::Rolling,
-        capacity,
-        window_seconds,
-        timeout_seconds: 0,
-        unit: "tokens".into(),
-        description: String::new(),
-        overage: Overage::Debt,
-    }
+    LimitDefinition::rolling(key, capacity, window_seconds)
 }
 
 fn concurrency(key: &str, capacity: u64, timeout_seconds: u64) -> LimitDefinition {
-    LimitDefinition {
-        kind: LimitKind::Concurrency,
-        window_seconds: 0,
-        timeout_seconds,
-        unit: "calls".into(),
-        ..rolling(key, capacity, 1)
-    }
+    LimitDefinition::concurrency(key, capacity, timeout_seconds)
 }
 
 async fn backend() -> Arc<TigerBeetleBackend> {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use ratelimiter::backend::BackendError;
 use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Overage, Requirement,
-    ReserveRequest, RetryPolicy, SystemClock,
+    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Requirement, ReserveRequest,
+    RetryPolicy, SystemClock,
 };
 use ratelimiter::registry::Registry;
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
@@ -29,24 +29,7 @@ const REQUEST_TIMEOUT_MS: u64 = 500;
 const DOWN_ANSWER_BOUND: Duration = Duration::from_millis(2 * REQUEST_TIMEOUT_MS + 700);
 
 fn definition(key: &str, kind: LimitKind, capacity: u64, seconds: u64) -> LimitDefinition {
-    LimitDefinition {
-        key: key.into(),
-        kind,
-        capacity,
-        window_seconds: if kind == LimitKind::Rolling {
-            seconds
-        } else {
-            0
-        },
-        timeout_seconds: if kind == LimitKind::Concurrency {
-            seconds
-        } else {
-            0
-        },
-        unit: String::new(),
-        description: String::new(),
-        overage: Overage::Debt,
-    }
+    LimitDefinition::of_kind(key, kind, capacity, seconds)
 }
 
 async fn service_on(config: TigerBeetleConfig, registry: RegistrySource) -> Arc<LimiterService> {

@@ -58,6 +58,40 @@ pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_DURATION_SECONDS: u64 = 366 * 24 * 3600;
 
 impl LimitDefinition {
+    /// A rolling limit of `capacity` per `window_seconds`, with debt overage and no unit or
+    /// description (set the fields for more).
+    pub fn rolling(key: impl Into<String>, capacity: u64, window_seconds: u64) -> Self {
+        LimitDefinition {
+            key: key.into(),
+            kind: LimitKind::Rolling,
+            capacity,
+            window_seconds,
+            timeout_seconds: 0,
+            unit: String::new(),
+            description: String::new(),
+            overage: Overage::Debt,
+        }
+    }
+
+    /// A concurrency limit of `capacity` calls in flight, each held at most
+    /// `timeout_seconds`.
+    pub fn concurrency(key: impl Into<String>, capacity: u64, timeout_seconds: u64) -> Self {
+        LimitDefinition {
+            kind: LimitKind::Concurrency,
+            window_seconds: 0,
+            timeout_seconds,
+            ..LimitDefinition::rolling(key, capacity, 0)
+        }
+    }
+
+    /// A limit of either kind, `seconds` being its window (rolling) or timeout (concurrency).
+    pub fn of_kind(key: impl Into<String>, kind: LimitKind, capacity: u64, seconds: u64) -> Self {
+        match kind {
+            LimitKind::Rolling => LimitDefinition::rolling(key, capacity, seconds),
+            LimitKind::Concurrency => LimitDefinition::concurrency(key, capacity, seconds),
+        }
+    }
+
     /// Checks every rule of SPEC §2; the error names the field.
     pub fn validate(&self) -> Result<(), InvalidRequest> {
         validate_key(&self.key)?;
@@ -295,6 +329,27 @@ mod tests {
         assert_eq!(def.overage, Overage::Debt);
         def.validate().unwrap();
         assert_eq!(def.hold_ms(), 60_000);
+    }
+
+    #[test]
+    fn constructors_build_valid_definitions_of_each_kind() {
+        let r = LimitDefinition::rolling("r", 5, 60);
+        assert_eq!(
+            (r.kind, r.window_seconds, r.timeout_seconds),
+            (LimitKind::Rolling, 60, 0)
+        );
+        let c = LimitDefinition::concurrency("c", 2, 30);
+        assert_eq!(
+            (c.kind, c.window_seconds, c.timeout_seconds),
+            (LimitKind::Concurrency, 0, 30)
+        );
+        assert_eq!(
+            LimitDefinition::of_kind("c", LimitKind::Concurrency, 2, 30),
+            c
+        );
+        assert_eq!(LimitDefinition::of_kind("r", LimitKind::Rolling, 5, 60), r);
+        r.validate().unwrap();
+        c.validate().unwrap();
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::http::{self, HttpSettings};
-use ratelimiter::model::{LimitDefinition, LimitKind, ManualClock, Overage, RetryPolicy};
+use ratelimiter::model::{LimitDefinition, ManualClock, Overage, RetryPolicy};
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings, StartError};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -33,28 +33,19 @@ pub fn lease() -> String {
 /// A rolling definition.
 pub fn rolling(key: &str, capacity: u64, window_seconds: u64) -> LimitDefinition {
     LimitDefinition {
-        key: key.into(),
-        kind: LimitKind::Rolling,
-        capacity,
-        window_seconds,
-        timeout_seconds: 0,
         unit: "tokens".into(),
         description: format!("test limit {key}"),
-        overage: Overage::Debt,
+        ..LimitDefinition::rolling(key, capacity, window_seconds)
     }
 }
 
 /// A concurrency definition.
 pub fn concurrency(key: &str, capacity: u64, timeout_seconds: u64) -> LimitDefinition {
     LimitDefinition {
-        key: key.into(),
-        kind: LimitKind::Concurrency,
-        capacity,
-        window_seconds: 0,
-        timeout_seconds,
         unit: "requests".into(),
         description: format!("test limit {key}"),
         overage: Overage::Deny,
+        ..LimitDefinition::concurrency(key, capacity, timeout_seconds)
     }
 }
 

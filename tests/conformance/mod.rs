@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, LimitStatus, Overage,
-    Requirement, ReserveRequest, ReserveResponse, Usage,
+    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitStatus, Overage, Requirement,
+    ReserveRequest, ReserveResponse, Usage,
 };
 use ratelimiter::service::LimiterService;
 
@@ -43,30 +43,12 @@ macro_rules! conformance_tests {
 
 /// A rolling definition with a window in seconds.
 pub fn rolling(key: &str, capacity: u64, window_seconds: u64) -> LimitDefinition {
-    LimitDefinition {
-        key: key.into(),
-        kind: LimitKind::Rolling,
-        capacity,
-        window_seconds,
-        timeout_seconds: 0,
-        unit: "tokens".into(),
-        description: String::new(),
-        overage: Overage::Debt,
-    }
+    LimitDefinition::rolling(key, capacity, window_seconds)
 }
 
 /// A concurrency definition with a timeout in seconds.
 pub fn concurrency(key: &str, capacity: u64, timeout_seconds: u64) -> LimitDefinition {
-    LimitDefinition {
-        key: key.into(),
-        kind: LimitKind::Concurrency,
-        capacity,
-        window_seconds: 0,
-        timeout_seconds,
-        unit: "calls".into(),
-        description: String::new(),
-        overage: Overage::Debt,
-    }
+    LimitDefinition::concurrency(key, capacity, timeout_seconds)
 }
 
 /// A unique key per scenario run, so a shared backend (TigerBeetle) never mixes runs.

@@ -41,6 +41,35 @@ macro_rules! conformance_tests {
     };
 }
 
+/// Every scenario of the suite, each as its own bounded test against the harness `$make`
+/// builds. The one list of scenario names: a backend runs all of them or none.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr, $bound_secs:expr) => {
+        conformance_tests!($make, $bound_secs;
+        rolling_allows_until_capacity_then_denies,
+        rolling_reservations_expire_after_the_window,
+        multi_key_reserve_is_all_or_nothing,
+        concurrency_hold_is_released_on_complete,
+        concurrency_hold_is_released_on_timeout,
+        reconcile_frees_slack_at_once,
+        overage_that_fits_is_reserved,
+        overage_that_does_not_fit_becomes_debt,
+        deny_overage_records_no_debt,
+        reserve_is_idempotent,
+        complete_is_idempotent_and_unknown_leases_are_ok,
+        denied_lease_id_stays_denied,
+        unknown_key_is_reported_and_takes_nothing,
+        increase_takes_effect_immediately,
+        decrease_blocks_until_capacity_frees_then_applies,
+        decrease_is_replaced_or_cancelled_by_a_later_put,
+        decreasing_is_checked_before_unknown,
+        batch_items_apply_in_order,
+        amounts_near_u64_max_never_wrap,
+        );
+    };
+}
+
 /// A rolling definition with a window in seconds.
 pub fn rolling(key: &str, capacity: u64, window_seconds: u64) -> LimitDefinition {
     LimitDefinition::rolling(key, capacity, window_seconds)

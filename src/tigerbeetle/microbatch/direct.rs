@@ -1,14 +1,56 @@
 //! The calls the actor makes at once, without batching: account lookups and creation
-//! (rare, and needed right away), plus its statistics. They share the client and its bounds.
+//! (rare, and needed right away), plus its statistics. They share the client and its bounds
+//! through [`MicrobatchActor::direct_call`].
 
+use std::future::Future;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateAccountsError};
-use tigerbeetle_unofficial::Account;
+use tigerbeetle_unofficial::{Account, Client};
 
 use super::{CreateAccounts, GetStats, LookupAccounts, MicrobatchActor};
 use crate::backend::BackendError;
+
+impl MicrobatchActor {
+    /// Runs one unbatched call (`what`, for messages) on the current client within the call
+    /// bound. `interpret` turns the client's answer into the reply; a call that does not
+    /// answer in time is counted, starts a fresh-client attempt and becomes `Unavailable`.
+    fn direct_call<T, E, R, Fut>(
+        &mut self,
+        what: &'static str,
+        call: impl FnOnce(Arc<Client>) -> Fut + 'static,
+        interpret: impl FnOnce(&mut Self, &Arc<Client>, Result<T, E>) -> Result<R, BackendError>
+            + 'static,
+    ) -> ResponseActFuture<Self, Result<R, BackendError>>
+    where
+        Fut: Future<Output = Result<T, E>> + 'static,
+        T: 'static,
+        E: 'static,
+        R: 'static,
+    {
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let timeout = self.call_timeout();
+        let request = tokio::time::timeout(timeout, call(Arc::clone(&client)));
+        Box::pin(
+            fut::wrap_future(request).map(move |result, act: &mut Self, ctx| {
+                let answer = match result {
+                    Ok(answer) => interpret(act, &client, answer),
+                    Err(_) => {
+                        act.stats.timeouts += 1;
+                        act.timed_out(&client, ctx);
+                        Err(act.timeout_error(what, timeout))
+                    }
+                };
+                act.release(client);
+                answer
+            }),
+        )
+    }
+}
 
 impl Handler<LookupAccounts> for MicrobatchActor {
     type Result = ResponseActFuture<Self, Result<Vec<Account>, BackendError>>;
@@ -18,34 +60,16 @@ impl Handler<LookupAccounts> for MicrobatchActor {
         LookupAccounts(ids): LookupAccounts,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        let client = match self.client() {
-            Ok(client) => client,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        let timeout = self.call_timeout();
-        let sender = Arc::clone(&client);
-        let request = async move {
-            let result = tokio::time::timeout(timeout, sender.lookup_accounts(ids)).await;
-            (result, sender)
-        };
-        Box::pin(
-            fut::wrap_future(request).map(move |(result, sender), act: &mut Self, ctx| {
-                drop(sender);
-                let answer = match result {
-                    Ok(Ok(accounts)) => {
-                        act.answered(&client);
-                        Ok(accounts)
-                    }
-                    Ok(Err(error)) => Err(act.send_error(&client, error, "lookup_accounts")),
-                    Err(_) => {
-                        act.stats.timeouts += 1;
-                        act.timed_out(&client, ctx);
-                        Err(act.timeout_error("lookup_accounts", timeout))
-                    }
-                };
-                act.release(client);
-                answer
-            }),
+        self.direct_call(
+            "lookup_accounts",
+            move |client| async move { client.lookup_accounts(ids).await },
+            |act, client, answer| match answer {
+                Ok(accounts) => {
+                    act.answered(client);
+                    Ok(accounts)
+                }
+                Err(error) => Err(act.send_error(client, error, "lookup_accounts")),
+            },
         )
     }
 }
@@ -59,47 +83,29 @@ impl Handler<CreateAccounts> for MicrobatchActor {
         CreateAccounts(accounts): CreateAccounts,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        let client = match self.client() {
-            Ok(client) => client,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        let timeout = self.call_timeout();
-        let sender = Arc::clone(&client);
-        let request = async move {
-            let result = tokio::time::timeout(timeout, sender.create_accounts(accounts)).await;
-            (result, sender)
-        };
-        Box::pin(
-            fut::wrap_future(request).map(move |(result, sender), act: &mut Self, ctx| {
-                drop(sender);
-                let answer = match result {
-                    Ok(Ok(())) => {
-                        act.answered(&client);
-                        Ok(Vec::new())
-                    }
-                    Ok(Err(CreateAccountsError::Api(errors))) => {
-                        act.answered(&client);
-                        Ok(errors
-                            .as_slice()
-                            .iter()
-                            .map(|e| (e.index() as usize, e.kind()))
-                            .collect())
-                    }
-                    Ok(Err(CreateAccountsError::Send(error))) => {
-                        Err(act.send_error(&client, error, "create_accounts"))
-                    }
-                    Ok(Err(other)) => Err(BackendError::Failed(format!(
-                        "TigerBeetle create_accounts: {other}"
-                    ))),
-                    Err(_) => {
-                        act.stats.timeouts += 1;
-                        act.timed_out(&client, ctx);
-                        Err(act.timeout_error("create_accounts", timeout))
-                    }
-                };
-                act.release(client);
-                answer
-            }),
+        self.direct_call(
+            "create_accounts",
+            move |client| async move { client.create_accounts(accounts).await },
+            |act, client, answer| match answer {
+                Ok(()) => {
+                    act.answered(client);
+                    Ok(Vec::new())
+                }
+                Err(CreateAccountsError::Api(errors)) => {
+                    act.answered(client);
+                    Ok(errors
+                        .as_slice()
+                        .iter()
+                        .map(|e| (e.index() as usize, e.kind()))
+                        .collect())
+                }
+                Err(CreateAccountsError::Send(error)) => {
+                    Err(act.send_error(client, error, "create_accounts"))
+                }
+                Err(other) => Err(BackendError::Failed(format!(
+                    "TigerBeetle create_accounts: {other}"
+                ))),
+            },
         )
     }
 }

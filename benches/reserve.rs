@@ -11,7 +11,7 @@ use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Requirement, ReserveRequest,
     RetryPolicy, SystemClock,
 };
-use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+use ratelimiter::service::LimiterService;
 
 const KEYS: [&str; 4] = [
     "global:llm:openai:gpt-4o:rpm",
@@ -32,14 +32,9 @@ fn definition(key: &str) -> LimitDefinition {
 
 async fn service() -> Arc<LimiterService> {
     let backend = MemoryBackend::start(Arc::new(SystemClock), RetryPolicy::default());
-    let service = LimiterService::start(
-        backend,
-        RegistrySource::InMemory,
-        vec![],
-        ServiceSettings::default(),
-    )
-    .await
-    .expect("service starts");
+    let service = LimiterService::in_memory(backend)
+        .await
+        .expect("service starts");
     for key in KEYS {
         service.define(definition(key)).await.expect("defined");
     }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratelimiter::actors::MemoryBackend;
+use ratelimiter::client::model_limits;
 use ratelimiter::http::{self, HttpSettings};
-use ratelimiter::model::{LimitDefinition, LimitState, RetryPolicy, SystemClock};
+use ratelimiter::model::{LimitState, RetryPolicy, SystemClock};
 use ratelimiter::runner::config::LoadedConfig;
 use ratelimiter::runner::results::RunReport;
 use ratelimiter::runner::run::{run_tasks, select_tasks, RunOptions};
@@ -25,16 +26,7 @@ const STEPS_PER_QUESTION: u64 = 3;
 const SCRIPT: &str = "default:\n  tool_calls:\n    - { name: list_dir, arguments: { path: . } }\n    - { name: read_file, arguments: { path: README.md } }\n  answer: $first\n";
 
 fn limits() -> Vec<LimitState> {
-    let key = |suffix: &str| format!("global:llm:sim:sim-1:{suffix}");
-    vec![
-        LimitState::active(LimitDefinition::rolling(key("rpm"), RPM, 60)),
-        LimitState::active(LimitDefinition::rolling(key("tpm"), TPM, 60)),
-        LimitState::active(LimitDefinition::concurrency(
-            key("concurrency"),
-            CONCURRENCY,
-            60,
-        )),
-    ]
+    model_limits("sim", "sim-1", RPM, TPM, CONCURRENCY, 60)
 }
 
 fn arg(index: usize, default: u64) -> u64 {

@@ -179,18 +179,13 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{LimitKind, LimitStatus, Overage};
+    use crate::model::LimitStatus;
 
     fn state(key: &str, capacity: u64) -> LimitState {
         LimitState::active(LimitDefinition {
-            key: key.into(),
-            kind: LimitKind::Rolling,
-            capacity,
-            window_seconds: 60,
-            timeout_seconds: 0,
             unit: "tokens".into(),
             description: "d".into(),
-            overage: Overage::Debt,
+            ..LimitDefinition::rolling(key, capacity, 60)
         })
     }
 

@@ -166,6 +166,18 @@ impl LimiterService {
         }))
     }
 
+    /// Starts the service with no registry file, no seed and default settings (embedded
+    /// use, tests and benchmarks).
+    pub async fn in_memory(backend: Arc<dyn Backend>) -> Result<Arc<Self>, StartError> {
+        Self::start(
+            backend,
+            RegistrySource::InMemory,
+            Vec::new(),
+            ServiceSettings::default(),
+        )
+        .await
+    }
+
     /// Starts the service seeded from a limits file, with no registry file.
     pub async fn start_from_limits_file(
         backend: Arc<dyn Backend>,

@@ -15,8 +15,8 @@ use futures::FutureExt;
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::backend::Backend;
 use ratelimiter::client::{
-    concurrency_key, rpm_key, tpm_key, BatchConfig, BatchingLimiter, HttpLimiter, JobOutput,
-    JobSpec, Limiter, SchedulerConfig, SchedulerError, SchedulerHandle,
+    model_limits, rpm_key, BatchConfig, BatchingLimiter, HttpLimiter, JobOutput, JobSpec, Limiter,
+    SchedulerConfig, SchedulerError, SchedulerHandle,
 };
 use ratelimiter::http::{bind, HttpSettings};
 use ratelimiter::model::{
@@ -29,11 +29,7 @@ fn limit(key: String, kind: LimitKind, capacity: u64) -> LimitState {
 }
 
 fn provider_limits(provider: &str, model: &str, rpm: u64) -> Vec<LimitState> {
-    vec![
-        limit(rpm_key(provider, model), LimitKind::Rolling, rpm),
-        limit(tpm_key(provider, model), LimitKind::Rolling, 1_000_000),
-        limit(concurrency_key(provider, model), LimitKind::Concurrency, 8),
-    ]
+    model_limits(provider, model, rpm, 1_000_000, 8, 60)
 }
 
 /// The backend behind the server under test.

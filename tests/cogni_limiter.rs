@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cogni_support::{bounded, repo, sim, write};
+use ratelimiter::client::model_limits;
 use ratelimiter::client::{BatchConfig, BatchingLimiter, Limiter, LimiterError, LocalLimiter};
 use ratelimiter::model::{
-    CompleteRequest, CompleteResponse, LimitDefinition, LimitKind, LimitState, Overage,
-    ReserveRequest, ReserveResponse, SystemClock,
+    CompleteRequest, CompleteResponse, LimitState, ReserveRequest, ReserveResponse, SystemClock,
 };
 use ratelimiter::runner::config::{LimiterMode, LoadedConfig};
 use ratelimiter::runner::eval::{TaskStatus, Verdict};
@@ -108,23 +108,7 @@ impl Limiter for CountingLimiter {
 }
 
 fn limits(concurrency: u64) -> Vec<LimitState> {
-    let def = |suffix: &str, kind, capacity, window_seconds, timeout_seconds| {
-        LimitState::active(LimitDefinition {
-            key: format!("global:llm:sim:sim-1:{suffix}"),
-            kind,
-            capacity,
-            window_seconds,
-            timeout_seconds,
-            unit: String::new(),
-            description: String::new(),
-            overage: Overage::Debt,
-        })
-    };
-    vec![
-        def("rpm", LimitKind::Rolling, 1_000, 60, 0),
-        def("tpm", LimitKind::Rolling, 10_000_000, 60, 0),
-        def("concurrency", LimitKind::Concurrency, concurrency, 0, 60),
-    ]
+    model_limits("sim", "sim-1", 1_000, 10_000_000, concurrency, 60)
 }
 
 fn project(dir: &Path, base_url: &str, rate_limiter: &str, questions: usize) -> LoadedConfig {

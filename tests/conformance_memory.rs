@@ -7,7 +7,7 @@ use std::sync::Arc;
 use conformance::Harness;
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::model::{ManualClock, RetryPolicy};
-use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+use ratelimiter::service::LimiterService;
 
 struct MemoryHarness {
     clock: Arc<ManualClock>,
@@ -17,14 +17,9 @@ struct MemoryHarness {
 async fn memory_harness() -> MemoryHarness {
     let clock = ManualClock::new(1_700_000_000_000);
     let backend = MemoryBackend::start(clock.clone(), RetryPolicy::default());
-    let service = LimiterService::start(
-        backend,
-        RegistrySource::InMemory,
-        Vec::new(),
-        ServiceSettings::default(),
-    )
-    .await
-    .expect("service starts");
+    let service = LimiterService::in_memory(backend)
+        .await
+        .expect("service starts");
     MemoryHarness { clock, service }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use conformance::Harness;
 use ratelimiter::model::{RetryPolicy, SystemClock};
-use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+use ratelimiter::service::LimiterService;
 use ratelimiter::tigerbeetle::TigerBeetleBackend;
 use support::tigerbeetle::{self as tb, EXPIRY_SLACK_MS};
 
@@ -29,14 +29,9 @@ async fn tigerbeetle_harness() -> TigerBeetleHarness {
     )
     .await
     .expect("TigerBeetle backend connects");
-    let service = LimiterService::start(
-        backend,
-        RegistrySource::InMemory,
-        Vec::new(),
-        ServiceSettings::default(),
-    )
-    .await
-    .expect("service starts");
+    let service = LimiterService::in_memory(backend)
+        .await
+        .expect("service starts");
     TigerBeetleHarness { service }
 }
 

@@ -13,7 +13,7 @@ use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, LimitState, LimitStatus,
     ManualClock, Overage, Requirement, ReserveRequest, RetryPolicy,
 };
-use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+use ratelimiter::service::LimiterService;
 
 const KEYS: [&str; 4] = ["rolling:a", "rolling:b", "conc:c", "undefined:d"];
 
@@ -261,14 +261,7 @@ impl Reference {
 async fn run(ops: Vec<Op>) {
     let clock = ManualClock::new(0);
     let backend = MemoryBackend::start(clock.clone(), RetryPolicy::default());
-    let service: Arc<LimiterService> = LimiterService::start(
-        backend,
-        RegistrySource::InMemory,
-        Vec::new(),
-        ServiceSettings::default(),
-    )
-    .await
-    .unwrap();
+    let service: Arc<LimiterService> = LimiterService::in_memory(backend).await.unwrap();
     let mut reference = Reference::default();
     for (i, capacity) in [(0usize, 10u64), (1, 6), (2, 2)] {
         service.define(definition(i, capacity)).await.unwrap();

@@ -12,7 +12,7 @@ use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, ManualClock, Requirement,
     ReserveRequest, RetryPolicy,
 };
-use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+use ratelimiter::service::LimiterService;
 
 const CONCURRENCY_CAP: u64 = 3;
 const ROLLING_CAP: u64 = 150;
@@ -63,14 +63,7 @@ async fn many_tasks_on_many_threads_keep_every_limit() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let clock = ManualClock::new(0);
         let backend = MemoryBackend::start(clock.clone(), RetryPolicy::default());
-        let service = LimiterService::start(
-            backend,
-            RegistrySource::InMemory,
-            vec![],
-            ServiceSettings::default(),
-        )
-        .await
-        .unwrap();
+        let service = LimiterService::in_memory(backend).await.unwrap();
         service
             .define(def("conc", LimitKind::Concurrency, CONCURRENCY_CAP))
             .await

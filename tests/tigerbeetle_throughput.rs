@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use ratelimiter::model::{
-    LeaseId, LimitDefinition, LimitKind, Overage, Requirement, ReserveRequest, RetryPolicy,
-    SystemClock,
+    LeaseId, LimitDefinition, Requirement, ReserveRequest, RetryPolicy, SystemClock,
 };
-use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+use ratelimiter::service::LimiterService;
 use ratelimiter::tigerbeetle::{BatchRecorder, TigerBeetleBackend};
 use support::tigerbeetle as tb;
 
@@ -33,12 +32,7 @@ async fn concurrent_reserves_are_batched_and_never_over_granted() {
         )
         .await
         .expect("TigerBeetle backend connects");
-        let service = LimiterService::start(
-            backend.clone(),
-            RegistrySource::InMemory,
-            Vec::new(),
-            ServiceSettings::default(),
-        )
+        let service = LimiterService::in_memory(backend.clone())
         .await
         .expect("service starts");
         // Two keys per reserve (a linked chain of two); the second runs out part-way.
@@ -50,16 +44,7 @@ async fn concurrent_reserves_are_batched_and_never_over_granted() {
         );
         for (key, capacity) in [(&tpm, u64::MAX / 2), (&rpm, capacity)] {
             service
-                .define(LimitDefinition {
-                    key: key.clone(),
-                    kind: LimitKind::Rolling,
-                    capacity,
-                    window_seconds: 60,
-                    timeout_seconds: 0,
-                    unit: String::new(),
-                    description: String::new(),
-                    overage: Overage::Debt,
-                })
+                .define(LimitDefinition::rolling(key.clone(), capacity, 60))
                 .await
                 .unwrap();
         }

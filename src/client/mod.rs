@@ -34,7 +34,7 @@ pub use http::{HttpLimiter, HttpLimiterError};
 pub use limiter::{Limiter, LimiterError, NoopLimiter};
 pub use local::{LocalLimiter, LocalLimiterError};
 pub use requirements::{
-    actuals_for, concurrency_key, requirements_for, rpm_key, tenant_daily_tokens_key,
+    actuals_for, concurrency_key, model_limits, requirements_for, rpm_key, tenant_daily_tokens_key,
     token_upper_bound, tpm_key, JobSpec,
 };
 pub use scheduler::{

@@ -5,7 +5,7 @@
 //! so `prompt bytes + max output tokens` can only over-estimate. Over-estimating is safe: the
 //! slack is given back by `complete`, which reports the real token count.
 
-use crate::model::{Actual, Requirement};
+use crate::model::{Actual, LimitDefinition, LimitState, Requirement};
 
 /// One LLM call as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,6 +76,28 @@ pub fn tenant_daily_tokens_key(tenant: &str) -> String {
     format!("tenant:{tenant}:llm:daily_tokens")
 }
 
+/// The limits of one `(provider, model)` under the keys the requirements use: `rpm`
+/// requests and `tpm` tokens per 60 s window, and `concurrency` calls in flight, each held
+/// at most `timeout_seconds` unless completed.
+pub fn model_limits(
+    provider: &str,
+    model: &str,
+    rpm: u64,
+    tpm: u64,
+    concurrency: u64,
+    timeout_seconds: u64,
+) -> Vec<LimitState> {
+    vec![
+        LimitState::active(LimitDefinition::rolling(rpm_key(provider, model), rpm, 60)),
+        LimitState::active(LimitDefinition::rolling(tpm_key(provider, model), tpm, 60)),
+        LimitState::active(LimitDefinition::concurrency(
+            concurrency_key(provider, model),
+            concurrency,
+            timeout_seconds,
+        )),
+    ]
+}
+
 /// What to reserve before the call: rpm 1, tpm upper, concurrency 1, and the tenant's daily
 /// tokens upper when a tenant is set. Amounts are at least 1 (the API rejects 0).
 pub fn requirements_for(spec: &JobSpec) -> Vec<Requirement> {
@@ -108,7 +130,55 @@ pub fn actuals_for(spec: &JobSpec, actual_tokens: u64) -> Vec<Actual> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LimitKind;
     use rstest::rstest;
+
+    #[test]
+    fn model_limits_use_the_requirement_keys() {
+        let limits = model_limits("openai", "gpt-4o", 500, 30_000, 50, 120);
+        let summary: Vec<_> = limits
+            .iter()
+            .map(|s| {
+                let d = &s.definition;
+                (
+                    d.key.as_str(),
+                    d.kind,
+                    d.capacity,
+                    d.window_seconds,
+                    d.timeout_seconds,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "global:llm:openai:gpt-4o:rpm",
+                    LimitKind::Rolling,
+                    500,
+                    60,
+                    0
+                ),
+                (
+                    "global:llm:openai:gpt-4o:tpm",
+                    LimitKind::Rolling,
+                    30_000,
+                    60,
+                    0
+                ),
+                (
+                    "global:llm:openai:gpt-4o:concurrency",
+                    LimitKind::Concurrency,
+                    50,
+                    0,
+                    120
+                ),
+            ]
+        );
+        for state in &limits {
+            state.validate().unwrap();
+        }
+    }
 
     #[rstest]
     #[case::small(10, 20, 30)]

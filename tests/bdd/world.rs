@@ -11,7 +11,7 @@ use ratelimiter::actors::{DecreaseApplier, MemoryBackend};
 use ratelimiter::backend::Backend;
 use ratelimiter::http::{self, HttpSettings};
 use ratelimiter::model::{RetryPolicy, SystemClock};
-use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+use ratelimiter::service::LimiterService;
 use serde_json::Value;
 
 /// Which backend the scenarios run against.
@@ -124,14 +124,9 @@ impl Drop for LimiterWorld {
 impl LimiterWorld {
     async fn new() -> Self {
         let backend = make_backend().await;
-        let service = LimiterService::start(
-            backend,
-            RegistrySource::InMemory,
-            Vec::new(),
-            ServiceSettings::default(),
-        )
-        .await
-        .expect("service starts");
+        let service = LimiterService::in_memory(backend)
+            .await
+            .expect("service starts");
         let http_settings = HttpSettings {
             workers: 1,
             ..HttpSettings::default()

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use ratelimiter::actors::MemoryBackend;
+use ratelimiter::client::model_limits;
 use ratelimiter::http::{self, HttpSettings};
-use ratelimiter::model::{
-    LimitDefinition, LimitKind, LimitState, Overage, RetryPolicy, SystemClock,
-};
+use ratelimiter::model::{LimitState, RetryPolicy, SystemClock};
 use ratelimiter::runner::results::RunReport;
 use ratelimiter::runner::sim::SimServer;
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
@@ -75,28 +74,7 @@ impl RunningLimiter {
 
 /// The three keys of the agent's calls, with generous rpm/tpm and the given concurrency cap.
 pub fn limit_states(concurrency_cap: u64) -> Vec<LimitState> {
-    let key = |suffix: &str| format!("global:llm:{PROVIDER}:{MODEL}:{suffix}");
-    let def = |suffix: &str, kind, capacity, window_seconds, timeout_seconds| LimitDefinition {
-        key: key(suffix),
-        kind,
-        capacity,
-        window_seconds,
-        timeout_seconds,
-        unit: String::new(),
-        description: String::new(),
-        overage: Overage::Debt,
-    };
-    vec![
-        LimitState::active(def("rpm", LimitKind::Rolling, 1_000, 60, 0)),
-        LimitState::active(def("tpm", LimitKind::Rolling, 10_000_000, 60, 0)),
-        LimitState::active(def(
-            "concurrency",
-            LimitKind::Concurrency,
-            concurrency_cap,
-            0,
-            60,
-        )),
-    ]
+    model_limits(PROVIDER, MODEL, 1_000, 10_000_000, concurrency_cap, 60)
 }
 
 /// Everything a scenario sets up and observes.

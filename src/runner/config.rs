@@ -192,6 +192,11 @@ pub struct Issue {
 }
 
 impl Issue {
+    /// The issue of a file whose `version` is not the one format version (1), if any.
+    pub fn unsupported_version(version: u32) -> Option<Issue> {
+        (version != 1).then(|| Issue::new("version", format!("must be 1 (got {version})")))
+    }
+
     /// A problem with `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Issue {
@@ -369,12 +374,7 @@ impl Config {
     /// Every rule of SPEC §7; an empty list means the config is valid.
     pub fn validate(&self) -> Vec<Issue> {
         let mut issues = Vec::new();
-        if self.version != 1 {
-            issues.push(Issue::new(
-                "version",
-                format!("must be 1 (got {})", self.version),
-            ));
-        }
+        issues.extend(Issue::unsupported_version(self.version));
         super::config_rules::check_agents(self, &mut issues);
         super::config_rules::check_tasks(self, &mut issues);
         super::config_rules::check_rate_limiter(&self.rate_limiter, &mut issues);

@@ -94,12 +94,7 @@ impl QuestionsFile {
     /// Every rule of SPEC §7; an empty list means the file is valid.
     pub fn validate(&self) -> Vec<Issue> {
         let mut issues = Vec::new();
-        if self.version != 1 {
-            issues.push(Issue::new(
-                "version",
-                format!("must be 1 (got {})", self.version),
-            ));
-        }
+        issues.extend(Issue::unsupported_version(self.version));
         if self.questions.is_empty() {
             issues.push(Issue::new("questions", "must not be empty"));
         }

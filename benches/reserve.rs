@@ -2,6 +2,10 @@
 //! handlers call it: reserve with 1 and 4 keys, complete with 4 keys. Numbers go to
 //! BENCHMARKS.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,8 @@
 //! `cargo run --example cogni_bench -- [QUESTIONS] [LATENCY_MS] [WORKERS]`
 //! (defaults 100, 100, 8).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,8 @@
 #   1. Provisions TigerBeetle (Zig from PyPI, libclang from Debian, the 0.16.78 server built
 #      from the source inside the tigerbeetle-unofficial-sys crate; cached under ~/.cache, so
 #      only the first run on a machine pays the ~4 minutes).
-#   2. Checks formatting and lints (clippy with warnings as errors).
+#   2. Checks formatting and lints (clippy with warnings as errors): the full build, and the
+#      client library alone (`--no-default-features --features client`).
 #   3. Runs every test — unit, model-based, stress, HTTP, conformance on both backends,
 #      TigerBeetle integration and chaos tests, and the BDD features — with the TigerBeetle
 #      backend compiled in. TigerBeetle tests fail (never skip) when the server is missing.
@@ -27,6 +28,10 @@ cargo fmt --all -- --check
 
 log "cargo clippy (warnings are errors)"
 cargo clippy --all-targets --features "$FEATURES" -- -D warnings
+
+# The client library alone: reuses the dependencies checked above, rechecks only this crate.
+log "cargo clippy, client library only (--no-default-features --features client)"
+cargo clippy --all-targets --no-default-features --features client -- -D warnings
 
 log "cargo test"
 cargo test --features "$FEATURES" --no-fail-fast

@@ -5,18 +5,34 @@
 //! - [`backend`]: the storage trait both backends implement.
 //! - [`actors`]: the in-memory backend as actors (one per key), the decrease applier.
 //! - [`service`]: the limiter service: control plane (definitions) and data plane (reserve/complete).
-//! - [`http`]: the `ratelimiterd` HTTP API.
 //! - [`client`]: the client library (Limiter trait, clients, batcher, scheduler).
-//! - [`runner`]: Cogni, the repository question evaluator.
+//! - `http` (feature `server`): the `ratelimiterd` HTTP API.
+//! - `settings` (feature `server`): `ratelimiterd`'s settings (file, environment, flags).
+//! - `runner` (feature `cogni`): Cogni, the repository question evaluator.
+//! - `tigerbeetle` (feature `tigerbeetle`): the TigerBeetle backend.
+//!
+//! # Features
+//!
+//! - `client`: the modules above without a feature; no HTTP server, command-line parser
+//!   or config-file reader is compiled.
+//! - `server` (default): the HTTP API and the `ratelimiterd` and `ratelimiter-loadtest`
+//!   binaries.
+//! - `cogni` (default): the evaluator and the `cogni` and `llm-sim` binaries.
+//! - `tigerbeetle`: the TigerBeetle backend (needs Zig to build its client).
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod actors;
 pub mod backend;
 pub mod client;
+#[cfg(feature = "server")]
 pub mod http;
 pub mod model;
 pub mod registry;
+#[cfg(feature = "cogni")]
 pub mod runner;
 pub mod service;
+#[cfg(feature = "server")]
 pub mod settings;
 #[cfg(feature = "tigerbeetle")]
 pub mod tigerbeetle;

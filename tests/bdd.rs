@@ -4,11 +4,15 @@
 //! the `tigerbeetle` feature is built in. `BDD_BACKEND=memory|tigerbeetle` runs only one.
 //! The run exits non-zero if any step fails on any backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "bdd/steps.rs"]
 mod steps;
+/// The TigerBeetle server the integration tests start (this runner uses the shared one only).
 #[cfg(feature = "tigerbeetle")]
-#[path = "support/mod.rs"]
-mod support;
+#[allow(dead_code)]
+#[path = "it/support/tigerbeetle.rs"]
+mod tigerbeetle;
 #[path = "bdd/world.rs"]
 mod world;
 

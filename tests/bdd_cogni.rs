@@ -3,6 +3,8 @@
 //! file and inline limits) and remote (a real in-process `ratelimiterd`) modes. Scenarios
 //! run one at a time because they measure wall time. Exits non-zero if any step fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "bdd_cogni/steps.rs"]
 mod steps;
 #[path = "bdd_cogni/world.rs"]

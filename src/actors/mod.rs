@@ -3,10 +3,10 @@
 //! meaning, wrapped as [`memory::MemoryBackend`]) and the
 //! [`decrease_applier::DecreaseApplier`] that retries pending decreases.
 
-pub mod coordinator;
-pub mod decrease_applier;
-pub mod limit_actor;
-pub mod memory;
+mod coordinator;
+mod decrease_applier;
+mod limit_actor;
+mod memory;
 
 pub use decrease_applier::DecreaseApplier;
 pub use memory::MemoryBackend;

@@ -21,13 +21,13 @@
 //! # }
 //! ```
 
-pub mod batcher;
-pub mod http;
-pub mod limiter;
+mod batcher;
+mod http;
+mod limiter;
 pub mod loadtest;
-pub mod local;
-pub mod requirements;
-pub mod scheduler;
+mod local;
+mod requirements;
+mod scheduler;
 
 pub use batcher::{BatchConfig, BatchConfigError, BatchStats, BatchingLimiter};
 pub use http::{HttpLimiter, HttpLimiterError};

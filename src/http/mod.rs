@@ -7,11 +7,11 @@
 //! - [`body`]: request bodies must be JSON objects.
 //! - [`error`]: every failure as a status code and a JSON `{error, message}` body.
 
-pub mod admin;
-pub mod body;
-pub mod data;
-pub mod error;
-pub mod server;
+mod admin;
+mod body;
+mod data;
+mod error;
+pub(crate) mod server;
 
 pub use admin::{LimitList, OneLimit, PutLimitResponse};
 pub use error::{ApiError, ErrorBody};

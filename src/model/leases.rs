@@ -81,16 +81,19 @@ impl LeaseTable {
     }
 
     /// Number of remembered leases.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether nothing is remembered.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// How many entries the count cap evicted before their time (a sign the cap is too low).
+    #[cfg(test)]
     pub fn evicted_early(&self) -> u64 {
         self.evicted_early
     }

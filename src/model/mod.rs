@@ -2,13 +2,13 @@
 //! types of the HTTP API, validation, the retry-after policy, lease bookkeeping, the clock
 //! and the TigerBeetle id scheme. Nothing here performs I/O or talks to actors.
 
-pub mod api;
-pub mod clock;
-pub mod definition;
-pub mod errors;
+mod api;
+mod clock;
+mod definition;
+mod errors;
 pub mod ids;
-pub mod leases;
-pub mod retry;
+pub(crate) mod leases;
+mod retry;
 
 pub use api::{
     Actual, BatchRequest, BatchResponse, CompleteCommand, CompleteRequest, CompleteResponse,

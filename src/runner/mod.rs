@@ -14,22 +14,22 @@
 //! - [`sim`]: `llm-sim`, an OpenAI-compatible provider simulator for tests and demos.
 
 pub mod agent;
-pub mod chat;
+pub(crate) mod chat;
 pub mod cli;
 pub mod config;
-pub mod config_defaults;
-pub mod config_rules;
+pub(crate) mod config_defaults;
+pub(crate) mod config_rules;
 pub mod eval;
 pub mod gate;
 pub mod limiter_setup;
 pub mod output;
 pub mod pipeline;
 pub mod pool;
-pub mod prompt;
+pub(crate) mod prompt;
 pub mod provider;
 pub mod questions;
 pub mod results;
 pub mod run;
 pub mod sim;
 pub mod tools;
-pub mod validate;
+pub(crate) mod validate;

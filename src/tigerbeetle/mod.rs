@@ -14,8 +14,8 @@
 
 pub mod accounts;
 pub mod backend;
-pub mod book;
-pub mod complete;
+pub(crate) mod book;
+pub(crate) mod complete;
 pub mod config;
 pub mod microbatch;
 pub mod transfers;

@@ -73,9 +73,9 @@ pub async fn make_backend() -> Arc<dyn Backend> {
 
 #[cfg(feature = "tigerbeetle")]
 async fn tigerbeetle_backend() -> Arc<dyn Backend> {
-    let server = crate::support::tigerbeetle::shared();
+    let server = crate::tigerbeetle::shared();
     ratelimiter::tigerbeetle::TigerBeetleBackend::connect(
-        crate::support::tigerbeetle::config(server),
+        crate::tigerbeetle::config(server),
         Arc::new(SystemClock),
         RetryPolicy::default(),
     )

@@ -6,8 +6,8 @@
 //! Token accounting: prompt tokens = ⌈bytes of the request's `messages` JSON / 4⌉,
 //! completion tokens = ⌈bytes of the reply (text or tool-call JSON) / 4⌉ (at least 1).
 
-pub mod limits;
-pub mod script;
+mod limits;
+mod script;
 mod server;
 
 use std::net::SocketAddr;

@@ -1,0 +1,39 @@
+//! The integration tests: one test crate, one module per area, all sharing [`support`].
+//! They use the library's public API (and the built binaries) only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod conformance;
+mod support;
+
+mod cli;
+mod client_batcher;
+mod client_e2e;
+mod client_http;
+mod client_local;
+mod client_scheduler;
+mod client_scheduler_shutdown;
+mod cogni_agent;
+mod cogni_cli;
+mod cogni_config;
+mod cogni_limiter;
+mod cogni_pool;
+mod cogni_tools;
+mod conformance_memory;
+#[cfg(feature = "tigerbeetle")]
+mod conformance_tigerbeetle;
+mod http_admin;
+mod http_api;
+mod http_invalid;
+mod model_based;
+mod service_registry;
+mod stress;
+#[cfg(feature = "tigerbeetle")]
+mod tigerbeetle_backend;
+#[cfg(feature = "tigerbeetle")]
+mod tigerbeetle_chaos;
+#[cfg(feature = "tigerbeetle")]
+mod tigerbeetle_microbatch;
+#[cfg(feature = "tigerbeetle")]
+mod tigerbeetle_throughput;

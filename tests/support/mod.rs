@@ -1,5 +1,0 @@
-//! Helpers shared by the TigerBeetle test binaries.
-
-#![allow(dead_code)]
-
-pub mod tigerbeetle;

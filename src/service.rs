@@ -8,13 +8,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use futures::future::join_all;
 use log::{info, warn};
 use thiserror::Error;
 
 use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::model::leases::LeaseTableFull;
+use crate::model::throttle::LogThrottle;
 use crate::model::{
     CompleteRequest, CompleteResponse, ErrorCode, InvalidRequest, LimitDefinition, LimitInfo,
     LimitState, LimitStatus, ReserveRequest, ReserveResponse, RetryPolicy,
@@ -88,7 +91,14 @@ pub struct LimiterService {
     states: RwLock<HashMap<String, LimitState>>,
     admin_lock: tokio::sync::Mutex<()>,
     settings: ServiceSettings,
+    /// When the service started; the time base of `full_log`.
+    started: Instant,
+    /// A full lease table refuses every reserve: logged at most once a minute.
+    full_log: Mutex<LogThrottle>,
 }
+
+/// How often a full lease table is logged at most.
+const FULL_LOG_INTERVAL_MS: i64 = 60_000;
 
 impl std::fmt::Debug for LimiterService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,6 +173,8 @@ impl LimiterService {
             states: RwLock::new(map),
             admin_lock: tokio::sync::Mutex::new(()),
             settings,
+            started: Instant::now(),
+            full_log: Mutex::new(LogThrottle::new(FULL_LOG_INTERVAL_MS)),
         }))
     }
 
@@ -239,11 +251,31 @@ impl LimiterService {
             Ok(ReserveOutcome::Denied { retry_after_ms }) => {
                 ReserveResponse::denied(retry_after_ms)
             }
+            Err(BackendError::LeaseTableFull(full)) => {
+                self.log_lease_table_full(&full);
+                ReserveResponse::error(ErrorCode::BackendError, 0)
+            }
             Err(e) => {
                 warn!("reserve {lease}: {e}");
                 ReserveResponse::error(ErrorCode::BackendError, 0)
             }
         })
+    }
+
+    /// Logs a refusal by a full lease table, at most once a minute.
+    fn log_lease_table_full(&self, full: &LeaseTableFull) {
+        let now_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let due = self
+            .full_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .due(now_ms);
+        if let Some(held_back) = due {
+            warn!(
+                "reserve refused with backend_error, nothing taken: {full} ({held_back} more \
+                 refusal(s) since the last warning; this warning repeats at most once a minute)"
+            );
+        }
     }
 
     /// Completes; `Err` only for a request that breaks a rule of the API.

@@ -6,9 +6,11 @@ pub mod api;
 pub mod clock;
 pub mod definition;
 pub mod errors;
+mod expiring;
 pub mod ids;
 pub mod leases;
 pub mod retry;
+pub mod throttle;
 
 pub use api::{
     Actual, BatchRequest, BatchResponse, CompleteCommand, CompleteRequest, CompleteResponse,

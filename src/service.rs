@@ -316,8 +316,8 @@ impl LimiterService {
     }
 
     /// Creates or updates a limit (SPEC §3 admin PUT, §4 capacity changes) and returns its
-    /// status. The backend is updated first, then the registry; if the save fails the backend
-    /// is put back, so a failed change changes nothing.
+    /// status. The registry is saved first, then the backend updated (see `commit`), so a
+    /// failed change changes nothing.
     pub async fn define(&self, definition: LimitDefinition) -> Result<LimitStatus, AdminError> {
         definition.validate()?;
         let _admin = self.admin_lock.lock().await;
@@ -342,36 +342,51 @@ impl LimiterService {
         Ok(next.status)
     }
 
-    /// Applies `next` to the backend and the registry, restoring `previous` on failure.
-    /// Callers hold the admin lock.
+    /// Saves `next` in the registry, then applies it to the backend. A failed save changes
+    /// nothing anywhere: the backend, which other instances may share, never holds a
+    /// definition that could not be persisted (a new key leaves no actor or account behind).
+    /// If the backend fails, the registry is put back to `previous`. Callers hold the admin
+    /// lock.
     async fn commit(
         &self,
         previous: Option<LimitState>,
         next: LimitState,
     ) -> Result<(), AdminError> {
-        self.backend.define(&next).await?;
+        let key = next.definition.key.clone();
         if let RegistrySource::File(registry) = &self.registry {
-            let mut all: Vec<LimitState> = self.read_states().values().cloned().collect();
-            all.retain(|s| s.definition.key != next.definition.key);
-            all.push(next.clone());
-            all.sort_by(|a, b| a.definition.key.cmp(&b.definition.key));
-            if let Err(e) = save_blocking(registry.clone(), all).await {
-                if let Some(previous) = &previous {
-                    if let Err(undo) = self.backend.define(previous).await {
-                        warn!(
-                            "could not restore {} after a failed save: {undo}",
-                            previous.definition.key
-                        );
-                    }
+            save_blocking(registry.clone(), self.states_with(&key, Some(&next))).await?;
+        }
+        if let Err(e) = self.backend.define(&next).await {
+            if let RegistrySource::File(registry) = &self.registry {
+                let restored = self.states_with(&key, previous.as_ref());
+                if let Err(undo) = save_blocking(registry.clone(), restored).await {
+                    warn!(
+                        "limit {key}: the backend refused the change and the registry could \
+                         not be put back ({undo}); the next start applies the saved definition"
+                    );
                 }
-                return Err(e.into());
             }
+            return Err(e.into());
         }
         self.states
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(next.definition.key.clone(), next);
+            .insert(key, next);
         Ok(())
+    }
+
+    /// Every known state with `key` replaced by `state` (or left out), sorted by key: what
+    /// the registry file holds after the change.
+    fn states_with(&self, key: &str, state: Option<&LimitState>) -> Vec<LimitState> {
+        let mut all: Vec<LimitState> = self
+            .read_states()
+            .values()
+            .filter(|s| s.definition.key != key)
+            .cloned()
+            .collect();
+        all.extend(state.cloned());
+        all.sort_by(|a, b| a.definition.key.cmp(&b.definition.key));
+        all
     }
 
     /// One limit with live usage, or `None` for an unknown key.

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::model::leases::LeaseTableFull;
 use crate::model::{CompleteCommand, LimitState, ReserveCommand, Usage};
 
 /// What a backend answered to a reserve.
@@ -31,6 +32,9 @@ pub enum BackendError {
     /// The backend answered with something the service cannot use.
     #[error("backend failed: {0}")]
     Failed(String),
+    /// Every slot of the lease table holds a lease in flight; nothing was taken.
+    #[error(transparent)]
+    LeaseTableFull(#[from] LeaseTableFull),
 }
 
 /// Storage of capacity for every defined key.

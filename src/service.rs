@@ -8,13 +8,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use futures::future::join_all;
 use log::{info, warn};
 use thiserror::Error;
 
 use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::model::leases::LeaseTableFull;
+use crate::model::throttle::LogThrottle;
 use crate::model::{
     CompleteRequest, CompleteResponse, ErrorCode, InvalidRequest, LimitDefinition, LimitInfo,
     LimitState, LimitStatus, ReserveRequest, ReserveResponse, RetryPolicy,
@@ -88,7 +91,14 @@ pub struct LimiterService {
     states: RwLock<HashMap<String, LimitState>>,
     admin_lock: tokio::sync::Mutex<()>,
     settings: ServiceSettings,
+    /// When the service started; the time base of `full_log`.
+    started: Instant,
+    /// A full lease table refuses every reserve: logged at most once a minute.
+    full_log: Mutex<LogThrottle>,
 }
+
+/// How often a full lease table is logged at most.
+const FULL_LOG_INTERVAL_MS: i64 = 60_000;
 
 impl std::fmt::Debug for LimiterService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,6 +173,8 @@ impl LimiterService {
             states: RwLock::new(map),
             admin_lock: tokio::sync::Mutex::new(()),
             settings,
+            started: Instant::now(),
+            full_log: Mutex::new(LogThrottle::new(FULL_LOG_INTERVAL_MS)),
         }))
     }
 
@@ -239,11 +251,31 @@ impl LimiterService {
             Ok(ReserveOutcome::Denied { retry_after_ms }) => {
                 ReserveResponse::denied(retry_after_ms)
             }
+            Err(BackendError::LeaseTableFull(full)) => {
+                self.log_lease_table_full(&full);
+                ReserveResponse::error(ErrorCode::BackendError, 0)
+            }
             Err(e) => {
                 warn!("reserve {lease}: {e}");
                 ReserveResponse::error(ErrorCode::BackendError, 0)
             }
         })
+    }
+
+    /// Logs a refusal by a full lease table, at most once a minute.
+    fn log_lease_table_full(&self, full: &LeaseTableFull) {
+        let now_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let due = self
+            .full_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .due(now_ms);
+        if let Some(held_back) = due {
+            warn!(
+                "reserve refused with backend_error, nothing taken: {full} ({held_back} more \
+                 refusal(s) since the last warning; this warning repeats at most once a minute)"
+            );
+        }
     }
 
     /// Completes; `Err` only for a request that breaks a rule of the API.
@@ -284,8 +316,8 @@ impl LimiterService {
     }
 
     /// Creates or updates a limit (SPEC §3 admin PUT, §4 capacity changes) and returns its
-    /// status. The backend is updated first, then the registry; if the save fails the backend
-    /// is put back, so a failed change changes nothing.
+    /// status. The registry is saved first, then the backend updated (see `commit`), so a
+    /// failed change changes nothing.
     pub async fn define(&self, definition: LimitDefinition) -> Result<LimitStatus, AdminError> {
         definition.validate()?;
         let _admin = self.admin_lock.lock().await;
@@ -310,36 +342,51 @@ impl LimiterService {
         Ok(next.status)
     }
 
-    /// Applies `next` to the backend and the registry, restoring `previous` on failure.
-    /// Callers hold the admin lock.
+    /// Saves `next` in the registry, then applies it to the backend. A failed save changes
+    /// nothing anywhere: the backend, which other instances may share, never holds a
+    /// definition that could not be persisted (a new key leaves no actor or account behind).
+    /// If the backend fails, the registry is put back to `previous`. Callers hold the admin
+    /// lock.
     async fn commit(
         &self,
         previous: Option<LimitState>,
         next: LimitState,
     ) -> Result<(), AdminError> {
-        self.backend.define(&next).await?;
+        let key = next.definition.key.clone();
         if let RegistrySource::File(registry) = &self.registry {
-            let mut all: Vec<LimitState> = self.read_states().values().cloned().collect();
-            all.retain(|s| s.definition.key != next.definition.key);
-            all.push(next.clone());
-            all.sort_by(|a, b| a.definition.key.cmp(&b.definition.key));
-            if let Err(e) = save_blocking(registry.clone(), all).await {
-                if let Some(previous) = &previous {
-                    if let Err(undo) = self.backend.define(previous).await {
-                        warn!(
-                            "could not restore {} after a failed save: {undo}",
-                            previous.definition.key
-                        );
-                    }
+            save_blocking(registry.clone(), self.states_with(&key, Some(&next))).await?;
+        }
+        if let Err(e) = self.backend.define(&next).await {
+            if let RegistrySource::File(registry) = &self.registry {
+                let restored = self.states_with(&key, previous.as_ref());
+                if let Err(undo) = save_blocking(registry.clone(), restored).await {
+                    warn!(
+                        "limit {key}: the backend refused the change and the registry could \
+                         not be put back ({undo}); the next start applies the saved definition"
+                    );
                 }
-                return Err(e.into());
             }
+            return Err(e.into());
         }
         self.states
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(next.definition.key.clone(), next);
+            .insert(key, next);
         Ok(())
+    }
+
+    /// Every known state with `key` replaced by `state` (or left out), sorted by key: what
+    /// the registry file holds after the change.
+    fn states_with(&self, key: &str, state: Option<&LimitState>) -> Vec<LimitState> {
+        let mut all: Vec<LimitState> = self
+            .read_states()
+            .values()
+            .filter(|s| s.definition.key != key)
+            .cloned()
+            .collect();
+        all.extend(state.cloned());
+        all.sort_by(|a, b| a.definition.key.cmp(&b.definition.key));
+        all
     }
 
     /// One limit with live usage, or `None` for an unknown key.

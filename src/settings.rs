@@ -101,7 +101,8 @@ pub struct ServerSettings {
     pub decrease_interval_ms: u64,
     /// Retry-after hints.
     pub retry: RetryPolicy,
-    /// Most leases the memory backend remembers (for idempotency and denied ids).
+    /// Most leases in flight (reserved, not completed, holds not expired) in either backend's
+    /// lease table, and separately most settled leases (denied ids, completed leases).
     pub lease_capacity: usize,
     /// HTTP worker threads.
     pub workers: usize,

@@ -1,8 +1,9 @@
 Feature: Rate limiter acceptance behaviour
   ratelimiterd enforces every limit of a call at once over HTTP: clients reserve before a
-  call and complete after it. These are the six rate-limiter scenarios of SPEC §8. Every
-  scenario starts its own server; limit names below are scoped to the scenario, so the
-  same scenarios run unchanged against the memory and the TigerBeetle backends.
+  call and complete after it. Scenarios 1-6 are the rate-limiter scenarios of SPEC §8,
+  7 and 8 the lease table's rules of SPEC §9. Every scenario starts its own server; limit
+  names below are scoped to the scenario, so the same scenarios run unchanged against the
+  memory and the TigerBeetle backends.
 
   Scenario: 1. A rolling limit allows up to its capacity, then denies
     Given a rolling limit "rpm" with capacity 2 and a 60 second window
@@ -65,3 +66,28 @@ Feature: Rate limiter acceptance behaviour
     Then the reserve is allowed within 200 ms
     When I reserve 1 of "tpm"
     Then the reserve is denied with a retry-after hint within 200 ms
+
+  Scenario: 7. Denials never push a lease in flight out of the lease table
+    Given the lease table holds 3 leases
+    And a rolling limit "daily" with capacity 10 and a 86400 second window
+    And a concurrency limit "inflight" with capacity 1 and a 600 second timeout
+    And I reserve 1 of "inflight" as lease "call"
+    And I reserve 10 of "daily" as lease "budget"
+    When 20 reserves of 1 of "daily" are denied
+    And lease "call" completes with nothing
+    Then the complete succeeds within 200 ms
+    And "inflight" has 0 in use and 1 available
+    When I reserve 1 of "inflight"
+    Then the reserve is allowed within 200 ms
+
+  Scenario: 8. A lease table full of leases in flight refuses new reserves and takes nothing
+    Given the lease table holds 2 leases
+    And a concurrency limit "inflight" with capacity 5 and a 600 second timeout
+    And I reserve 1 of "inflight" as lease "a"
+    And I reserve 1 of "inflight" as lease "b"
+    When I reserve 1 of "inflight"
+    Then the reserve fails with "backend_error" within 200 ms
+    And "inflight" has 2 in use and 3 available
+    When lease "a" completes with nothing
+    And I reserve 1 of "inflight"
+    Then the reserve is allowed within 200 ms

@@ -99,14 +99,12 @@ fn ready<T: 'static>(value: T) -> ResponseActFuture<ReserveCoordinator, T> {
 }
 
 /// The answer a remembered lease gets again.
-fn replay(outcome: &LeaseOutcome) -> Option<ReserveOutcome> {
+fn replay(outcome: LeaseOutcome) -> Option<ReserveOutcome> {
     match outcome {
-        LeaseOutcome::Allowed { reserved_at_ms, .. } => Some(ReserveOutcome::Allowed {
-            reserved_at_ms: *reserved_at_ms,
-        }),
-        LeaseOutcome::Denied { retry_after_ms } => Some(ReserveOutcome::Denied {
-            retry_after_ms: *retry_after_ms,
-        }),
+        LeaseOutcome::Allowed { reserved_at_ms, .. } => {
+            Some(ReserveOutcome::Allowed { reserved_at_ms })
+        }
+        LeaseOutcome::Denied { retry_after_ms } => Some(ReserveOutcome::Denied { retry_after_ms }),
         LeaseOutcome::Pending => None,
     }
 }
@@ -144,7 +142,9 @@ impl Handler<Reserve> for ReserveCoordinator {
                 kind: entry.kind,
             });
         }
-        self.leases.begin(lease, now_ms);
+        if let Err(full) = self.leases.begin(lease, now_ms) {
+            return ready(Err(full.into()));
+        }
         // Sent now, in order: a batch's items reach each key actor in array order.
         let takes: Vec<_> = actors
             .iter()

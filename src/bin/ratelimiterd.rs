@@ -203,15 +203,19 @@ async fn tigerbeetle_backend(
         settings.tigerbeetle.cluster, settings.tigerbeetle.addresses
     );
     // ---- TigerBeetle backend: the only call site ----
-    let backend =
-        ratelimiter::tigerbeetle::TigerBeetleBackend::connect(&settings.tigerbeetle, clock, policy)
-            .await
-            .map_err(|e| {
-                Fatal::Runtime(format!(
-                    "cannot connect to TigerBeetle at {}: {e}",
-                    settings.tigerbeetle.addresses
-                ))
-            })?;
+    let backend = ratelimiter::tigerbeetle::TigerBeetleBackend::connect_with_lease_capacity(
+        &settings.tigerbeetle,
+        clock,
+        policy,
+        settings.lease_capacity,
+    )
+    .await
+    .map_err(|e| {
+        Fatal::Runtime(format!(
+            "cannot connect to TigerBeetle at {}: {e}",
+            settings.tigerbeetle.addresses
+        ))
+    })?;
     Ok(backend)
 }
 

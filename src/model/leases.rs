@@ -1,13 +1,26 @@
 //! The lease table: what each reserve attempt ended as, so that a repeated reserve is
 //! idempotent, a denied lease id stays denied, and `complete` knows what to release.
 //!
-//! Lease metadata lives in memory only (SPEC §4 "Complete" 3). Memory is bounded twice: every
-//! entry is forgotten once the longest hold of its keys has passed (after that its
-//! reservations have expired anyway), and a hard cap evicts the entries due soonest.
+//! Lease metadata lives in memory only (SPEC §4 "Complete" 3). Two parts, each bounded to
+//! the table's capacity (`lease_capacity`):
+//!
+//! - **In flight**: leases being decided, and allowed leases whose `complete` has not run.
+//!   One is never forgotten before its longest hold has passed (after that its reservations
+//!   have expired anyway), so `complete` always finds what to release. When every slot holds
+//!   a live lease, [`LeaseTable::begin`] refuses the reserve ([`LeaseTableFull`]) before
+//!   anything is taken.
+//! - **Settled**: denied lease ids and completed leases, kept for replays until the longest
+//!   hold of their keys has passed. When full, the one due soonest is forgotten first (for a
+//!   storm of denials on one key: the oldest). This is the weaker guarantee: a forgotten
+//!   denied id could be allowed if it were retried, and a reserve repeated after its lease
+//!   completed and was forgotten takes capacity again (over-counts, never under-counts).
+//!
+//! Expired entries of both parts are purged on every access; every operation is O(log n).
 
-use std::collections::{BTreeSet, HashMap};
+use thiserror::Error;
 
 use super::definition::LimitKind;
+use super::expiring::ExpiringMap;
 use super::LeaseId;
 
 /// Capacity one allowed lease holds on one key.
@@ -21,8 +34,8 @@ pub struct Hold {
     pub kind: LimitKind,
 }
 
-/// What a reserve attempt ended as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a reserve attempt ended as, as far as the table remembers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseOutcome {
     /// The reserve is being decided right now.
     Pending,
@@ -30,8 +43,6 @@ pub enum LeaseOutcome {
     Allowed {
         /// When it was reserved (Unix ms).
         reserved_at_ms: i64,
-        /// What it holds, per key.
-        holds: Vec<Hold>,
         /// Whether `complete` already ran.
         completed: bool,
     },
@@ -42,13 +53,48 @@ pub enum LeaseOutcome {
     },
 }
 
-#[derive(Debug)]
-struct Entry {
-    outcome: LeaseOutcome,
-    forget_at_ms: i64,
+/// A reserve was refused because every slot of the table holds a lease in flight.
+#[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]
+#[error(
+    "the lease table is full: {capacity} leases are in flight (reserved, not completed, holds \
+     not expired); raise --lease-capacity (config key lease_capacity, environment \
+     RATELIMITERD_LEASE_CAPACITY)"
+)]
+pub struct LeaseTableFull {
+    /// The table's capacity.
+    pub capacity: usize,
 }
 
-/// Default bound on remembered leases.
+/// A lease in flight.
+#[derive(Debug)]
+enum InFlight {
+    Pending,
+    Allowed {
+        reserved_at_ms: i64,
+        holds: Vec<Hold>,
+    },
+}
+
+/// A lease that needs nothing more than a replay answer.
+#[derive(Debug, Clone, Copy)]
+enum Settled {
+    Completed { reserved_at_ms: i64 },
+    Denied { retry_after_ms: u64 },
+}
+
+impl From<Settled> for LeaseOutcome {
+    fn from(settled: Settled) -> Self {
+        match settled {
+            Settled::Completed { reserved_at_ms } => LeaseOutcome::Allowed {
+                reserved_at_ms,
+                completed: true,
+            },
+            Settled::Denied { retry_after_ms } => LeaseOutcome::Denied { retry_after_ms },
+        }
+    }
+}
+
+/// Default bound on leases in flight, and separately on settled leases.
 pub const DEFAULT_MAX_LEASES: usize = 1_000_000;
 
 /// How long a pending entry is kept at most, should its owner never settle it.
@@ -57,10 +103,11 @@ const PENDING_FORGET_MS: i64 = 10 * 60 * 1000;
 /// Remembered reserve outcomes, bounded in time and in count.
 #[derive(Debug)]
 pub struct LeaseTable {
-    entries: HashMap<LeaseId, Entry>,
-    by_forget_time: BTreeSet<(i64, LeaseId)>,
-    max_entries: usize,
-    evicted_early: u64,
+    in_flight: ExpiringMap<InFlight>,
+    settled: ExpiringMap<Settled>,
+    capacity: usize,
+    settled_dropped: u64,
+    refused: u64,
 }
 
 impl Default for LeaseTable {
@@ -70,131 +117,152 @@ impl Default for LeaseTable {
 }
 
 impl LeaseTable {
-    /// An empty table remembering at most `max_entries` leases.
-    pub fn new(max_entries: usize) -> Self {
+    /// An empty table holding at most `capacity` leases in flight and, separately, at most
+    /// `capacity` settled leases.
+    pub fn new(capacity: usize) -> Self {
         LeaseTable {
-            entries: HashMap::new(),
-            by_forget_time: BTreeSet::new(),
-            max_entries: max_entries.max(1),
-            evicted_early: 0,
+            in_flight: ExpiringMap::default(),
+            settled: ExpiringMap::default(),
+            capacity: capacity.max(1),
+            settled_dropped: 0,
+            refused: 0,
         }
     }
 
-    /// Number of remembered leases.
+    /// Number of remembered leases, in flight and settled.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.in_flight.len() + self.settled.len()
     }
 
     /// Whether nothing is remembered.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
-    /// How many entries the count cap evicted before their time (a sign the cap is too low).
+    /// Number of leases in flight (pending, or allowed and not completed).
     #[cfg(test)]
-    pub fn evicted_early(&self) -> u64 {
-        self.evicted_early
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// How many settled leases (denied ids, completed leases) were forgotten before their
+    /// time to make room for newer ones (a sign the capacity is too low).
+    #[cfg(test)]
+    pub fn settled_dropped(&self) -> u64 {
+        self.settled_dropped
+    }
+
+    /// How many reserves [`LeaseTable::begin`] refused because the table was full.
+    #[cfg(test)]
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// The outcome remembered for `lease`, after forgetting what is due at `now_ms`.
-    pub fn get(&mut self, lease: LeaseId, now_ms: i64) -> Option<&LeaseOutcome> {
+    pub fn get(&mut self, lease: LeaseId, now_ms: i64) -> Option<LeaseOutcome> {
         self.purge(now_ms);
-        self.entries.get(&lease).map(|e| &e.outcome)
+        match self.in_flight.get(&lease) {
+            Some(InFlight::Pending) => Some(LeaseOutcome::Pending),
+            Some(InFlight::Allowed { reserved_at_ms, .. }) => Some(LeaseOutcome::Allowed {
+                reserved_at_ms: *reserved_at_ms,
+                completed: false,
+            }),
+            None => self.settled.get(&lease).copied().map(LeaseOutcome::from),
+        }
     }
 
-    /// Marks `lease` as being decided. Returns false if the lease is already known.
-    pub fn begin(&mut self, lease: LeaseId, now_ms: i64) -> bool {
+    /// Marks `lease` as being decided. `Ok(false)` if the lease is already known; an error,
+    /// and nothing recorded, if every slot holds a lease in flight.
+    pub fn begin(&mut self, lease: LeaseId, now_ms: i64) -> Result<bool, LeaseTableFull> {
         self.purge(now_ms);
-        if self.entries.contains_key(&lease) {
-            return false;
+        if self.in_flight.contains(&lease) || self.settled.contains(&lease) {
+            return Ok(false);
         }
-        self.insert(
+        if self.in_flight.len() >= self.capacity {
+            self.refused += 1;
+            return Err(LeaseTableFull {
+                capacity: self.capacity,
+            });
+        }
+        self.in_flight.insert(
             lease,
-            LeaseOutcome::Pending,
+            InFlight::Pending,
             now_ms.saturating_add(PENDING_FORGET_MS),
         );
-        true
+        Ok(true)
     }
 
-    /// Records an allow; the entry is kept until the longest hold has passed.
+    /// Records an allow; the lease stays in flight until its longest hold has passed or it
+    /// completes. Never refused: the slot was claimed by [`LeaseTable::begin`] (a lease put
+    /// back after a failed complete may briefly exceed the bound).
     pub fn allow(&mut self, lease: LeaseId, now_ms: i64, holds: Vec<Hold>, longest_hold_ms: i64) {
-        let outcome = LeaseOutcome::Allowed {
+        self.settled.remove(&lease);
+        let entry = InFlight::Allowed {
             reserved_at_ms: now_ms,
             holds,
-            completed: false,
         };
-        self.insert(lease, outcome, now_ms.saturating_add(longest_hold_ms));
+        self.in_flight
+            .insert(lease, entry, now_ms.saturating_add(longest_hold_ms));
     }
 
-    /// Records a denial; kept at least as long as the longest hold of the keys involved.
+    /// Records a denial; kept at least as long as the longest hold of the keys involved,
+    /// unless newer settled leases push it out first.
     pub fn deny(&mut self, lease: LeaseId, now_ms: i64, retry_after_ms: u64, longest_hold_ms: i64) {
-        let outcome = LeaseOutcome::Denied { retry_after_ms };
-        self.insert(lease, outcome, now_ms.saturating_add(longest_hold_ms));
+        self.purge(now_ms);
+        self.in_flight.remove(&lease);
+        self.settle(
+            lease,
+            Settled::Denied { retry_after_ms },
+            now_ms.saturating_add(longest_hold_ms),
+        );
     }
 
     /// Forgets a pending lease whose reserve failed for a reason other than capacity (e.g. a
     /// backend error), so that the client may retry it with the same id.
     pub fn abandon(&mut self, lease: LeaseId) {
-        if let Some(entry) = self.entries.get(&lease) {
-            if entry.outcome == LeaseOutcome::Pending {
-                self.remove(lease);
-            }
+        if let Some(InFlight::Pending) = self.in_flight.get(&lease) {
+            self.in_flight.remove(&lease);
         }
     }
 
-    /// For `complete`: the holds of an allowed, not yet completed lease, marking it completed.
-    /// `None` for unknown, denied, pending or already completed leases (complete is a no-op).
+    /// For `complete`: the reserve time and holds of an allowed, not yet completed lease,
+    /// which moves to the settled part. `None` for unknown, denied, pending or already
+    /// completed leases (complete is a no-op).
     pub fn start_complete(&mut self, lease: LeaseId, now_ms: i64) -> Option<(i64, Vec<Hold>)> {
         self.purge(now_ms);
-        match self.entries.get_mut(&lease).map(|e| &mut e.outcome) {
-            Some(LeaseOutcome::Allowed {
-                reserved_at_ms,
-                holds,
-                completed,
-            }) if !*completed => {
-                *completed = true;
-                Some((*reserved_at_ms, holds.clone()))
-            }
-            _ => None,
-        }
+        let Some(InFlight::Allowed { .. }) = self.in_flight.get(&lease) else {
+            return None;
+        };
+        let (entry, forget_at_ms) = self.in_flight.remove(&lease)?;
+        let InFlight::Allowed {
+            reserved_at_ms,
+            holds,
+        } = entry
+        else {
+            return None;
+        };
+        self.settle(lease, Settled::Completed { reserved_at_ms }, forget_at_ms);
+        Some((reserved_at_ms, holds))
     }
 
-    fn insert(&mut self, lease: LeaseId, outcome: LeaseOutcome, forget_at_ms: i64) {
-        self.remove(lease);
-        while self.entries.len() >= self.max_entries {
-            let Some(&(at, oldest)) = self.by_forget_time.iter().next() else {
+    /// Stores a settled lease, forgetting the settled ones due soonest if full (callers
+    /// purge first, so what is forgotten here had time left).
+    fn settle(&mut self, lease: LeaseId, settled: Settled, forget_at_ms: i64) {
+        self.settled.remove(&lease);
+        while self.settled.len() >= self.capacity {
+            if self.settled.pop_soonest().is_none() {
                 break;
-            };
-            self.by_forget_time.remove(&(at, oldest));
-            self.entries.remove(&oldest);
-            self.evicted_early += 1;
+            }
+            self.settled_dropped += 1;
         }
-        self.entries.insert(
-            lease,
-            Entry {
-                outcome,
-                forget_at_ms,
-            },
-        );
-        self.by_forget_time.insert((forget_at_ms, lease));
-    }
-
-    fn remove(&mut self, lease: LeaseId) {
-        if let Some(old) = self.entries.remove(&lease) {
-            self.by_forget_time.remove(&(old.forget_at_ms, lease));
-        }
+        self.settled.insert(lease, settled, forget_at_ms);
     }
 
     fn purge(&mut self, now_ms: i64) {
-        while let Some(&(at, lease)) = self.by_forget_time.iter().next() {
-            if at > now_ms {
-                break;
-            }
-            self.by_forget_time.remove(&(at, lease));
-            self.entries.remove(&lease);
-        }
+        self.in_flight.purge(now_ms);
+        self.settled.purge(now_ms);
     }
 }
 
@@ -202,71 +270,187 @@ impl LeaseTable {
 mod tests {
     use super::*;
 
-    fn hold(key: &str) -> Hold {
+    const MINUTE: i64 = 60_000;
+    const DAY: i64 = 24 * 60 * MINUTE;
+
+    fn hold(key: &str, kind: LimitKind) -> Hold {
         Hold {
             key: key.into(),
             amount: 1,
-            kind: LimitKind::Rolling,
+            kind,
         }
+    }
+
+    /// A lease begun and allowed at `now_ms` with one hold of `hold_ms`.
+    fn allowed(table: &mut LeaseTable, now_ms: i64, kind: LimitKind, hold_ms: i64) -> LeaseId {
+        let lease = LeaseId::new();
+        assert_eq!(table.begin(lease, now_ms), Ok(true));
+        table.allow(lease, now_ms, vec![hold("k", kind)], hold_ms);
+        lease
     }
 
     #[test]
     fn allowed_lease_completes_once() {
         let mut table = LeaseTable::default();
         let lease = LeaseId::new();
-        assert!(table.begin(lease, 0));
-        assert!(!table.begin(lease, 0));
-        table.allow(lease, 0, vec![hold("a")], 60_000);
-        assert_eq!(table.start_complete(lease, 1).unwrap().1, vec![hold("a")]);
+        assert_eq!(table.begin(lease, 0), Ok(true));
+        assert_eq!(table.begin(lease, 0), Ok(false));
+        assert_eq!(table.get(lease, 0), Some(LeaseOutcome::Pending));
+        table.allow(lease, 0, vec![hold("a", LimitKind::Rolling)], MINUTE);
+        assert_eq!(
+            table.start_complete(lease, 1),
+            Some((0, vec![hold("a", LimitKind::Rolling)]))
+        );
         assert!(table.start_complete(lease, 2).is_none());
-        assert!(matches!(
+        assert_eq!(
             table.get(lease, 3),
             Some(LeaseOutcome::Allowed {
-                completed: true,
-                ..
+                reserved_at_ms: 0,
+                completed: true
             })
-        ));
+        );
+        assert_eq!((table.in_flight(), table.len()), (0, 1));
+        assert_eq!(
+            table.begin(lease, 4),
+            Ok(false),
+            "a completed id stays known"
+        );
+        assert_eq!(
+            table.get(lease, MINUTE),
+            None,
+            "forgotten once its hold passed"
+        );
     }
 
     #[test]
     fn denied_lease_is_remembered_for_the_longest_hold() {
         let mut table = LeaseTable::default();
         let lease = LeaseId::new();
-        table.begin(lease, 0);
-        table.deny(lease, 0, 123, 60_000);
+        assert_eq!(table.begin(lease, 0), Ok(true));
+        table.deny(lease, 0, 123, MINUTE);
         assert_eq!(
-            table.get(lease, 59_999),
-            Some(&LeaseOutcome::Denied {
+            table.get(lease, MINUTE - 1),
+            Some(LeaseOutcome::Denied {
                 retry_after_ms: 123
             })
         );
-        assert!(table.start_complete(lease, 59_999).is_none());
-        assert_eq!(table.get(lease, 60_000), None);
+        assert_eq!(table.in_flight(), 0, "a denial frees its slot in flight");
+        assert!(table.start_complete(lease, MINUTE - 1).is_none());
+        assert_eq!(table.get(lease, MINUTE), None);
         assert!(table.is_empty());
     }
 
     #[test]
     fn abandon_forgets_only_pending() {
         let mut table = LeaseTable::default();
-        let (a, b) = (LeaseId::new(), LeaseId::new());
-        table.begin(a, 0);
+        let (a, b, c) = (LeaseId::new(), LeaseId::new(), LeaseId::new());
+        assert_eq!(table.begin(a, 0), Ok(true));
         table.abandon(a);
         assert!(table.get(a, 0).is_none());
         table.deny(b, 0, 1, 1000);
         table.abandon(b);
         assert!(table.get(b, 0).is_some());
+        assert_eq!(table.begin(c, 0), Ok(true));
+        table.allow(c, 0, vec![], 1000);
+        table.abandon(c);
+        assert!(table.get(c, 0).is_some());
     }
 
     #[test]
-    fn count_cap_evicts_the_soonest_due() {
+    fn settled_leases_have_their_own_bound_and_the_soonest_due_go_first() {
         let mut table = LeaseTable::new(2);
         let leases: Vec<_> = (0..3).map(|_| LeaseId::new()).collect();
         table.deny(leases[0], 0, 1, 100);
         table.deny(leases[1], 0, 1, 50);
         table.deny(leases[2], 0, 1, 200);
         assert_eq!(table.len(), 2);
-        assert_eq!(table.evicted_early(), 1);
+        assert_eq!(table.settled_dropped(), 1);
         assert!(table.get(leases[1], 0).is_none());
         assert!(table.get(leases[0], 0).is_some());
+        // Settled leases never take a slot in flight.
+        allowed(&mut table, 0, LimitKind::Concurrency, MINUTE);
+        allowed(&mut table, 0, LimitKind::Concurrency, MINUTE);
+        assert_eq!((table.in_flight(), table.len()), (2, 4));
+        // Expired settled leases are purged, not counted as dropped.
+        table.deny(LeaseId::new(), 300, 1, 100);
+        assert_eq!(table.settled_dropped(), 1);
+    }
+
+    #[test]
+    fn a_denial_storm_never_forgets_a_lease_in_flight() {
+        let mut table = LeaseTable::new(3);
+        let inflight = allowed(&mut table, 0, LimitKind::Concurrency, MINUTE);
+        let daily = allowed(&mut table, 0, LimitKind::Rolling, DAY);
+        let storm: Vec<_> = (0..100).map(|_| LeaseId::new()).collect();
+        for (i, lease) in storm.iter().enumerate() {
+            let now = i as i64;
+            assert_eq!(table.begin(*lease, now), Ok(true), "denial {i} is decided");
+            table.deny(*lease, now, 7, DAY);
+        }
+        assert_eq!(table.settled_dropped(), 97);
+        // The oldest denials went first; the newest are still denied.
+        assert_eq!(table.get(storm[0], 100), None);
+        for lease in &storm[97..] {
+            assert_eq!(
+                table.get(*lease, 100),
+                Some(LeaseOutcome::Denied { retry_after_ms: 7 })
+            );
+        }
+        assert_eq!(
+            table.start_complete(inflight, 100),
+            Some((0, vec![hold("k", LimitKind::Concurrency)])),
+            "the concurrency hold is still there to release"
+        );
+        assert!(table.start_complete(daily, 100).is_some());
+        assert_eq!(table.refused(), 0);
+    }
+
+    #[test]
+    fn a_table_full_of_leases_in_flight_refuses_until_one_completes_or_expires() {
+        let mut table = LeaseTable::new(2);
+        let first = allowed(&mut table, 0, LimitKind::Concurrency, MINUTE);
+        let pending = LeaseId::new();
+        assert_eq!(
+            table.begin(pending, 0),
+            Ok(true),
+            "pending counts as in flight"
+        );
+        let refused = LeaseId::new();
+        let full = LeaseTableFull { capacity: 2 };
+        assert_eq!(table.begin(refused, 1), Err(full));
+        assert_eq!(table.get(refused, 1), None, "a refusal records nothing");
+        assert_eq!(
+            table.begin(first, 1),
+            Ok(false),
+            "known leases are not refused"
+        );
+        assert!(table.start_complete(first, 2).is_some());
+        assert_eq!(table.begin(refused, 2), Ok(true), "a complete frees a slot");
+        table.allow(refused, 2, vec![hold("k", LimitKind::Concurrency)], MINUTE);
+        assert_eq!(table.begin(LeaseId::new(), 3), Err(full));
+        assert_eq!(table.refused(), 2);
+        // The pending entry is forgotten after its own bound, the allowed one after its hold.
+        assert_eq!(table.begin(LeaseId::new(), MINUTE + 1), Err(full));
+        assert_eq!(table.begin(LeaseId::new(), MINUTE + 2), Ok(true));
+        assert_eq!(table.begin(LeaseId::new(), PENDING_FORGET_MS), Ok(true));
+        let message = full.to_string();
+        for needle in [
+            "--lease-capacity",
+            "lease_capacity",
+            "RATELIMITERD_LEASE_CAPACITY",
+        ] {
+            assert!(message.contains(needle), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_lease_put_back_after_a_failed_complete_can_complete_again() {
+        let mut table = LeaseTable::new(1);
+        let lease = allowed(&mut table, 0, LimitKind::Rolling, MINUTE);
+        let (reserved_at, holds) = table.start_complete(lease, 1).unwrap();
+        assert_eq!(table.in_flight(), 0);
+        table.allow(lease, reserved_at, holds.clone(), MINUTE);
+        assert_eq!((table.in_flight(), table.len()), (1, 1));
+        assert_eq!(table.start_complete(lease, 2), Some((reserved_at, holds)));
     }
 }

@@ -6,9 +6,11 @@ mod api;
 mod clock;
 mod definition;
 mod errors;
+mod expiring;
 pub mod ids;
 pub(crate) mod leases;
 mod retry;
+pub(crate) mod throttle;
 
 pub use api::{
     Actual, BatchRequest, BatchResponse, CompleteCommand, CompleteRequest, CompleteResponse,
@@ -19,6 +21,7 @@ pub use definition::{
     LimitDefinition, LimitInfo, LimitKind, LimitState, LimitStatus, Overage, Usage,
 };
 pub use errors::{ErrorCode, InvalidRequest};
+pub use leases::{LeaseTableFull, DEFAULT_MAX_LEASES};
 pub use retry::{Backoff, DenyStreak, RetryPolicy};
 
 /// A lease id: one ULID per reserve attempt (SPEC §1).

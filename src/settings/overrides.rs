@@ -32,7 +32,8 @@ pub struct Overrides {
     /// How often pending capacity decreases are retried [default: 250]
     #[arg(long, value_name = "MS")]
     pub decrease_interval_ms: Option<u64>,
-    /// Most leases the memory backend remembers [default: 1000000]
+    /// Most leases in flight (reserved, not completed); past it reserves get backend_error.
+    /// Denied and completed leases have a bound of their own of the same size [default: 1000000]
     #[arg(long, value_name = "N")]
     pub lease_capacity: Option<u64>,
     /// HTTP worker threads [default: one per CPU core]

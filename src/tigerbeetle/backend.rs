@@ -57,7 +57,18 @@ impl TigerBeetleBackend {
         clock: SharedClock,
         policy: RetryPolicy,
     ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
-        Self::connect_with_recorder(config.into(), clock, policy, None).await
+        Self::open(config.into(), clock, policy, None, DEFAULT_MAX_LEASES).await
+    }
+
+    /// Like [`TigerBeetleBackend::connect`], remembering at most `max_leases` leases in
+    /// flight (and as many settled ones; see [`crate::model::leases`]).
+    pub async fn connect_with_lease_capacity(
+        config: impl Into<TigerBeetleConfig>,
+        clock: SharedClock,
+        policy: RetryPolicy,
+        max_leases: usize,
+    ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
+        Self::open(config.into(), clock, policy, None, max_leases).await
     }
 
     /// Like [`TigerBeetleBackend::connect`], recording every batch size in `recorder`.
@@ -66,6 +77,16 @@ impl TigerBeetleBackend {
         clock: SharedClock,
         policy: RetryPolicy,
         recorder: Option<BatchRecorder>,
+    ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
+        Self::open(config, clock, policy, recorder, DEFAULT_MAX_LEASES).await
+    }
+
+    async fn open(
+        config: TigerBeetleConfig,
+        clock: SharedClock,
+        policy: RetryPolicy,
+        recorder: Option<BatchRecorder>,
+        max_leases: usize,
     ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
         config
             .validate()
@@ -77,7 +98,7 @@ impl TigerBeetleBackend {
             batcher,
             clock,
             policy,
-            book: Mutex::new(Book::new(DEFAULT_MAX_LEASES)),
+            book: Mutex::new(Book::new(max_leases)),
         });
         backend
             .create_accounts(vec![operator_account()], &["acct:operator".into()])
@@ -235,21 +256,17 @@ impl Backend for TigerBeetleBackend {
             let mut book = self.book();
             match book.leases.get(lease, now_ms) {
                 Some(LeaseOutcome::Allowed { reserved_at_ms, .. }) => {
-                    return Ok(ReserveOutcome::Allowed {
-                        reserved_at_ms: *reserved_at_ms,
-                    })
+                    return Ok(ReserveOutcome::Allowed { reserved_at_ms })
                 }
                 Some(LeaseOutcome::Denied { retry_after_ms }) => {
-                    return Ok(ReserveOutcome::Denied {
-                        retry_after_ms: *retry_after_ms,
-                    })
+                    return Ok(ReserveOutcome::Denied { retry_after_ms })
                 }
                 // A repeat of a reserve still in flight goes to TigerBeetle too: the same
                 // transfer ids make it answer `exists` or `id_already_failed`.
                 Some(LeaseOutcome::Pending) | None => {}
             }
             let plan = book.plan(&command.requirements)?;
-            book.leases.begin(lease, now_ms);
+            book.leases.begin(lease, now_ms)?;
             plan
         };
         let result = self.submit_one(reserve_chain(lease, &plan.takes)).await;

@@ -62,6 +62,11 @@ async fn concurrency_limit(world: &mut LimiterWorld, name: String, capacity: u64
     define(world, json!({"key": key, "kind": "concurrency", "capacity": capacity, "timeout_seconds": timeout})).await;
 }
 
+#[given(expr = "the lease table holds {int} leases")]
+async fn lease_table_holds(world: &mut LimiterWorld, capacity: usize) {
+    world.restart_with_lease_capacity(capacity).await;
+}
+
 #[given(expr = "the decrease applier runs every {int} ms")]
 async fn applier_runs(world: &mut LimiterWorld, interval_ms: u64) {
     world.start_applier(Duration::from_millis(interval_ms));
@@ -92,6 +97,20 @@ async fn reserve_one(world: &mut LimiterWorld, amount: u64, name: String) {
         &[(world.key(&name), amount)],
     );
     world.post_and_record("/v1/reserve", &body).await;
+}
+
+#[when(expr = "{int} reserves of {int} of {string} are denied")]
+async fn reserves_denied(world: &mut LimiterWorld, count: usize, amount: u64, name: String) {
+    for _ in 0..count {
+        reserve_one(world, amount, name.clone()).await;
+        let last = world.last();
+        assert_eq!(
+            (&last.body["allowed"], &last.body["error"]),
+            (&json!(false), &json!("")),
+            "{}",
+            last.body
+        );
+    }
 }
 
 #[when(expr = "I reserve {int} of {string} and {int} of {string}")]
@@ -170,6 +189,16 @@ async fn reserve_denied(world: &mut LimiterWorld, bound_ms: u64) {
         last.body["retry_after_ms"].as_u64().unwrap_or(0) > 0,
         "{}",
         last.body
+    );
+    within(last.elapsed, bound_ms, "the reserve");
+}
+
+#[then(expr = "the reserve fails with {string} within {int} ms")]
+async fn reserve_fails(world: &mut LimiterWorld, code: String, bound_ms: u64) {
+    let last = world.last();
+    assert_eq!(
+        last.body,
+        json!({"allowed": false, "retry_after_ms": 0, "reserved_at_unix_ms": 0, "error": code})
     );
     within(last.elapsed, bound_ms, "the reserve");
 }

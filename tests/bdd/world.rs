@@ -10,6 +10,7 @@ use actix_web::dev::ServerHandle;
 use ratelimiter::actors::{DecreaseApplier, MemoryBackend};
 use ratelimiter::backend::Backend;
 use ratelimiter::http::{self, HttpSettings};
+use ratelimiter::model::DEFAULT_MAX_LEASES;
 use ratelimiter::model::{RetryPolicy, SystemClock};
 use ratelimiter::service::LimiterService;
 use serde_json::Value;
@@ -60,32 +61,64 @@ pub fn select(choice: BackendChoice) {
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = choice;
 }
 
-/// The single factory of the suite's backends.
-pub async fn make_backend() -> Arc<dyn Backend> {
+/// The single factory of the suite's backends, remembering at most `lease_capacity`
+/// leases in flight.
+pub async fn make_backend(lease_capacity: usize) -> Arc<dyn Backend> {
     let choice = *CURRENT.lock().unwrap_or_else(|p| p.into_inner());
     match choice {
-        BackendChoice::Memory => {
-            MemoryBackend::start(Arc::new(SystemClock), RetryPolicy::default())
-        }
-        BackendChoice::TigerBeetle => tigerbeetle_backend().await,
+        BackendChoice::Memory => MemoryBackend::start_with_lease_capacity(
+            Arc::new(SystemClock),
+            RetryPolicy::default(),
+            lease_capacity,
+        ),
+        BackendChoice::TigerBeetle => tigerbeetle_backend(lease_capacity).await,
     }
 }
 
 #[cfg(feature = "tigerbeetle")]
-async fn tigerbeetle_backend() -> Arc<dyn Backend> {
+async fn tigerbeetle_backend(lease_capacity: usize) -> Arc<dyn Backend> {
     let server = crate::tigerbeetle::shared();
-    ratelimiter::tigerbeetle::TigerBeetleBackend::connect(
+    ratelimiter::tigerbeetle::TigerBeetleBackend::connect_with_lease_capacity(
         crate::tigerbeetle::config(server),
         Arc::new(SystemClock),
         RetryPolicy::default(),
+        lease_capacity,
     )
     .await
     .expect("the TigerBeetle server started for the run is reachable")
 }
 
 #[cfg(not(feature = "tigerbeetle"))]
-async fn tigerbeetle_backend() -> Arc<dyn Backend> {
+async fn tigerbeetle_backend(_: usize) -> Arc<dyn Backend> {
     unreachable!("BackendChoice::selected never offers tigerbeetle without the feature")
+}
+
+/// A running API: its base URL, service and server handle.
+struct Started {
+    base: String,
+    service: Arc<LimiterService>,
+    handle: ServerHandle,
+}
+
+/// Starts an API on 127.0.0.1 over a new backend.
+async fn start_server(lease_capacity: usize) -> Started {
+    let backend = make_backend(lease_capacity).await;
+    let service = LimiterService::in_memory(backend)
+        .await
+        .expect("service starts");
+    let http_settings = HttpSettings {
+        workers: 1,
+        ..HttpSettings::default()
+    };
+    let bound =
+        http::bind(Arc::clone(&service), http_settings, "127.0.0.1:0").expect("binds 127.0.0.1:0");
+    let handle = bound.server.handle();
+    actix_rt::spawn(bound.server);
+    Started {
+        base: format!("http://{}", bound.addr),
+        service,
+        handle,
+    }
 }
 
 /// What the last data-plane step received.
@@ -123,21 +156,14 @@ impl Drop for LimiterWorld {
 
 impl LimiterWorld {
     async fn new() -> Self {
-        let backend = make_backend().await;
-        let service = LimiterService::in_memory(backend)
-            .await
-            .expect("service starts");
-        let http_settings = HttpSettings {
-            workers: 1,
-            ..HttpSettings::default()
-        };
-        let bound = http::bind(Arc::clone(&service), http_settings, "127.0.0.1:0")
-            .expect("binds 127.0.0.1:0");
-        let handle = bound.server.handle();
-        actix_rt::spawn(bound.server);
+        let Started {
+            base,
+            service,
+            handle,
+        } = start_server(DEFAULT_MAX_LEASES).await;
         LimiterWorld {
             scope: ulid::Ulid::new().to_string().to_lowercase(),
-            base: format!("http://{}", bound.addr),
+            base,
             service,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -148,6 +174,16 @@ impl LimiterWorld {
             last: None,
             applier: None,
         }
+    }
+
+    /// Replaces the scenario's server (before any limit is defined) by one whose backend
+    /// remembers at most `lease_capacity` leases in flight.
+    pub async fn restart_with_lease_capacity(&mut self, lease_capacity: usize) {
+        let started = start_server(lease_capacity).await;
+        drop(self.handle.stop(false));
+        self.base = started.base;
+        self.service = started.service;
+        self.handle = started.handle;
     }
 
     /// The full key of a scenario-local limit name.

@@ -23,9 +23,11 @@ mod cogni_tools;
 mod conformance_memory;
 #[cfg(feature = "tigerbeetle")]
 mod conformance_tigerbeetle;
+mod failed_define;
 mod http_admin;
 mod http_api;
 mod http_invalid;
+mod lease_capacity;
 mod model_based;
 mod service_registry;
 mod stress;

@@ -169,12 +169,17 @@ impl SchedulerActor {
                 return;
             }
             Decision::Wait { retry_after_ms } => {
-                let wait_ms = retry_after_ms.saturating_add(self.jitter_ms());
+                // Exactly the limiter's hint: it is already the time capacity frees (plus
+                // the limiter's jitter); adding more here would only leave capacity idle.
                 debug!(
-                    "job {} denied; its queue waits {wait_ms} ms",
+                    "job {} denied; its queue waits {retry_after_ms} ms",
                     job.job_ref.job_id
                 );
-                self.retry_later(job, true, wait_ms);
+                self.retry_later(job, true, retry_after_ms);
+            }
+            Decision::ExceedsCapacity { key, amount } => {
+                self.fail_exceeds_capacity(job, key, amount, ctx);
+                return;
             }
             Decision::DropKey(key) => {
                 if self.dropped_keys.insert(key.clone()) {
@@ -206,6 +211,41 @@ impl SchedulerActor {
             Decision::Fail(error) => self.finish(job, Err(error)),
         }
         self.dispatch(ctx);
+    }
+
+    /// Fails a job whose requirement can never fit, after asking the limiter for the key's
+    /// capacity and unit so the error names them. The job keeps its slot until then.
+    fn fail_exceeds_capacity(
+        &mut self,
+        job: Job,
+        key: String,
+        amount: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let limiter = self.limiter.clone();
+        let lookup_key = key.clone();
+        ctx.spawn(
+            async move { limiter.definition(&lookup_key).await }
+                .into_actor(self)
+                .map(move |definition, act, ctx| {
+                    let definition = definition.unwrap_or_else(|e| {
+                        warn!("cannot read the definition of {key}: {e}");
+                        None
+                    });
+                    let error = SchedulerError::ExceedsCapacity {
+                        unit: definition
+                            .as_ref()
+                            .map(|d| d.unit.clone())
+                            .unwrap_or_default(),
+                        capacity: definition.map(|d| d.capacity),
+                        key,
+                        amount,
+                    };
+                    warn!("job {} fails: {error}", job.job_ref.job_id);
+                    act.finish(job, Err(error));
+                    act.dispatch(ctx);
+                }),
+        );
     }
 
     /// Puts a job back in its queue (with a new lease id after a denial), makes the queue

@@ -70,10 +70,11 @@ impl<J: Sequenced> Queues<J> {
         self.len += 1;
     }
 
-    /// Makes a queue wait until at least `until`.
+    /// Makes a queue wait until `until`: the latest answer wins, since it was computed
+    /// from the freshest state (an earlier, longer wait is not kept, so waits never grow on
+    /// their own).
     pub(crate) fn delay(&mut self, key: &QueueKey, until: Instant) {
-        let queue = self.queue(key);
-        queue.ready_at = Some(queue.ready_at.map_or(until, |t| t.max(until)));
+        self.queue(key).ready_at = Some(until);
     }
 
     /// Makes a waiting queue ready at once: capacity on its keys has just been freed (one of
@@ -205,16 +206,19 @@ mod tests {
     }
 
     #[test]
-    fn delays_only_grow_and_requeue_keeps_submission_order() {
+    fn the_latest_delay_wins_and_requeue_keeps_submission_order() {
         let mut queues = Queues::new();
         let now = Instant::now();
         queues.push_back(&key("a"), J(3, "a"));
         queues.requeue(&key("a"), J(1, "a"));
         queues.requeue(&key("a"), J(2, "a"));
-        queues.delay(&key("a"), now + Duration::from_millis(50));
         queues.delay(&key("a"), now + Duration::from_millis(10));
+        queues.delay(&key("a"), now + Duration::from_millis(50));
         assert_eq!(queues.pop_ready(now + Duration::from_millis(20)), None);
-        let later = now + Duration::from_millis(50);
+        queues.delay(&key("a"), now + Duration::from_millis(40));
+        assert_eq!(queues.next_wake(), Some(now + Duration::from_millis(40)));
+        assert_eq!(queues.pop_ready(now + Duration::from_millis(30)), None);
+        let later = now + Duration::from_millis(40);
         let order: Vec<u64> = std::iter::from_fn(|| queues.pop_ready(later).map(|j| j.0)).collect();
         assert_eq!(order, [1, 2, 3]);
     }

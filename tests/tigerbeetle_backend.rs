@@ -111,7 +111,11 @@ async fn a_multi_key_reserve_is_one_linked_chain() {
             .await
             .expect("pending exists");
         assert_eq!(pending.amount(), 5);
-        assert_eq!(pending.timeout(), 60);
+        assert_eq!(
+            pending.timeout(),
+            61,
+            "the window plus the margin, whole seconds"
+        );
     })
     .await;
 }
@@ -205,7 +209,11 @@ async fn reconcile_frees_slack_at_once_and_keeps_the_rest_until_the_window_ends(
             .await
             .expect("re-reservation exists");
         assert_eq!(rereserve.amount(), 30);
-        assert_eq!(rereserve.timeout(), 4, "the remaining ~4 s, rounded up");
+        assert_eq!(
+            rereserve.timeout(),
+            5,
+            "the remaining ~4.05 s (window + margin), rounded up"
+        );
         complete(&s, slack, &[(&k, 0)]).await;
         assert_eq!(tb::limit_balance(&k).await.2, 30);
 
@@ -215,11 +223,11 @@ async fn reconcile_frees_slack_at_once_and_keeps_the_rest_until_the_window_ends(
             30,
             "held until the window ends"
         );
-        tokio::time::sleep(Duration::from_millis(7_000).saturating_sub(started.elapsed())).await;
+        tokio::time::sleep(Duration::from_millis(8_000).saturating_sub(started.elapsed())).await;
         assert_eq!(
             tb::limit_balance(&k).await.2,
             0,
-            "released when the window ended"
+            "released when the window and its margin ended"
         );
     })
     .await;
@@ -255,7 +263,7 @@ async fn overage_that_does_not_fit_is_posted_to_the_debt_account() {
             .await
             .expect("overage pending exists");
         assert_eq!(overage.amount(), 20);
-        assert!((59..=60).contains(&overage.timeout()));
+        assert!((60..=61).contains(&overage.timeout()));
         assert_eq!(tb::limit_balance(&fits).await.2, 30);
     })
     .await;

@@ -1,6 +1,7 @@
 Feature: Rate limiter acceptance behaviour
   ratelimiterd enforces every limit of a call at once over HTTP: clients reserve before a
-  call and complete after it. These are the six rate-limiter scenarios of SPEC §8. Every
+  call and complete after it. These are the six rate-limiter scenarios of SPEC §8, then
+  those of its second round (§9): impossible requests and exact hints. Every
   scenario starts its own server; limit names below are scoped to the scenario, so the
   same scenarios run unchanged against the memory and the TigerBeetle backends.
 
@@ -65,3 +66,20 @@ Feature: Rate limiter acceptance behaviour
     Then the reserve is allowed within 200 ms
     When I reserve 1 of "tpm"
     Then the reserve is denied with a retry-after hint within 200 ms
+
+  Scenario: 7. A requirement above its key's capacity is refused at once and takes nothing
+    Given a rolling limit "tpm" with capacity 100 and a 60 second window
+    And a rolling limit "user" with capacity 1000 and a 60 second window
+    When I reserve 101 of "tpm" and 1 of "user"
+    Then the reserve is refused with "exceeds_capacity" for "tpm" and no retry-after within 200 ms
+    And "tpm" has 0 in use and 100 available
+    And "user" has 0 in use and 1000 available
+    When I reserve 100 of "tpm"
+    Then the reserve is allowed within 200 ms
+
+  Scenario: 8. A denied rolling reserve is told when capacity frees, not a backoff guess
+    Given a rolling limit "rpm" with capacity 1 and a 60 second window
+    When I reserve 1 of "rpm"
+    Then the reserve is allowed within 200 ms
+    When I reserve 1 of "rpm"
+    Then the reserve is denied with a retry-after hint between 59000 and 61100 ms

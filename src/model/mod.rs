@@ -8,6 +8,7 @@ pub mod definition;
 pub mod errors;
 pub mod ids;
 pub mod leases;
+pub mod reservations;
 pub mod retry;
 
 pub use api::{
@@ -19,7 +20,8 @@ pub use definition::{
     LimitDefinition, LimitInfo, LimitKind, LimitState, LimitStatus, Overage, Usage,
 };
 pub use errors::{ErrorCode, InvalidRequest};
-pub use retry::{Backoff, DenyStreak, RetryPolicy};
+pub use reservations::Reservations;
+pub use retry::{Backoff, DenyStreak, RetryPolicy, DEFAULT_WINDOW_MARGIN_MS};
 
 /// A lease id: one ULID per reserve attempt (SPEC §1).
 pub type LeaseId = ulid::Ulid;

@@ -19,7 +19,7 @@ Feature: Rate limiter acceptance behaviour
     Given a rolling limit "provider" with capacity 1 and a 60 second window
     And a rolling limit "user" with capacity 100 and a 60 second window
     When I reserve 2 of "provider" and 2 of "user"
-    Then the reserve is denied with a retry-after hint within 200 ms
+    Then the reserve is refused with "exceeds_capacity" for "provider" and no retry-after within 200 ms
     And "user" has 0 in use and 100 available
     And "provider" has 0 in use and 1 available
 

@@ -105,7 +105,7 @@ impl SchedulerActor {
         self.wake = Some((next, handle));
     }
 
-    fn start_reserve(&mut self, job: Job, ctx: &mut Context<Self>) {
+    fn start_reserve(&mut self, mut job: Job, ctx: &mut Context<Self>) {
         self.free_slots -= 1;
         let requirements: Vec<Requirement> = requirements_for(&job.spec)
             .into_iter()
@@ -116,6 +116,7 @@ impl SchedulerActor {
             self.start_running(job, requirements, ctx);
             return;
         }
+        job.completions_at_reserve = self.queues.completions(&job.queue);
         let request = ReserveRequest {
             lease_id: job.lease.to_string(),
             job_id: Some(job.job_ref.job_id.clone()),
@@ -171,11 +172,18 @@ impl SchedulerActor {
             Decision::Wait { retry_after_ms } => {
                 // Exactly the limiter's hint: it is already the time capacity frees (plus
                 // the limiter's jitter); adding more here would only leave capacity idle.
+                // But a call of the queue completed while this reserve was in flight: the
+                // hint predates the capacity that freed, so retry at once.
+                let wait_ms = if self.queues.completions(&job.queue) != job.completions_at_reserve {
+                    0
+                } else {
+                    retry_after_ms
+                };
                 debug!(
-                    "job {} denied; its queue waits {retry_after_ms} ms",
+                    "job {} denied; its queue waits {wait_ms} ms",
                     job.job_ref.job_id
                 );
-                self.retry_later(job, true, retry_after_ms);
+                self.retry_later(job, true, wait_ms);
             }
             Decision::ExceedsCapacity { key, amount } => {
                 self.fail_exceeds_capacity(job, key, amount, ctx);
@@ -417,6 +425,7 @@ impl Handler<Submit> for SchedulerActor {
             queue: queue.clone(),
             lease: LeaseId::new(),
             unknown_attempts: 0,
+            completions_at_reserve: 0,
             execute: Some(msg.execute),
             done: Some(msg.done),
         };

@@ -19,6 +19,8 @@ struct Queue<J> {
     jobs: VecDeque<J>,
     /// The queue takes no job before this instant.
     ready_at: Option<Instant>,
+    /// How many times the queue was woken by a completion.
+    completions: u64,
 }
 
 /// Every queue, in creation order, with the round-robin cursor.
@@ -48,6 +50,7 @@ impl<J: Sequenced> Queues<J> {
                 self.queues.push(Queue {
                     jobs: VecDeque::new(),
                     ready_at: None,
+                    completions: 0,
                 });
                 self.index.insert(key.clone(), self.queues.len() - 1);
                 self.queues.len() - 1
@@ -82,8 +85,17 @@ impl<J: Sequenced> Queues<J> {
     /// computed before the release.
     pub(crate) fn wake(&mut self, key: &QueueKey) {
         if let Some(&position) = self.index.get(key) {
-            self.queues[position].ready_at = None;
+            let queue = &mut self.queues[position];
+            queue.ready_at = None;
+            queue.completions += 1;
         }
+    }
+
+    /// How many completions have woken the queue so far (0 for a queue not seen yet).
+    pub(crate) fn completions(&self, key: &QueueKey) -> u64 {
+        self.index
+            .get(key)
+            .map_or(0, |&position| self.queues[position].completions)
     }
 
     /// Takes the head of the next ready queue after the last one served, or `None` if no
@@ -201,7 +213,10 @@ mod tests {
         assert_eq!(queues.pop_ready(now), None);
         queues.wake(&key("missing"));
         assert_eq!(queues.pop_ready(now), None);
+        assert_eq!(queues.completions(&key("a")), 0);
         queues.wake(&key("a"));
+        assert_eq!(queues.completions(&key("a")), 1);
+        assert_eq!(queues.completions(&key("missing")), 0);
         assert_eq!(queues.pop_ready(now), Some(J(1, "a")));
     }
 

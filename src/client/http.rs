@@ -137,22 +137,30 @@ impl HttpLimiter {
         }
     }
 
+    /// Sends a request within the time bound; returns the status and the whole body.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), LimiterError> {
+        let response = request
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.map_send_error(e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.map_send_error(e))?;
+        Ok((status, bytes.to_vec()))
+    }
+
     /// POSTs `body` to `url` and decodes a 200 answer as `R`.
     async fn post<B: Serialize + Sync, R: DeserializeOwned>(
         &self,
         url: &Url,
         body: &B,
     ) -> Result<R, LimiterError> {
-        let response = self
-            .client
-            .post(url.clone())
-            .timeout(self.timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.map_send_error(e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.map_send_error(e))?;
+        let (status, bytes) = self
+            .exchange(self.client.post(url.clone()).json(body))
+            .await?;
         match status {
             StatusCode::OK => read_json("POST", url, &bytes),
             StatusCode::BAD_REQUEST => Err(LimiterError::Rejected(
@@ -276,15 +284,7 @@ impl Limiter for HttpLimiter {
             .map_err(|()| LimiterError::Protocol("the base URL cannot take a key".into()))?
             .pop_if_empty()
             .push(key);
-        let response = self
-            .client
-            .get(url.clone())
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| self.map_send_error(e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.map_send_error(e))?;
+        let (status, bytes) = self.exchange(self.client.get(url.clone())).await?;
         match status {
             StatusCode::OK => read_json::<OneLimit>("GET", &url, &bytes)
                 .map(|one| Some(one.limit.state.definition)),

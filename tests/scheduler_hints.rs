@@ -4,54 +4,23 @@
 
 mod scheduler_support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use ratelimiter::client::{Limiter, LimiterError, SchedulerHandle};
-use ratelimiter::model::{CompleteRequest, CompleteResponse, ReserveRequest, ReserveResponse};
-use scheduler_support::{bounded, config, spec, step};
+use ratelimiter::client::SchedulerHandle;
+use ratelimiter::model::ReserveResponse;
+use scheduler_support::{bounded, config, spec, step, FakeLimiter};
 
-/// Allows every reserve except the second, which answers a denial with `hint_ms` only after
-/// `delay_ms` (a slow answer, computed before whatever happens meanwhile).
-struct SlowDenial {
-    reserves: AtomicUsize,
-    delay_ms: u64,
-    hint_ms: u64,
-}
-
-#[async_trait]
-impl Limiter for SlowDenial {
-    async fn reserve(&self, _request: ReserveRequest) -> Result<ReserveResponse, LimiterError> {
-        if self.reserves.fetch_add(1, Ordering::SeqCst) == 1 {
-            tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
-            return Ok(ReserveResponse::denied(self.hint_ms));
-        }
-        Ok(ReserveResponse::allowed(1))
-    }
-
-    async fn complete(&self, _request: CompleteRequest) -> Result<CompleteResponse, LimiterError> {
-        Ok(CompleteResponse::ok())
-    }
-
-    async fn batch_reserve(
-        &self,
-        requests: Vec<ReserveRequest>,
-    ) -> Result<Vec<ReserveResponse>, LimiterError> {
-        let mut out = Vec::new();
-        for request in requests {
-            out.push(self.reserve(request).await?);
-        }
-        Ok(out)
-    }
-
-    async fn batch_complete(
-        &self,
-        requests: Vec<CompleteRequest>,
-    ) -> Result<Vec<CompleteResponse>, LimiterError> {
-        Ok(requests.iter().map(|_| CompleteResponse::ok()).collect())
-    }
+/// Allows every reserve except the second, which is denied with `hint_ms`; that answer
+/// arrives only after `delay_ms` (computed before whatever happens meanwhile).
+fn slow_denial(delay_ms: u64, hint_ms: u64) -> Arc<FakeLimiter> {
+    FakeLimiter::slow(
+        move |_, index| match index {
+            1 => Ok(ReserveResponse::denied(hint_ms)),
+            _ => Ok(ReserveResponse::allowed(1)),
+        },
+        move |index| if index == 1 { delay_ms } else { 0 },
+    )
 }
 
 #[actix_rt::test]
@@ -59,11 +28,7 @@ async fn a_denial_answered_after_a_completion_of_its_queue_retries_at_once() {
     bounded(5, async {
         // The first call runs 20 ms; the second job's reserve is denied with a 3 s hint, but
         // the answer arrives 150 ms later, after the first call completed.
-        let limiter = Arc::new(SlowDenial {
-            reserves: AtomicUsize::new(0),
-            delay_ms: 150,
-            hint_ms: 3_000,
-        });
+        let limiter = slow_denial(150, 3_000);
         let scheduler = SchedulerHandle::start(limiter.clone(), config(2));
         let start = Instant::now();
         let first = scheduler.run(spec("openai"), step(20, 1, "first"));
@@ -78,7 +43,7 @@ async fn a_denial_answered_after_a_completion_of_its_queue_retries_at_once() {
             "slept out a stale hint: {:?}",
             start.elapsed()
         );
-        assert_eq!(limiter.reserves.load(Ordering::SeqCst), 3);
+        assert_eq!(limiter.reserves().len(), 3);
     })
     .await;
 }
@@ -86,21 +51,24 @@ async fn a_denial_answered_after_a_completion_of_its_queue_retries_at_once() {
 #[actix_rt::test]
 async fn with_no_completion_meanwhile_a_denied_job_waits_the_hint() {
     bounded(5, async {
-        let limiter = Arc::new(SlowDenial {
-            reserves: AtomicUsize::new(1),
-            delay_ms: 0,
-            hint_ms: 300,
-        });
-        let scheduler = SchedulerHandle::start(limiter.clone(), config(1));
-        let start = Instant::now();
-        let only = scheduler.run(spec("openai"), step(1, 1, "only")).await;
-        assert_eq!(only, Ok("only"));
+        // The first job holds its slot for 1 s; the second is denied with a 300 ms hint and
+        // no call of its queue completes before that answer arrives.
+        let limiter = slow_denial(0, 300);
+        let scheduler = SchedulerHandle::start(limiter.clone(), config(2));
+        let first = scheduler.run(spec("openai"), step(1_000, 1, "first"));
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let start = Instant::now();
+            let value = scheduler.run(spec("openai"), step(1, 1, "second")).await;
+            (value, start.elapsed())
+        };
+        let (first, (second, waited)) = futures::join!(first, second);
+        assert_eq!((first, second), (Ok("first"), Ok("second")));
         assert!(
-            start.elapsed() >= Duration::from_millis(300),
-            "{:?}",
-            start.elapsed()
+            (Duration::from_millis(300)..Duration::from_millis(1_000)).contains(&waited),
+            "waited {waited:?}: the hint, not the other call's completion"
         );
-        assert_eq!(limiter.reserves.load(Ordering::SeqCst), 3);
+        assert_eq!(limiter.reserves().len(), 3);
     })
     .await;
 }

@@ -1,10 +1,14 @@
-//! Cogni benchmark (BENCHMARKS.md): 100 questions answered by 3-step agents (two tool calls,
-//! then the answer) against llm-sim with provider limits RPM 600 / TPM 200k / concurrency 8,
-//! and the same limits in the limiter, in embedded and remote mode. Prints the wall time next
-//! to the lower bound the limits imply, and the simulator's 429 count (target: zero).
+//! Cogni benchmark (BENCHMARKS.md): questions answered by 2-step agents (one tool call, then
+//! the answer) against llm-sim enforcing an exact sliding window by arrival — 40 requests per
+//! 10 s, 4 in flight, 1M tokens per window — with the same limits in the limiter, in embedded
+//! and remote mode. Prints the wall time next to the lower bound the limits imply, and the
+//! simulator's 429 count (target: zero).
 //!
-//! `cargo run --example cogni_bench -- [QUESTIONS] [LATENCY_MS] [WORKERS]`
-//! (defaults 100, 100, 8).
+//! `cargo run --release --example cogni_bench -- [QUESTIONS] [LATENCY_MS] [WORKERS,...] [MARGIN_MS]`
+//! (defaults 30, 100, 8, the default window margin). `WORKERS` may list several counts
+//! (`8,16,32`); `MARGIN_MS` sets the limiter's window margin (`retry.window_margin_ms`) in
+//! remote mode, where the time from reservation to the provider's arrival is longest
+//! (embedded mode always uses the default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,21 +18,34 @@ use std::time::{Duration, Instant};
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::client::model_limits;
 use ratelimiter::http::{self, HttpSettings};
-use ratelimiter::model::{LimitState, RetryPolicy, SystemClock};
+use ratelimiter::model::{LimitKind, LimitState, RetryPolicy, SystemClock};
 use ratelimiter::runner::config::LoadedConfig;
 use ratelimiter::runner::results::RunReport;
 use ratelimiter::runner::run::{run_tasks, select_tasks, RunOptions};
 use ratelimiter::runner::sim::{Script, SimConfig, SimLimits, SimServer, SimStats};
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 
-const RPM: u64 = 600;
-const TPM: u64 = 200_000;
-const CONCURRENCY: u64 = 8;
-const STEPS_PER_QUESTION: u64 = 3;
-const SCRIPT: &str = "default:\n  tool_calls:\n    - { name: list_dir, arguments: { path: . } }\n    - { name: read_file, arguments: { path: README.md } }\n  answer: $first\n";
+/// Requests per window (the provider's and the limiter's).
+const RPM: u64 = 40;
+/// Tokens per window: high enough never to bind.
+const TPM: u64 = 1_000_000;
+/// Requests in flight.
+const CONCURRENCY: u64 = 4;
+/// The sliding window of RPM and TPM.
+const WINDOW_SECONDS: u64 = 10;
+const STEPS_PER_QUESTION: u64 = 2;
+const SCRIPT: &str =
+    "default:\n  tool_calls:\n    - { name: list_dir, arguments: { path: . } }\n  answer: $first\n";
 
+/// The model's limits, with rolling keys over [`WINDOW_SECONDS`].
 fn limits() -> Vec<LimitState> {
-    model_limits("sim", "sim-1", RPM, TPM, CONCURRENCY, 60)
+    let mut states = model_limits("sim", "sim-1", RPM, TPM, CONCURRENCY, 60);
+    for state in &mut states {
+        if state.definition.kind == LimitKind::Rolling {
+            state.definition.window_seconds = WINDOW_SECONDS;
+        }
+    }
+    states
 }
 
 fn arg(index: usize, default: u64) -> u64 {
@@ -36,6 +53,19 @@ fn arg(index: usize, default: u64) -> u64 {
         .nth(index)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
+}
+
+/// A comma-separated list of counts, e.g. `8,16,32`.
+fn list_arg(index: usize, default: u64) -> Vec<u64> {
+    let parsed: Vec<u64> = std::env::args()
+        .nth(index)
+        .map(|a| a.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    if parsed.is_empty() {
+        vec![default]
+    } else {
+        parsed
+    }
 }
 
 /// A repository with `n` questions whose first choice is correct.
@@ -59,6 +89,7 @@ async fn run_mode(
     questions: u64,
     latency_ms: u64,
     workers: u64,
+    policy: RetryPolicy,
 ) -> (RunReport, SimStats, Duration) {
     let sim = SimServer::start(SimConfig {
         latency: Duration::from_millis(latency_ms),
@@ -66,6 +97,7 @@ async fn run_mode(
             rpm: Some(RPM),
             tpm: Some(TPM),
             concurrency: Some(CONCURRENCY),
+            window: Duration::from_secs(WINDOW_SECONDS),
         },
         script: Script::parse(SCRIPT).expect("script"),
         ..SimConfig::default()
@@ -79,12 +111,15 @@ async fn run_mode(
             serde_json::to_string(&limits()).expect("JSON")
         ),
         _ => {
-            let backend = MemoryBackend::start(Arc::new(SystemClock), RetryPolicy::default());
+            let backend = MemoryBackend::start(Arc::new(SystemClock), policy);
             let service = LimiterService::start(
                 backend,
                 RegistrySource::InMemory,
                 limits(),
-                ServiceSettings::default(),
+                ServiceSettings {
+                    retry: policy,
+                    ..ServiceSettings::default()
+                },
             )
             .await
             .expect("service starts");
@@ -130,55 +165,71 @@ async fn run_mode(
     (report, sim.stats(), elapsed)
 }
 
-/// The shortest time the limits allow: concurrency (requests × latency / cap, and each
-/// question's steps run one after another), RPM and TPM (a 60 s window per capacity).
-fn lower_bound(
+/// The shortest time the limits allow, for any scheduler:
+/// - concurrency: `requests × latency / slots`, and each worker's questions run their steps
+///   one after another;
+/// - the sliding window: with `slots` in flight the `k`-th arrival (0-based) is no earlier
+///   than `⌊k / slots⌋ × latency`, and arrival `k + m·RPM` is more than `m` windows after
+///   arrival `k`; so the last request arrives no earlier than
+///   `⌊k₀ / slots⌋ × latency + m × window` with `m = ⌊(n-1)/RPM⌋`, `k₀ = n-1 - m·RPM`, and
+///   ends one latency later. The simpler `m × window + latency` is printed too.
+fn lower_bounds(
     requests: u64,
-    tokens: u64,
     latency_ms: u64,
     questions: u64,
     workers: u64,
-) -> Duration {
+) -> (Duration, Duration) {
     let slots = CONCURRENCY.min(workers).max(1);
     let by_concurrency = requests.div_ceil(slots) * latency_ms;
-    // With one question per worker, each worker's questions run their steps one after another.
     let by_chain = STEPS_PER_QUESTION * latency_ms * questions.div_ceil(workers.max(1));
-    let by_rpm = requests.saturating_sub(1) / RPM * 60_000;
-    let by_tpm = tokens.saturating_sub(1) / TPM * 60_000;
-    Duration::from_millis(by_concurrency.max(by_chain).max(by_rpm).max(by_tpm))
+    let last = requests.saturating_sub(1);
+    let windows = last / RPM;
+    let window_ms = WINDOW_SECONDS * 1000;
+    let simple = windows * window_ms + latency_ms;
+    let by_window = (last - windows * RPM) / slots * latency_ms + windows * window_ms + latency_ms;
+    let common = by_concurrency.max(by_chain);
+    (
+        Duration::from_millis(common.max(by_window)),
+        Duration::from_millis(common.max(simple)),
+    )
 }
 
 fn main() {
-    let questions = arg(1, 100);
+    let questions = arg(1, 30);
     let latency_ms = arg(2, 100);
-    let workers = arg(3, CONCURRENCY);
-    println!("cogni_bench: {questions} questions, {STEPS_PER_QUESTION}-step agents, provider latency {latency_ms} ms, {workers} workers");
-    println!("limits (simulator and limiter): RPM {RPM}, TPM {TPM}, concurrency {CONCURRENCY}");
+    let worker_counts = list_arg(3, 8);
+    let mut policy = RetryPolicy::default();
+    policy.window_margin_ms = arg(4, policy.window_margin_ms);
+    println!("cogni_bench: {questions} questions, {STEPS_PER_QUESTION}-step agents, provider latency {latency_ms} ms");
     println!(
-        "| mode | wall time | lower bound | ratio | provider requests | tokens | 429s | correct |"
+        "limits (simulator: exact sliding window by arrival; limiter: the same): {RPM} requests \
+         and {TPM} tokens per {WINDOW_SECONDS} s, concurrency {CONCURRENCY}; limiter window \
+         margin {} ms (remote)",
+        policy.window_margin_ms
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for mode in ["embedded", "remote"] {
-        let (report, stats, elapsed) =
-            actix_rt::System::new().block_on(run_mode(mode, questions, latency_ms, workers));
-        let task = &report.tasks[0];
-        let bound = lower_bound(
-            stats.requests,
-            task.tokens.total(),
-            latency_ms,
-            questions,
-            workers,
-        );
-        println!(
-            "| {mode} | {:.2} s | {:.2} s | {:.2} | {} | {} | {} | {}/{} |",
-            elapsed.as_secs_f64(),
-            bound.as_secs_f64(),
-            elapsed.as_secs_f64() / bound.as_secs_f64().max(1e-9),
-            stats.requests,
-            task.tokens.total(),
-            stats.status_429,
-            task.counts.correct,
-            task.counts.total
-        );
+    println!(
+        "| workers | mode | wall time | lower bound | ratio | simple bound | ratio | provider requests | 429s | correct |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for workers in worker_counts {
+        for mode in ["embedded", "remote"] {
+            let (report, stats, elapsed) = actix_rt::System::new()
+                .block_on(run_mode(mode, questions, latency_ms, workers, policy));
+            let task = &report.tasks[0];
+            let (bound, simple) = lower_bounds(stats.requests, latency_ms, questions, workers);
+            let ratio = |b: Duration| elapsed.as_secs_f64() / b.as_secs_f64().max(1e-9);
+            println!(
+                "| {workers} | {mode} | {:.2} s | {:.2} s | {:.3} | {:.2} s | {:.3} | {} | {} | {}/{} |",
+                elapsed.as_secs_f64(),
+                bound.as_secs_f64(),
+                ratio(bound),
+                simple.as_secs_f64(),
+                ratio(simple),
+                stats.requests,
+                stats.status_429,
+                task.counts.correct,
+                task.counts.total
+            );
+        }
     }
 }

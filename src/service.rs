@@ -3,7 +3,7 @@
 //! - Control plane: definitions and their status, persisted in the [`Registry`] before they
 //!   are reported as changed; admin changes are serialized by one async lock.
 //! - Data plane: reserve/complete are validated, checked against key status (decreasing
-//!   first, then unknown, SPEC §4), and handed to the [`Backend`]. The status snapshot is
+//!   first, then unknown, then larger than the capacity in force; SPEC §4, §9), and handed to the [`Backend`]. The status snapshot is
 //!   read under a short lock that is never held across an await.
 
 use std::collections::HashMap;
@@ -214,7 +214,9 @@ impl LimiterService {
         self.states.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks key status in the order of SPEC §4: any key decreasing first, then any unknown.
+    /// Checks key status in the order of SPEC §4 and §9: any key decreasing first, then any
+    /// unknown, then any requirement larger than its key's capacity in force (it can never
+    /// fit, so it is refused at once with no hint and nothing taken).
     fn status_denial(&self, request: &crate::model::ReserveCommand) -> Option<ReserveResponse> {
         let states = self.read_states();
         if let Some(r) = request.requirements.iter().find(|r| {
@@ -227,11 +229,25 @@ impl LimiterService {
                 self.settings.retry.decreasing_ms,
             ));
         }
-        request
+        if let Some(r) = request
             .requirements
             .iter()
             .find(|r| !states.contains_key(&r.key))
-            .map(|r| ReserveResponse::error(ErrorCode::UnknownLimitKey(r.key.clone()), 0))
+        {
+            return Some(ReserveResponse::error(
+                ErrorCode::UnknownLimitKey(r.key.clone()),
+                0,
+            ));
+        }
+        request
+            .requirements
+            .iter()
+            .find(|r| {
+                states
+                    .get(&r.key)
+                    .is_some_and(|s| r.amount > s.definition.capacity)
+            })
+            .map(|r| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.clone()), 0))
     }
 
     /// Reserves; `Err` only for a request that breaks a rule of the API.
@@ -387,6 +403,11 @@ impl LimiterService {
         all.extend(state.cloned());
         all.sort_by(|a, b| a.definition.key.cmp(&b.definition.key));
         all
+    }
+
+    /// The definition in force of a key, or `None` for an unknown key (no backend call).
+    pub fn definition(&self, key: &str) -> Option<LimitDefinition> {
+        self.read_states().get(key).map(|s| s.definition.clone())
     }
 
     /// One limit with live usage, or `None` for an unknown key.

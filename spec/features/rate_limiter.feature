@@ -1,9 +1,10 @@
 Feature: Rate limiter acceptance behaviour
   ratelimiterd enforces every limit of a call at once over HTTP: clients reserve before a
   call and complete after it. Scenarios 1-6 are the rate-limiter scenarios of SPEC §8,
-  7 and 8 the lease table's rules of SPEC §9. Every scenario starts its own server; limit
-  names below are scoped to the scenario, so the same scenarios run unchanged against the
-  memory and the TigerBeetle backends.
+  7 and 8 the lease table's rules of SPEC §9, 9 and 10 its impossible requests and exact
+  hints. Every scenario starts its own server; limit names below are scoped to the
+  scenario, so the same scenarios run unchanged against the memory and the TigerBeetle
+  backends.
 
   Scenario: 1. A rolling limit allows up to its capacity, then denies
     Given a rolling limit "rpm" with capacity 2 and a 60 second window
@@ -19,7 +20,7 @@ Feature: Rate limiter acceptance behaviour
     Given a rolling limit "provider" with capacity 1 and a 60 second window
     And a rolling limit "user" with capacity 100 and a 60 second window
     When I reserve 2 of "provider" and 2 of "user"
-    Then the reserve is denied with a retry-after hint within 200 ms
+    Then the reserve is refused with "exceeds_capacity" for "provider" and no retry-after within 200 ms
     And "user" has 0 in use and 100 available
     And "provider" has 0 in use and 1 available
 
@@ -91,3 +92,20 @@ Feature: Rate limiter acceptance behaviour
     When lease "a" completes with nothing
     And I reserve 1 of "inflight"
     Then the reserve is allowed within 200 ms
+
+  Scenario: 9. A requirement above its key's capacity is refused at once and takes nothing
+    Given a rolling limit "tpm" with capacity 100 and a 60 second window
+    And a rolling limit "user" with capacity 1000 and a 60 second window
+    When I reserve 101 of "tpm" and 1 of "user"
+    Then the reserve is refused with "exceeds_capacity" for "tpm" and no retry-after within 200 ms
+    And "tpm" has 0 in use and 100 available
+    And "user" has 0 in use and 1000 available
+    When I reserve 100 of "tpm"
+    Then the reserve is allowed within 200 ms
+
+  Scenario: 10. A denied rolling reserve is told when capacity frees, not a backoff guess
+    Given a rolling limit "rpm" with capacity 1 and a 60 second window
+    When I reserve 1 of "rpm"
+    Then the reserve is allowed within 200 ms
+    When I reserve 1 of "rpm"
+    Then the reserve is denied with a retry-after hint between 59000 and 61100 ms

@@ -245,7 +245,7 @@ impl Handler<Define> for ReserveCoordinator {
 
     fn handle(&mut self, Define(definition): Define, _: &mut Context<Self>) {
         let kind = definition.kind;
-        let hold_ms = definition.hold_ms();
+        let hold_ms = self.policy.hold_ms(&definition);
         match self.keys.get_mut(&definition.key) {
             Some(entry) => {
                 entry.hold_ms = hold_ms;

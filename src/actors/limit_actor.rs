@@ -1,15 +1,16 @@
 //! `LimitActor`: the single owner of one key's live state — its definition, its live
 //! reservations (rolling) or holds (concurrency) ordered by expiry, its debt and its deny
-//! streak. Nobody else mutates that state; the coordinator sends messages.
+//! streak. A denied rolling take is told exactly when its amount fits, from that expiry
+//! order (SPEC §9). Nobody else mutates that state; the coordinator sends messages.
 //!
 //! Expiry is lazy: every message first drops what has expired at the `now_ms` it carries, so
 //! the actor needs no timers and tests drive time with a manual clock.
 
-use std::collections::{BTreeMap, HashMap};
-
 use actix::prelude::*;
 
-use crate::model::{DenyStreak, LeaseId, LimitDefinition, LimitKind, Overage, RetryPolicy, Usage};
+use crate::model::{
+    DenyStreak, LeaseId, LimitDefinition, LimitKind, Overage, Reservations, RetryPolicy, Usage,
+};
 
 /// Shortest time an overage reservation is kept (SPEC §4: "at least 1 s").
 const MIN_OVERAGE_HOLD_MS: i64 = 1000;
@@ -82,28 +83,20 @@ pub struct TryDecrease {
     pub now_ms: i64,
 }
 
-/// Position of a reservation in the expiry order: (expires at, insertion sequence).
-type ExpiryKey = (i64, u64);
-
 /// One key's state.
 #[derive(Debug)]
 pub struct LimitActor {
     /// The definition in force (while decreasing, the old capacity).
     definition: LimitDefinition,
-    /// Retry-after policy for hints.
+    /// Retry-after policy for hints, and the window margin of rolling holds.
     policy: RetryPolicy,
-    /// Live reservations by expiry, each with its lease and amount.
-    by_expiry: BTreeMap<ExpiryKey, (LeaseId, u64)>,
-    /// Where each lease's reservation sits in `by_expiry`.
-    by_lease: HashMap<LeaseId, ExpiryKey>,
-    /// Sum of live amounts; never above capacity except after a capacity rollback.
-    in_use: u64,
+    /// Live reservations (rolling) or holds (concurrency) in expiry order. Their sum is never
+    /// above capacity except after a capacity rollback.
+    reservations: Reservations,
     /// Overage recorded as debt.
     debt: u64,
-    /// Consecutive denials, for hints.
+    /// Consecutive denials, for the table hints of concurrency keys.
     streak: DenyStreak,
-    /// Tie-breaker for reservations expiring at the same millisecond.
-    next_seq: u64,
 }
 
 impl Actor for LimitActor {
@@ -116,56 +109,51 @@ impl LimitActor {
         LimitActor {
             definition,
             policy,
-            by_expiry: BTreeMap::new(),
-            by_lease: HashMap::new(),
-            in_use: 0,
+            reservations: Reservations::new(),
             debt: 0,
             streak: DenyStreak::default(),
-            next_seq: 0,
-        }
-    }
-
-    fn expire(&mut self, now_ms: i64) {
-        while let Some((&(at, seq), &(lease, amount))) = self.by_expiry.iter().next() {
-            if at > now_ms {
-                break;
-            }
-            self.by_expiry.remove(&(at, seq));
-            self.by_lease.remove(&lease);
-            self.in_use -= amount;
         }
     }
 
     fn available(&self) -> u64 {
-        self.definition.capacity.saturating_sub(self.in_use)
+        self.definition
+            .capacity
+            .saturating_sub(self.reservations.in_use())
     }
 
     fn fits(&self, amount: u64) -> bool {
-        self.in_use
-            .checked_add(amount)
-            .is_some_and(|total| total <= self.definition.capacity)
-    }
-
-    fn insert(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
-        let key = (expires_at_ms, self.next_seq);
-        self.next_seq += 1;
-        self.by_expiry.insert(key, (lease, amount));
-        self.by_lease.insert(lease, key);
-        self.in_use += amount;
-    }
-
-    fn remove(&mut self, lease: LeaseId) -> Option<(i64, u64)> {
-        let key = self.by_lease.remove(&lease)?;
-        let (_, amount) = self.by_expiry.remove(&key)?;
-        self.in_use -= amount;
-        Some((key.0, amount))
+        self.reservations.fits(amount, self.definition.capacity)
     }
 
     fn usage(&self) -> Usage {
         Usage {
-            in_use: self.in_use,
+            in_use: self.reservations.in_use(),
             available: self.available(),
             debt: self.debt,
+        }
+    }
+
+    /// The hint for `amount` that did not fit at `now_ms` (expired entries already dropped).
+    /// Rolling: exactly when enough live reservations have expired, plus jitter. Concurrency:
+    /// the table, never past the earliest hold's timeout.
+    fn hint_ms(&self, amount: u64, now_ms: i64) -> u64 {
+        let capacity = self.definition.capacity;
+        match self.definition.kind {
+            LimitKind::Rolling => match self
+                .reservations
+                .wait_until_fits_ms(amount, capacity, now_ms)
+            {
+                Some(wait_ms) => self.policy.exact_hint_ms(LimitKind::Rolling, wait_ms),
+                None => self.policy.hint_ms(&self.definition, self.streak.get()),
+            },
+            LimitKind::Concurrency => {
+                let earliest = self
+                    .reservations
+                    .earliest_expiry_ms()
+                    .map(|at| u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0));
+                self.policy
+                    .concurrency_hint_ms(&self.definition, self.streak.get(), earliest)
+            }
         }
     }
 }
@@ -174,22 +162,19 @@ impl Handler<TryTake> for LimitActor {
     type Result = TakeResult;
 
     fn handle(&mut self, msg: TryTake, _: &mut Context<Self>) -> TakeResult {
-        self.expire(msg.now_ms);
+        self.reservations.expire(msg.now_ms);
         if !self.fits(msg.amount) {
-            let retry_after_ms = self.policy.hint_ms(&self.definition, self.streak.get());
+            let retry_after_ms = self.hint_ms(msg.amount, msg.now_ms);
             self.streak.on_deny();
             return TakeResult::NotFit { retry_after_ms };
         }
         self.streak.on_allow();
-        let mut expires = msg.now_ms.saturating_add(self.definition.hold_ms());
-        let mut amount = msg.amount;
+        let expires = msg
+            .now_ms
+            .saturating_add(self.policy.hold_ms(&self.definition));
         // A lease the coordinator has already forgotten may still hold an overage extension
-        // here: merge rather than drop it (over-counting is the safe side).
-        if let Some((old_expires, old_amount)) = self.remove(msg.lease) {
-            expires = expires.max(old_expires);
-            amount += old_amount;
-        }
-        self.insert(msg.lease, amount, expires);
+        // here: the insert merges rather than drops it (over-counting is the safe side).
+        self.reservations.insert(msg.lease, msg.amount, expires);
         TakeResult::Taken
     }
 }
@@ -198,7 +183,7 @@ impl Handler<Release> for LimitActor {
     type Result = ();
 
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        self.remove(msg.lease);
+        self.reservations.remove(msg.lease);
     }
 }
 
@@ -206,19 +191,19 @@ impl Handler<Reconcile> for LimitActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconcile, _: &mut Context<Self>) {
-        self.expire(msg.now_ms);
+        self.reservations.expire(msg.now_ms);
         if self.definition.kind != LimitKind::Rolling {
-            self.remove(msg.lease);
+            self.reservations.remove(msg.lease);
             return;
         }
         // An expired reservation is gone: the call's window has passed, nothing to reconcile.
-        let Some((expires_at, reserved)) = self.remove(msg.lease) else {
+        let Some((expires_at, reserved)) = self.reservations.remove(msg.lease) else {
             return;
         };
         if msg.actual <= reserved {
             // Shrink to the actual; the expiry stays where it was.
             if msg.actual > 0 {
-                self.insert(msg.lease, msg.actual, expires_at);
+                self.reservations.insert(msg.lease, msg.actual, expires_at);
             }
             return;
         }
@@ -226,10 +211,10 @@ impl Handler<Reconcile> for LimitActor {
         if self.fits(msg.actual) {
             // The difference is held for the rest of the window, at least one second.
             let expires = expires_at.max(msg.now_ms.saturating_add(MIN_OVERAGE_HOLD_MS));
-            self.insert(msg.lease, msg.actual, expires);
+            self.reservations.insert(msg.lease, msg.actual, expires);
             return;
         }
-        self.insert(msg.lease, reserved, expires_at);
+        self.reservations.insert(msg.lease, reserved, expires_at);
         if self.definition.overage == Overage::Debt {
             self.debt = self.debt.saturating_add(overage);
         }
@@ -248,7 +233,7 @@ impl Handler<GetUsage> for LimitActor {
     type Result = MessageResult<GetUsage>;
 
     fn handle(&mut self, msg: GetUsage, _: &mut Context<Self>) -> Self::Result {
-        self.expire(msg.now_ms);
+        self.reservations.expire(msg.now_ms);
         MessageResult(self.usage())
     }
 }
@@ -257,9 +242,9 @@ impl Handler<TryDecrease> for LimitActor {
     type Result = bool;
 
     fn handle(&mut self, msg: TryDecrease, _: &mut Context<Self>) -> bool {
-        self.expire(msg.now_ms);
+        self.reservations.expire(msg.now_ms);
         // available >= capacity - to  ⇔  in_use <= to
-        if self.in_use <= msg.to {
+        if self.reservations.in_use() <= msg.to {
             self.definition.capacity = msg.to;
             true
         } else {

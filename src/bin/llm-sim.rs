@@ -1,5 +1,6 @@
 //! `llm-sim`: an OpenAI-compatible chat-completions simulator with scripted agents, latency,
-//! token usage and its own RPM/TPM/concurrency limits (429 + Retry-After when exceeded).
+//! token usage and its own RPM/TPM/concurrency limits (an exact sliding window counted from
+//! each request's arrival; 429 + Retry-After when exceeded).
 //! Counters at `GET /sim/stats`.
 
 use std::net::SocketAddr;
@@ -22,12 +23,15 @@ struct Args {
     /// Latency of every response.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// Requests per minute (unlimited when absent).
+    /// Requests per window (unlimited when absent).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     rpm: Option<u64>,
-    /// Tokens per minute (unlimited when absent).
+    /// Tokens per window (unlimited when absent).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     tpm: Option<u64>,
+    /// The exact sliding window of --rpm and --tpm, counted from each request's arrival.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    window_seconds: u64,
     /// Requests in flight (unlimited when absent).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     concurrency: Option<u64>,
@@ -56,6 +60,7 @@ fn main() {
             rpm: args.rpm,
             tpm: args.tpm,
             concurrency: args.concurrency,
+            window: Duration::from_secs(args.window_seconds),
         },
         script,
     };

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use ratelimiter::client::loadtest::{
     generated_definitions, generated_targets, parse_duration, run_load, targets_from_states,
-    LoadConfig, Target,
+    LoadConfig, ShareLimit, Target,
 };
 use ratelimiter::client::{BatchConfig, BatchingLimiter, HttpLimiter, Limiter, LocalLimiter};
 use ratelimiter::model::{LimitDefinition, LimitState, SystemClock};
@@ -68,6 +68,11 @@ struct Args {
     /// Longest wait before a partial batch is sent, in ms (with --batch).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1000))]
     flush_ms: u64,
+    /// After a denial, wait the limiter's retry_after_ms before the next reserve (as a real
+    /// client does); with --limits defining one provider, also print the share of its rpm
+    /// limit admitted per window.
+    #[arg(long)]
+    respect_retry_after: bool,
     /// Per-request timeout of the HTTP client, in ms.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     timeout_ms: u64,
@@ -183,6 +188,15 @@ async fn run(args: Args) -> Result<bool, String> {
         );
     }
     let (targets, states, generated) = load_targets(&args)?;
+    // The share is measured on the rpm key of a single provider from a limits file.
+    let share_of = match targets.as_slice() {
+        [only] if args.respect_retry_after && !generated => only
+            .requirements
+            .iter()
+            .find(|r| r.key.ends_with(":rpm"))
+            .and_then(|r| ShareLimit::find(&states, &r.key)),
+        _ => None,
+    };
     let limiter = build_limiter(&args, states, generated).await?;
     let batcher = match args.batch {
         Some(size) => {
@@ -219,6 +233,8 @@ async fn run(args: Args) -> Result<bool, String> {
         duration: args.duration,
         concurrency: args.concurrency as usize,
         targets,
+        respect_retry_after: args.respect_retry_after,
+        share_of,
     };
     let report = run_load(driven, &config, |progress| eprintln!("{progress}")).await;
     println!("{header}");

@@ -19,7 +19,9 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use super::limiter::{Limiter, LimiterError};
-use crate::model::{CompleteRequest, CompleteResponse, ReserveRequest, ReserveResponse};
+use crate::model::{
+    CompleteRequest, CompleteResponse, LimitDefinition, ReserveRequest, ReserveResponse,
+};
 
 /// When a buffer is flushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +278,8 @@ impl Handler<QueueComplete> for BatcherActor {
 pub struct BatchingLimiter {
     addr: Addr<BatcherActor>,
     counters: Arc<Counters>,
+    /// The wrapped limiter, asked directly for what is not batched (definitions).
+    inner: Arc<dyn Limiter>,
 }
 
 impl std::fmt::Debug for BatchingLimiter {
@@ -291,8 +295,12 @@ impl BatchingLimiter {
     pub fn start(inner: Arc<dyn Limiter>, config: BatchConfig) -> Result<Self, BatchConfigError> {
         config.validate()?;
         let counters = Arc::new(Counters::default());
-        let addr = BatcherActor::new(inner, config, counters.clone()).start();
-        Ok(BatchingLimiter { addr, counters })
+        let addr = BatcherActor::new(inner.clone(), config, counters.clone()).start();
+        Ok(BatchingLimiter {
+            addr,
+            counters,
+            inner,
+        })
     }
 
     /// The batch calls made so far.
@@ -377,6 +385,11 @@ impl Limiter for BatchingLimiter {
             reply,
         })
         .await
+    }
+
+    /// Not batched: asks the wrapped limiter.
+    async fn definition(&self, key: &str) -> Result<Option<LimitDefinition>, LimiterError> {
+        self.inner.definition(key).await
     }
 }
 

@@ -18,7 +18,8 @@ use thiserror::Error;
 
 use super::limiter::{Limiter, LimiterError};
 use crate::model::{
-    BatchRequest, BatchResponse, CompleteRequest, CompleteResponse, ReserveRequest, ReserveResponse,
+    BatchRequest, BatchResponse, CompleteRequest, CompleteResponse, LimitDefinition, LimitInfo,
+    ReserveRequest, ReserveResponse,
 };
 
 /// Why an [`HttpLimiter`] could not be built.
@@ -48,6 +49,7 @@ pub struct HttpLimiter {
     complete_url: Url,
     reserve_batch_url: Url,
     complete_batch_url: Url,
+    limits_url: Url,
     timeout: Duration,
 }
 
@@ -112,6 +114,7 @@ impl HttpLimiter {
             complete_url: join(&base, "v1/complete")?,
             reserve_batch_url: join(&base, "v1/reserve/batch")?,
             complete_batch_url: join(&base, "v1/complete/batch")?,
+            limits_url: join(&base, "v1/admin/limits/")?,
             client,
             timeout,
         })
@@ -134,30 +137,32 @@ impl HttpLimiter {
         }
     }
 
+    /// Sends a request within the time bound; returns the status and the whole body.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), LimiterError> {
+        let response = request
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.map_send_error(e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.map_send_error(e))?;
+        Ok((status, bytes.to_vec()))
+    }
+
     /// POSTs `body` to `url` and decodes a 200 answer as `R`.
     async fn post<B: Serialize + Sync, R: DeserializeOwned>(
         &self,
         url: &Url,
         body: &B,
     ) -> Result<R, LimiterError> {
-        let response = self
-            .client
-            .post(url.clone())
-            .timeout(self.timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.map_send_error(e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.map_send_error(e))?;
+        let (status, bytes) = self
+            .exchange(self.client.post(url.clone()).json(body))
+            .await?;
         match status {
-            StatusCode::OK => serde_json::from_slice(&bytes).map_err(|e| {
-                LimiterError::Protocol(format!(
-                    "POST {}: cannot read the answer ({e}): {}",
-                    url.path(),
-                    snippet(&bytes)
-                ))
-            }),
+            StatusCode::OK => read_json("POST", url, &bytes),
             StatusCode::BAD_REQUEST => Err(LimiterError::Rejected(
                 match serde_json::from_slice::<ErrorBody>(&bytes) {
                     Ok(body) if !body.message.is_empty() => body.message,
@@ -165,11 +170,7 @@ impl HttpLimiter {
                     _ => snippet(&bytes),
                 },
             )),
-            other => Err(LimiterError::Protocol(format!(
-                "POST {}: HTTP {other}: {}",
-                url.path(),
-                snippet(&bytes)
-            ))),
+            other => Err(unexpected_status("POST", url, other, &bytes)),
         }
     }
 
@@ -190,6 +191,30 @@ impl HttpLimiter {
         }
         Ok(response.results)
     }
+}
+
+/// Decodes a 200 answer to `method url`.
+fn read_json<R: DeserializeOwned>(
+    method: &str,
+    url: &Url,
+    bytes: &[u8],
+) -> Result<R, LimiterError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        LimiterError::Protocol(format!(
+            "{method} {}: cannot read the answer ({e}): {}",
+            url.path(),
+            snippet(bytes)
+        ))
+    })
+}
+
+/// An answer to `method url` with a status this client does not expect.
+fn unexpected_status(method: &str, url: &Url, status: StatusCode, bytes: &[u8]) -> LimiterError {
+    LimiterError::Protocol(format!(
+        "{method} {}: HTTP {status}: {}",
+        url.path(),
+        snippet(bytes)
+    ))
 }
 
 /// The error and its causes on one line (reqwest's top-level message alone says little).
@@ -246,6 +271,26 @@ impl Limiter for HttpLimiter {
             return Ok(Vec::new());
         }
         self.post_batch(&self.complete_batch_url, requests).await
+    }
+
+    async fn definition(&self, key: &str) -> Result<Option<LimitDefinition>, LimiterError> {
+        /// `GET /v1/admin/limits/{key}` answer.
+        #[derive(Deserialize)]
+        struct OneLimit {
+            limit: LimitInfo,
+        }
+        let mut url = self.limits_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| LimiterError::Protocol("the base URL cannot take a key".into()))?
+            .pop_if_empty()
+            .push(key);
+        let (status, bytes) = self.exchange(self.client.get(url.clone())).await?;
+        match status {
+            StatusCode::OK => read_json::<OneLimit>("GET", &url, &bytes)
+                .map(|one| Some(one.limit.state.definition)),
+            StatusCode::NOT_FOUND => Ok(None),
+            other => Err(unexpected_status("GET", &url, other, &bytes)),
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::model::{CompleteRequest, CompleteResponse, ReserveRequest, ReserveResponse};
+use crate::model::{
+    CompleteRequest, CompleteResponse, LimitDefinition, ReserveRequest, ReserveResponse,
+};
 
 /// Why a limiter call produced no answer.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -53,6 +55,14 @@ pub trait Limiter: Send + Sync + 'static {
         &self,
         requests: Vec<CompleteRequest>,
     ) -> Result<Vec<CompleteResponse>, LimiterError>;
+
+    /// The definition of `key` as the limiter holds it, `None` for an unknown key or a
+    /// limiter that cannot tell. Off the hot path: used to explain a refusal (e.g. the
+    /// capacity an `exceeds_capacity` requirement went over).
+    async fn definition(&self, key: &str) -> Result<Option<LimitDefinition>, LimiterError> {
+        let _ = key;
+        Ok(None)
+    }
 }
 
 /// A limiter that allows everything (rate limiting disabled).

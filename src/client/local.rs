@@ -19,7 +19,8 @@ use thiserror::Error;
 use super::limiter::{Limiter, LimiterError};
 use crate::actors::MemoryBackend;
 use crate::model::{
-    CompleteRequest, CompleteResponse, LimitState, ReserveRequest, ReserveResponse, SharedClock,
+    CompleteRequest, CompleteResponse, LimitDefinition, LimitState, ReserveRequest,
+    ReserveResponse, SharedClock,
 };
 use crate::registry::{read_limits_file, RegistryError};
 use crate::service::{LimiterService, RegistrySource, ServiceSettings, StartError};
@@ -150,5 +151,9 @@ impl Limiter for LocalLimiter {
         requests: Vec<CompleteRequest>,
     ) -> Result<Vec<CompleteResponse>, LimiterError> {
         Ok(self.service.complete_batch(&requests).await)
+    }
+
+    async fn definition(&self, key: &str) -> Result<Option<LimitDefinition>, LimiterError> {
+        Ok(self.service.definition(key))
     }
 }

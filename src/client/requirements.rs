@@ -78,7 +78,7 @@ pub fn tenant_daily_tokens_key(tenant: &str) -> String {
 
 /// The limits of one `(provider, model)` under the keys the requirements use: `rpm`
 /// requests and `tpm` tokens per 60 s window, and `concurrency` calls in flight, each held
-/// at most `timeout_seconds` unless completed.
+/// at most `timeout_seconds` unless completed. Units are `requests` and `tokens`.
 pub fn model_limits(
     provider: &str,
     model: &str,
@@ -87,14 +87,29 @@ pub fn model_limits(
     concurrency: u64,
     timeout_seconds: u64,
 ) -> Vec<LimitState> {
+    let with_unit = |definition: LimitDefinition, unit: &str| {
+        LimitState::active(LimitDefinition {
+            unit: unit.to_string(),
+            ..definition
+        })
+    };
     vec![
-        LimitState::active(LimitDefinition::rolling(rpm_key(provider, model), rpm, 60)),
-        LimitState::active(LimitDefinition::rolling(tpm_key(provider, model), tpm, 60)),
-        LimitState::active(LimitDefinition::concurrency(
-            concurrency_key(provider, model),
-            concurrency,
-            timeout_seconds,
-        )),
+        with_unit(
+            LimitDefinition::rolling(rpm_key(provider, model), rpm, 60),
+            "requests",
+        ),
+        with_unit(
+            LimitDefinition::rolling(tpm_key(provider, model), tpm, 60),
+            "tokens",
+        ),
+        with_unit(
+            LimitDefinition::concurrency(
+                concurrency_key(provider, model),
+                concurrency,
+                timeout_seconds,
+            ),
+            "requests",
+        ),
     ]
 }
 

@@ -359,6 +359,7 @@ mod tests {
             ErrorCode::BackendError,
             ErrorCode::UnknownLimitKey("a:b".into()),
             ErrorCode::LimitDecreasing("c:d".into()),
+            ErrorCode::ExceedsCapacity("e:f".into()),
         ] {
             assert_eq!(ErrorCode::from_wire(&code.as_wire()), Some(code));
         }

@@ -11,6 +11,9 @@ pub enum ErrorCode {
     UnknownLimitKey(String),
     /// A requirement named a key whose capacity is being decreased.
     LimitDecreasing(String),
+    /// A requirement asked for more than the key's capacity in force: it can never fit, so
+    /// the client must not retry it.
+    ExceedsCapacity(String),
     /// The storage backend failed or could not be reached.
     BackendError,
 }
@@ -22,6 +25,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request".to_string(),
             ErrorCode::UnknownLimitKey(key) => format!("unknown_limit_key:{key}"),
             ErrorCode::LimitDecreasing(key) => format!("limit_decreasing:{key}"),
+            ErrorCode::ExceedsCapacity(key) => format!("exceeds_capacity:{key}"),
             ErrorCode::BackendError => "backend_error".to_string(),
         }
     }
@@ -33,6 +37,9 @@ impl ErrorCode {
         }
         if let Some(key) = wire.strip_prefix("limit_decreasing:") {
             return Some(ErrorCode::LimitDecreasing(key.to_string()));
+        }
+        if let Some(key) = wire.strip_prefix("exceeds_capacity:") {
+            return Some(ErrorCode::ExceedsCapacity(key.to_string()));
         }
         match wire {
             "invalid_request" => Some(ErrorCode::InvalidRequest),

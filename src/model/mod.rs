@@ -9,6 +9,7 @@ mod errors;
 mod expiring;
 pub mod ids;
 pub(crate) mod leases;
+mod reservations;
 mod retry;
 pub(crate) mod throttle;
 
@@ -22,7 +23,8 @@ pub use definition::{
 };
 pub use errors::{ErrorCode, InvalidRequest};
 pub use leases::{LeaseTableFull, DEFAULT_MAX_LEASES};
-pub use retry::{Backoff, DenyStreak, RetryPolicy};
+pub use reservations::Reservations;
+pub use retry::{Backoff, DenyStreak, RetryPolicy, DEFAULT_WINDOW_MARGIN_MS};
 
 /// A lease id: one ULID per reserve attempt (SPEC §1).
 pub type LeaseId = ulid::Ulid;

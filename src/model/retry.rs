@@ -1,5 +1,13 @@
-//! Retry-after hints (SPEC §4): a per-key deny streak drives an exponential backoff, so a
-//! denied client learns how long to wait without any read of live usage on the hot path.
+//! Admission timing (SPEC §4, §9): retry-after hints and the window margin.
+//!
+//! - A rolling key that knows its live reservations hints exactly when the amount fits (see
+//!   [`crate::model::Reservations::wait_until_fits_ms`]) plus jitter, never earlier.
+//! - Where that cannot be known (concurrency keys: a release time is unknowable), a per-key
+//!   deny streak drives the exponential backoff of the table, with no read of live usage.
+//! - A rolling reservation is held for its window plus [`RetryPolicy::window_margin_ms`]: a
+//!   provider counts a request from when it *arrives*, the limiter from when it was
+//!   *reserved*, so without a margin a request admitted at the exact moment capacity frees
+//!   could land inside the provider's window of an earlier one.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -30,7 +38,13 @@ pub struct RetryPolicy {
     pub rolling: Backoff,
     /// The fixed hint while a key is decreasing.
     pub decreasing_ms: u64,
+    /// How much longer than its window a rolling reservation is held, in ms (see the
+    /// module comment; measured in BENCHMARKS.md).
+    pub window_margin_ms: u64,
 }
+
+/// Default [`RetryPolicy::window_margin_ms`].
+pub const DEFAULT_WINDOW_MARGIN_MS: u64 = 50;
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -48,6 +62,7 @@ impl Default for RetryPolicy {
                 jitter_ms: 50,
             },
             decreasing_ms: 10_000,
+            window_margin_ms: DEFAULT_WINDOW_MARGIN_MS,
         }
     }
 }
@@ -68,13 +83,62 @@ impl Backoff {
     }
 }
 
+/// Largest accepted [`RetryPolicy::window_margin_ms`].
+const MAX_WINDOW_MARGIN_MS: u64 = 60_000;
+
 impl RetryPolicy {
+    /// How long one reservation on this key is held, in ms: the window plus the margin for
+    /// rolling keys, the timeout for concurrency keys.
+    pub fn hold_ms(&self, definition: &LimitDefinition) -> i64 {
+        let hold = definition.hold_ms();
+        match definition.kind {
+            LimitKind::Rolling => {
+                hold.saturating_add(i64::try_from(self.window_margin_ms).unwrap_or(i64::MAX))
+            }
+            LimitKind::Concurrency => hold,
+        }
+    }
+
+    /// Random jitter in `0..=jitter_ms` for a key's kind.
+    pub fn random_jitter_ms(&self, kind: LimitKind) -> u64 {
+        match self.jitter_ms(kind) {
+            0 => 0,
+            cap => rand::rng().random_range(0..=cap),
+        }
+    }
+
+    /// The hint of a denied key that knows when the amount fits: `wait_ms` plus jitter,
+    /// never earlier than `wait_ms`.
+    pub fn exact_hint_ms(&self, kind: LimitKind, wait_ms: u64) -> u64 {
+        wait_ms.max(1).saturating_add(self.random_jitter_ms(kind))
+    }
+
+    /// The table hint of a concurrency key, never past the earliest hold's timeout
+    /// (`earliest_release_ms` from now, when a hold is live): by then a slot is free for sure.
+    pub fn concurrency_hint_ms(
+        &self,
+        definition: &LimitDefinition,
+        streak: u32,
+        earliest_release_ms: Option<u64>,
+    ) -> u64 {
+        let hint = self.hint_ms(definition, streak);
+        match earliest_release_ms {
+            Some(release) => hint.min(release.max(1)),
+            None => hint,
+        }
+    }
+
     /// Checks every section.
     pub fn validate(&self) -> Result<(), String> {
         self.concurrency.validate("retry.concurrency")?;
         self.rolling.validate("retry.rolling")?;
         if self.decreasing_ms == 0 {
             return Err("retry.decreasing_ms: must be greater than 0".into());
+        }
+        if self.window_margin_ms > MAX_WINDOW_MARGIN_MS {
+            return Err(format!(
+                "retry.window_margin_ms: must be at most {MAX_WINDOW_MARGIN_MS} (one minute)"
+            ));
         }
         Ok(())
     }
@@ -113,15 +177,11 @@ impl RetryPolicy {
         }
     }
 
-    /// The hint with random jitter in `0..=jitter_ms` added.
+    /// The table hint with random jitter in `0..=jitter_ms` added (the fallback where the
+    /// time capacity frees cannot be known).
     pub fn hint_ms(&self, definition: &LimitDefinition, streak: u32) -> u64 {
-        let jitter_cap = self.jitter_ms(definition.kind);
-        let jitter = if jitter_cap == 0 {
-            0
-        } else {
-            rand::rng().random_range(0..=jitter_cap)
-        };
-        self.base_hint_ms(definition, streak).saturating_add(jitter)
+        self.base_hint_ms(definition, streak)
+            .saturating_add(self.random_jitter_ms(definition.kind))
     }
 }
 
@@ -193,6 +253,42 @@ mod tests {
             let hint = policy.hint_ms(&d, 0);
             assert!((50..=75).contains(&hint), "{hint}");
         }
+    }
+
+    #[test]
+    fn exact_hints_add_jitter_and_are_never_early() {
+        let policy = RetryPolicy::default();
+        for _ in 0..200 {
+            let hint = policy.exact_hint_ms(LimitKind::Rolling, 1234);
+            assert!((1234..=1284).contains(&hint), "{hint}");
+        }
+        assert!(policy.exact_hint_ms(LimitKind::Rolling, 0) >= 1);
+    }
+
+    #[test]
+    fn concurrency_hints_stop_at_the_earliest_timeout() {
+        let policy = RetryPolicy::default();
+        let d = def(LimitKind::Concurrency, 0, 30);
+        assert_eq!(policy.concurrency_hint_ms(&d, 20, Some(300)), 300);
+        let hint = policy.concurrency_hint_ms(&d, 0, Some(10_000));
+        assert!((50..=75).contains(&hint), "{hint}");
+        assert_eq!(policy.concurrency_hint_ms(&d, 20, Some(0)), 1);
+    }
+
+    #[test]
+    fn rolling_holds_last_window_plus_margin() {
+        let policy = RetryPolicy {
+            window_margin_ms: 40,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(policy.hold_ms(&def(LimitKind::Rolling, 10, 0)), 10_040);
+        assert_eq!(policy.hold_ms(&def(LimitKind::Concurrency, 0, 30)), 30_000);
+        let mut too_long = policy;
+        too_long.window_margin_ms = 60_001;
+        assert!(too_long
+            .validate()
+            .unwrap_err()
+            .starts_with("retry.window_margin_ms"));
     }
 
     #[test]

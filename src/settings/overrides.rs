@@ -66,6 +66,10 @@ pub struct Overrides {
     /// Retry-after while a key is decreasing [default: 10000]
     #[arg(long, value_name = "MS")]
     pub retry_decreasing_ms: Option<u64>,
+    /// How much longer than its window a rolling reservation is held, so a provider that
+    /// counts from arrival never sees a request inside an earlier one's window [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub retry_window_margin_ms: Option<u64>,
     /// TigerBeetle replica addresses, comma-separated [default: 127.0.0.1:3000]
     #[arg(long, value_name = "ADDRS")]
     pub tb_addresses: Option<String>,
@@ -98,6 +102,7 @@ impl Overrides {
             self.retry_concurrency_jitter_ms,
         );
         num("retry.decreasing_ms", self.retry_decreasing_ms);
+        num("retry.window_margin_ms", self.retry_window_margin_ms);
         let floats = [
             ("retry.rolling.factor", self.retry_rolling_factor),
             ("retry.concurrency.factor", self.retry_concurrency_factor),

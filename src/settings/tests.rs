@@ -97,6 +97,7 @@ fn every_flag_reaches_its_setting() {
         retry_concurrency_factor: Some(1.75),
         retry_concurrency_jitter_ms: Some(9),
         retry_decreasing_ms: Some(11),
+        retry_window_margin_ms: Some(13),
         tb_addresses: Some("3000".into()),
         tb_cluster: Some(12),
     };
@@ -129,7 +130,7 @@ fn every_flag_reaches_its_setting() {
         ),
         (8, 80, 1.75, 9)
     );
-    assert_eq!(r.decreasing_ms, 11);
+    assert_eq!((r.decreasing_ms, r.window_margin_ms), (11, 13));
     assert_eq!(
         (s.tigerbeetle.addresses.as_str(), s.tigerbeetle.cluster),
         ("3000", 12)
@@ -205,6 +206,7 @@ fn unknown_env_key_is_rejected() {
     "retry.concurrency.max_ms: "
 )]
 #[case::decreasing("retry:\n  decreasing_ms: 0\n", "retry.decreasing_ms: ")]
+#[case::margin("retry:\n  window_margin_ms: 60001\n", "retry.window_margin_ms: ")]
 #[case::leases("lease_capacity: 0\n", "lease_capacity: ")]
 #[case::workers("workers: 0\n", "workers: ")]
 #[case::tb_addresses("tigerbeetle:\n  addresses: \" \"\n", "tigerbeetle.addresses: ")]

@@ -9,7 +9,9 @@
 //! - `complete` is in [`super::complete`].
 //! - `usage` and `try_decrease` read the limit account's balances.
 //!
-//! In memory (the [`Book`]) only hints and lease metadata are kept; see [`super::book`].
+//! In memory (the [`Book`]) only hints and lease metadata are kept; see [`super::book`]. A
+//! denied rolling reserve is hinted exactly when this process's own reservations explain
+//! the denial, with the §4 table otherwise.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -98,7 +100,7 @@ impl TigerBeetleBackend {
             batcher,
             clock,
             policy,
-            book: Mutex::new(Book::new(max_leases)),
+            book: Mutex::new(Book::new(max_leases, policy)),
         });
         backend
             .create_accounts(vec![operator_account()], &["acct:operator".into()])
@@ -280,7 +282,7 @@ impl Backend for TigerBeetleBackend {
         };
         match verdict(&failures) {
             Verdict::Applied | Verdict::AlreadyApplied => {
-                book.on_allow(&plan.holds);
+                book.on_allow(lease, &plan.takes, now_ms);
                 book.leases
                     .allow(lease, now_ms, plan.holds, plan.longest_hold_ms);
                 Ok(ReserveOutcome::Allowed {
@@ -288,14 +290,14 @@ impl Backend for TigerBeetleBackend {
                 })
             }
             Verdict::Failed { index, kind } => {
-                let key = plan
+                let (key, amount) = plan
                     .takes
                     .get(index)
-                    .map(|t| t.key.as_str())
+                    .map(|t| (t.key.as_str(), t.amount))
                     .unwrap_or_default();
                 let retry_after_ms = match kind {
-                    Kind::ExceedsCredits => book.on_deny(key, &self.policy),
-                    Kind::IdAlreadyFailed => book.hint(key, &self.policy),
+                    Kind::ExceedsCredits => book.on_deny(key, amount, now_ms),
+                    Kind::IdAlreadyFailed => book.hint(key, amount, now_ms),
                     _ => {
                         book.leases.abandon(lease);
                         return Err(BackendError::Failed(format!(

@@ -1,5 +1,6 @@
-//! What the TigerBeetle backend keeps in memory: each key's definition and deny streak
-//! (for retry-after hints, SPEC §4), and the [`LeaseTable`] (what each lease reserved, so
+//! What the TigerBeetle backend keeps in memory: each key's definition, deny streak and the
+//! reservations this process made on it (for retry-after hints, SPEC §4, §9), and the
+//! [`LeaseTable`] (what each lease reserved, so
 //! that `complete` knows what to void or re-reserve, and so that a repeated reserve is
 //! answered without a round trip). Nothing here is needed for safety: capacity is enforced
 //! by TigerBeetle alone, and if this is lost (a restart) reservations simply expire.
@@ -8,18 +9,23 @@
 
 use std::collections::HashMap;
 
-use super::transfers::{hold_seconds, Take};
+use super::transfers::{remaining_seconds, Take};
 use crate::backend::BackendError;
 use crate::model::leases::{Hold, LeaseTable};
-use crate::model::{DenyStreak, LimitDefinition, Requirement, RetryPolicy};
+use crate::model::{
+    DenyStreak, LeaseId, LimitDefinition, LimitKind, Requirement, Reservations, RetryPolicy,
+};
 
 /// One key as this process knows it.
 #[derive(Debug)]
 pub struct KeyEntry {
     /// The definition in force.
     pub definition: LimitDefinition,
-    /// Consecutive denials, for hints.
+    /// Consecutive denials, for table hints.
     pub streak: DenyStreak,
+    /// The reservations this process made on the key, expiring when TigerBeetle's timeouts
+    /// end (whole seconds from the reserve): exact hints when they explain a denial.
+    pub reservations: Reservations,
 }
 
 /// A reserve, planned: the chain's takes, the holds to remember, the longest hold.
@@ -37,15 +43,18 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct Book {
     keys: HashMap<String, KeyEntry>,
+    /// Hints and hold lengths.
+    policy: RetryPolicy,
     /// Outcomes and holds of recent leases.
     pub leases: LeaseTable,
 }
 
 impl Book {
     /// An empty book remembering at most `max_leases` leases.
-    pub fn new(max_leases: usize) -> Self {
+    pub fn new(max_leases: usize, policy: RetryPolicy) -> Self {
         Book {
             keys: HashMap::new(),
+            policy,
             leases: LeaseTable::new(max_leases),
         }
     }
@@ -60,6 +69,7 @@ impl Book {
                     KeyEntry {
                         definition,
                         streak: DenyStreak::default(),
+                        reservations: Reservations::new(),
                     },
                 );
             }
@@ -85,11 +95,12 @@ impl Book {
                     requirement.key
                 ))
             })?;
-            plan.longest_hold_ms = plan.longest_hold_ms.max(definition.hold_ms());
+            let hold_ms = self.policy.hold_ms(definition);
+            plan.longest_hold_ms = plan.longest_hold_ms.max(hold_ms);
             plan.takes.push(Take {
                 key: requirement.key.clone(),
                 amount: requirement.amount,
-                timeout_seconds: hold_seconds(definition),
+                timeout_seconds: remaining_seconds(hold_ms),
             });
             plan.holds.push(Hold {
                 key: requirement.key.clone(),
@@ -105,37 +116,113 @@ impl Book {
         holds
             .iter()
             .filter_map(|h| self.definition(&h.key))
-            .map(LimitDefinition::hold_ms)
+            .map(|d| self.policy.hold_ms(d))
             .max()
             .unwrap_or(0)
     }
 
-    /// A reserve including these keys was allowed: their streaks decay.
-    pub fn on_allow(&mut self, holds: &[Hold]) {
-        for hold in holds {
-            if let Some(entry) = self.keys.get_mut(&hold.key) {
+    /// A reserve was allowed (now, or before: a replay answered `exists`): the keys'
+    /// streaks decay and each take is recorded until its TigerBeetle timeout ends.
+    pub fn on_allow(&mut self, lease: LeaseId, takes: &[Take], now_ms: i64) {
+        for take in takes {
+            if let Some(entry) = self.keys.get_mut(&take.key) {
                 entry.streak.on_allow();
+                entry.reservations.remove(lease);
+                entry.reservations.insert(
+                    lease,
+                    take.amount,
+                    expiry_ms(now_ms, take.timeout_seconds),
+                );
             }
         }
     }
 
-    /// `key` did not fit: its hint, after which its streak grows.
-    pub fn on_deny(&mut self, key: &str, policy: &RetryPolicy) -> u64 {
-        match self.keys.get_mut(key) {
-            Some(entry) => {
-                let hint = policy.hint_ms(&entry.definition, entry.streak.get());
-                entry.streak.on_deny();
-                hint
+    /// `amount` did not fit on `key` at `now_ms`: its hint, after which its streak grows.
+    pub fn on_deny(&mut self, key: &str, amount: u64, now_ms: i64) -> u64 {
+        let hint = self.hint(key, amount, now_ms);
+        if let Some(entry) = self.keys.get_mut(key) {
+            entry.streak.on_deny();
+        }
+        hint
+    }
+
+    /// The hint for `amount` on `key` at `now_ms` without changing its streak (a denied
+    /// lease id retried). Rolling: exact when this process's own reservations explain the
+    /// denial (they alone leave no room for `amount`), the table otherwise (reservations of
+    /// other instances, or made before a restart, are not known here). Concurrency: the
+    /// table, never past the earliest known hold's timeout.
+    pub fn hint(&mut self, key: &str, amount: u64, now_ms: i64) -> u64 {
+        let policy = self.policy;
+        let Some(entry) = self.keys.get_mut(key) else {
+            return policy.rolling.base_ms;
+        };
+        entry.reservations.expire(now_ms);
+        let definition = &entry.definition;
+        let streak = entry.streak.get();
+        match definition.kind {
+            LimitKind::Rolling => {
+                match entry
+                    .reservations
+                    .wait_until_fits_ms(amount, definition.capacity, now_ms)
+                {
+                    Some(wait_ms) if wait_ms > 0 => {
+                        policy.exact_hint_ms(LimitKind::Rolling, wait_ms)
+                    }
+                    _ => policy.hint_ms(definition, streak),
+                }
             }
-            None => policy.rolling.base_ms,
+            LimitKind::Concurrency => {
+                let earliest = entry
+                    .reservations
+                    .earliest_expiry_ms()
+                    .map(|at| u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0));
+                policy.concurrency_hint_ms(definition, streak, earliest)
+            }
         }
     }
 
-    /// The hint for `key` without changing its streak (a denied lease id retried).
-    pub fn hint(&self, key: &str, policy: &RetryPolicy) -> u64 {
-        match self.keys.get(key) {
-            Some(entry) => policy.hint_ms(&entry.definition, entry.streak.get()),
-            None => policy.rolling.base_ms,
+    /// A lease's hold on `key` was released (voided, or found expired).
+    pub fn released(&mut self, lease: LeaseId, key: &str) {
+        if let Some(entry) = self.keys.get_mut(key) {
+            entry.reservations.remove(lease);
         }
     }
+
+    /// A lease's reservation on `key` now holds `amount` until `timeout_seconds` from
+    /// `now_ms` (a shrink re-reserved the actual; 0 = nothing left).
+    pub fn replaced(
+        &mut self,
+        lease: LeaseId,
+        key: &str,
+        amount: u64,
+        now_ms: i64,
+        timeout_seconds: u32,
+    ) {
+        self.released(lease, key);
+        if amount > 0 {
+            self.extended(lease, key, amount, now_ms, timeout_seconds);
+        }
+    }
+
+    /// A lease reserved `amount` more on `key` for `timeout_seconds` from `now_ms`, on top
+    /// of what it holds (an overage, or the re-reservation after a shrink).
+    pub fn extended(
+        &mut self,
+        lease: LeaseId,
+        key: &str,
+        amount: u64,
+        now_ms: i64,
+        timeout_seconds: u32,
+    ) {
+        if let Some(entry) = self.keys.get_mut(key) {
+            entry
+                .reservations
+                .insert(lease, amount, expiry_ms(now_ms, timeout_seconds));
+        }
+    }
+}
+
+/// When a TigerBeetle timeout of `timeout_seconds` from `now_ms` ends.
+fn expiry_ms(now_ms: i64, timeout_seconds: u32) -> i64 {
+    now_ms.saturating_add(i64::from(timeout_seconds) * 1000)
 }

@@ -35,10 +35,14 @@ use crate::model::{CompleteCommand, LeaseId, LimitKind, Overage};
 enum Step {
     /// Void a concurrency hold.
     Release,
-    /// Void a rolling reservation and re-reserve the actual.
-    Shrink,
-    /// Reserve an overage; `debt` says whether a miss becomes debt.
-    Overage { amount: u64, debt: bool },
+    /// Void a rolling reservation and re-reserve the actual for `timeout_seconds`.
+    Shrink { actual: u64, timeout_seconds: u32 },
+    /// Reserve an overage for `timeout_seconds`; `debt` says whether a miss becomes debt.
+    Overage {
+        amount: u64,
+        debt: bool,
+        timeout_seconds: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -75,7 +79,7 @@ fn plan(
                     continue;
                 };
                 let remaining_ms = reserved_at_ms
-                    .saturating_add(definition.hold_ms())
+                    .saturating_add(backend.policy.hold_ms(definition))
                     .saturating_sub(now_ms);
                 if remaining_ms <= 0 {
                     continue;
@@ -85,7 +89,10 @@ fn plan(
                     planned.push(Planned {
                         chain: transfers::shrink_chain(lease, &key, actual, remaining_ms),
                         key,
-                        step: Step::Shrink,
+                        step: Step::Shrink {
+                            actual,
+                            timeout_seconds: transfers::remaining_seconds(remaining_ms),
+                        },
                     });
                 } else if actual > hold.amount {
                     let amount = actual - hold.amount;
@@ -94,6 +101,7 @@ fn plan(
                         step: Step::Overage {
                             amount,
                             debt: definition.overage == Overage::Debt,
+                            timeout_seconds: transfers::remaining_seconds(remaining_ms.max(1000)),
                         },
                         key,
                     });
@@ -130,7 +138,7 @@ fn settle(
     };
     match (verdict(&failures), &planned.step) {
         (Verdict::Applied | Verdict::AlreadyApplied, _) => Ok(None),
-        (Verdict::Failed { index: 0, kind }, Step::Release | Step::Shrink)
+        (Verdict::Failed { index: 0, kind }, Step::Release | Step::Shrink { .. })
             if released_anyway(kind) =>
         {
             Ok(None)
@@ -140,7 +148,7 @@ fn settle(
                 kind: Kind::ExceedsCredits | Kind::IdAlreadyFailed,
                 ..
             },
-            Step::Overage { amount, debt },
+            Step::Overage { amount, debt, .. },
         ) => {
             debug!(
                 "lease {lease}: overage {amount} on {} does not fit{}",
@@ -154,6 +162,25 @@ fn settle(
 }
 
 impl TigerBeetleBackend {
+    /// Mirrors a settled chain in the book's reservations (for exact hints).
+    fn record(&self, lease: LeaseId, planned: &Planned, applied: bool, now_ms: i64) {
+        let mut book = self.book();
+        match planned.step {
+            Step::Release => book.released(lease, &planned.key),
+            Step::Shrink {
+                actual,
+                timeout_seconds,
+            } if applied => book.replaced(lease, &planned.key, actual, now_ms, timeout_seconds),
+            Step::Shrink { .. } => book.released(lease, &planned.key),
+            Step::Overage {
+                amount,
+                timeout_seconds,
+                ..
+            } if applied => book.extended(lease, &planned.key, amount, now_ms, timeout_seconds),
+            Step::Overage { .. } => {}
+        }
+    }
+
     /// Releases holds and reconciles the rolling reservations of a lease.
     pub(super) async fn complete_lease(
         &self,
@@ -193,7 +220,15 @@ impl TigerBeetleBackend {
         let mut debts = Vec::new();
         let mut first_error = None;
         for (planned, answer) in planned.iter().zip(answers) {
-            match settle(command.lease, planned, answer) {
+            let applied = matches!(
+                answer.as_ref().map(|failures| verdict(failures)),
+                Ok(Verdict::Applied | Verdict::AlreadyApplied)
+            );
+            let settled = settle(command.lease, planned, answer);
+            if settled.is_ok() {
+                self.record(command.lease, planned, applied, now_ms);
+            }
+            match settled {
                 Ok(Some(debt)) => debts.push((planned.key.clone(), vec![debt])),
                 Ok(None) => {}
                 Err(e) => {

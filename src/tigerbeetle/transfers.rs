@@ -37,7 +37,7 @@ use tigerbeetle_unofficial::{transfer, Transfer};
 
 use super::accounts::{debt_id, limit_id, operator_id, LimitBalance, CODE, LEDGER};
 use crate::model::ids::id_for_label;
-use crate::model::{LeaseId, LimitDefinition, LimitKind};
+use crate::model::LeaseId;
 
 /// Failures of one work item: (index of the event within the item, result code).
 pub type Failures = Vec<(usize, Kind)>;
@@ -76,15 +76,6 @@ pub fn decrease_label(key: &str, balance: &LimitBalance, to: u128) -> String {
         "xfer:decrease:{key}:{}:{}:{to}",
         balance.credits_posted, balance.debits_posted
     )
-}
-
-/// How long a reservation on this key lives in TigerBeetle, in whole seconds.
-pub fn hold_seconds(definition: &LimitDefinition) -> u32 {
-    let seconds = match definition.kind {
-        LimitKind::Rolling => definition.window_seconds,
-        LimitKind::Concurrency => definition.timeout_seconds,
-    };
-    u32::try_from(seconds).unwrap_or(u32::MAX).max(1)
 }
 
 /// A remaining time as a TigerBeetle timeout: whole seconds rounded UP (never under-count)

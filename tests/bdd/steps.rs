@@ -217,6 +217,27 @@ async fn reserve_denied_with(world: &mut LimiterWorld, code: String, name: Strin
     within(last.elapsed, bound_ms, "the reserve");
 }
 
+#[then(
+    expr = "the reserve is refused with {string} for {string} and no retry-after within {int} ms"
+)]
+async fn reserve_refused_with(world: &mut LimiterWorld, code: String, name: String, bound_ms: u64) {
+    let expected = format!("{code}:{}", world.key(&name));
+    let last = world.last();
+    assert_eq!(last.body["allowed"], false, "{}", last.body);
+    assert_eq!(last.body["error"], expected.as_str());
+    assert_eq!(last.body["retry_after_ms"], 0, "{}", last.body);
+    within(last.elapsed, bound_ms, "the reserve");
+}
+
+#[then(expr = "the reserve is denied with a retry-after hint between {int} and {int} ms")]
+async fn reserve_denied_hint_between(world: &mut LimiterWorld, low: u64, high: u64) {
+    let last = world.last();
+    assert_eq!(last.body["allowed"], false, "{}", last.body);
+    assert_eq!(last.body["error"], "", "{}", last.body);
+    let hint = last.body["retry_after_ms"].as_u64().unwrap_or(0);
+    assert!((low..=high).contains(&hint), "{hint} not in {low}..={high}");
+}
+
 #[then(expr = "{string} has {int} in use and {int} available")]
 async fn has_usage(world: &mut LimiterWorld, name: String, in_use: u64, available: u64) {
     let usage = world.limit(&name).await["usage"].clone();

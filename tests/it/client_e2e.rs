@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::bound::bounded;
-use crate::support::limits::rolling;
+use crate::support::limits::{concurrency, rolling};
 use futures::future::join_all;
 use futures::FutureExt;
 use ratelimiter::actors::MemoryBackend;
@@ -76,6 +76,10 @@ on_every_backend! {
         the_batching_client_answers_in_order_and_idempotently_on_tigerbeetle;
     load_test => the_load_test_reports_throughput_against_a_real_server,
         the_load_test_reports_throughput_against_a_real_tigerbeetle_server;
+    exceeds_capacity_over_http => a_requirement_above_capacity_is_refused_at_once_over_http,
+        a_requirement_above_capacity_is_refused_at_once_over_http_on_tigerbeetle;
+    exceeds_capacity_in_the_scheduler => the_scheduler_fails_an_impossible_job_at_once_naming_the_capacity,
+        the_scheduler_fails_an_impossible_job_at_once_naming_the_capacity_on_tigerbeetle;
 }
 
 /// A running server; returns its base URL, the service behind it and the server handle.
@@ -172,6 +176,125 @@ async fn open_provider_flows(engine: Engine) {
         for job in openai {
             assert_eq!(job.await.unwrap(), Err(SchedulerError::Cancelled));
         }
+        server.stop(false).await;
+    })
+    .await;
+}
+
+async fn exceeds_capacity_over_http(engine: Engine) {
+    bounded(30, async {
+        let run = LeaseId::new();
+        let (tpm, slots) = (format!("e2e:{run}:tpm"), format!("e2e:{run}:slots"));
+        let states = vec![
+            LimitState::active(rolling(&tpm, 100, 60)),
+            LimitState::active(concurrency(&slots, 2, 60)),
+        ];
+        let (url, service, server) = start_server(engine, states).await;
+        let limiter = HttpLimiter::new(&url, Duration::from_secs(2)).unwrap();
+        let exceeds = format!("exceeds_capacity:{tpm}");
+        let request = |amount: u64| {
+            ReserveRequest::new(
+                LeaseId::new(),
+                vec![
+                    Requirement::new(slots.clone(), 1),
+                    Requirement::new(tpm.clone(), amount),
+                ],
+            )
+        };
+        let in_use = |key: String| {
+            let service = service.clone();
+            async move { service.get(&key).await.unwrap().unwrap().usage.in_use }
+        };
+
+        let answer = limiter.reserve(request(101)).await.unwrap();
+        assert!(!answer.allowed);
+        assert_eq!(
+            (answer.retry_after_ms, answer.error.as_str()),
+            (0, exceeds.as_str())
+        );
+        assert_eq!(
+            (in_use(tpm.clone()).await, in_use(slots.clone()).await),
+            (0, 0)
+        );
+
+        let results = limiter
+            .batch_reserve(vec![request(101), request(100), request(1)])
+            .await
+            .unwrap();
+        assert_eq!(
+            (results[0].retry_after_ms, results[0].error.as_str()),
+            (0, exceeds.as_str())
+        );
+        assert!(results[1].allowed);
+        assert!(!results[2].allowed && results[2].error.is_empty());
+        assert!(results[2].retry_after_ms > 0);
+        assert_eq!(
+            (in_use(tpm.clone()).await, in_use(slots.clone()).await),
+            (100, 1)
+        );
+        server.stop(false).await;
+    })
+    .await;
+}
+
+async fn exceeds_capacity_in_the_scheduler(engine: Engine) {
+    bounded(30, async {
+        let provider = format!("p{}", LeaseId::new());
+        let states = model_limits(&provider, "m", 10, 10_000, 2, 60);
+        let (url, _service, server) = start_server(engine, states).await;
+        let limiter = Arc::new(HttpLimiter::new(&url, Duration::from_secs(2)).unwrap());
+        let scheduler = SchedulerHandle::start(limiter, SchedulerConfig::default());
+        let started = Instant::now();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let result = scheduler
+            .run(JobSpec::new(&provider, "m", 19_000, 1_000), move || {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    JobOutput {
+                        value: (),
+                        actual_tokens: 1,
+                    }
+                }
+                .boxed()
+            })
+            .await;
+        let tpm = ratelimiter::client::tpm_key(&provider, "m");
+        let error = result.unwrap_err();
+        assert_eq!(
+            error,
+            SchedulerError::ExceedsCapacity {
+                key: tpm.clone(),
+                amount: 20_000,
+                unit: "tokens".into(),
+                capacity: Some(10_000),
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("a request of 20000 tokens exceeds {tpm} (capacity 10000)")
+        );
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "never executed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "failed at once, no retry"
+        );
+        // A job that fits still runs.
+        let fits = scheduler
+            .run(JobSpec::new(&provider, "m", 100, 100), || {
+                async {
+                    JobOutput {
+                        value: 7,
+                        actual_tokens: 1,
+                    }
+                }
+                .boxed()
+            })
+            .await;
+        assert_eq!(fits, Ok(7));
         server.stop(false).await;
     })
     .await;

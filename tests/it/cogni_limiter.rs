@@ -263,3 +263,42 @@ async fn an_unreachable_remote_limiter_is_a_runtime_error() {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn a_question_asking_more_than_a_capacity_fails_at_once_naming_it() {
+    bounded(20, async {
+        let dir = repo();
+        let server = sim("{}", 0, SimLimits::default());
+        // 1 000 tokens per minute, while every request reserves its bytes + 2 048.
+        let states = model_limits("sim", "sim-1", 1_000, 1_000, 2, 60);
+        let rate_limiter = format!(
+            "{{ mode: embedded, limits: {}, max_output_tokens: 2048 }}",
+            serde_json::to_string(&states).unwrap()
+        );
+        let loaded = project(dir.path(), &server.base_url(), &rate_limiter, 2);
+        let started = std::time::Instant::now();
+        let report = run_tasks(
+            &loaded,
+            select_tasks(&loaded, &[]).unwrap(),
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "no retry loop"
+        );
+        let task = &report.tasks[0];
+        assert_eq!(task.status, TaskStatus::Error);
+        for question in &task.questions {
+            let error = question.error.clone().unwrap();
+            assert!(
+                error.starts_with("rate limiter: a request of ")
+                    && error.ends_with(" tokens exceeds global:llm:sim:sim-1:tpm (capacity 1000)"),
+                "{error}"
+            );
+        }
+        assert_eq!(server.stats().requests, 0, "nothing reached the provider");
+    })
+    .await;
+}

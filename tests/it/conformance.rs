@@ -64,6 +64,8 @@ macro_rules! conformance_suite {
         decreasing_is_checked_before_unknown,
         batch_items_apply_in_order,
         amounts_near_u64_max_never_wrap,
+        exceeds_capacity_is_refused_at_once_and_takes_nothing,
+        a_denied_rolling_reserve_hints_when_capacity_frees,
         );
     };
 }
@@ -140,7 +142,8 @@ pub async fn rolling_reservations_expire_after_the_window<H: Harness>(h: &H) {
     define(h, rolling(&k, 1, 2)).await;
     assert!(reserve(h, &[(&k, 1)]).await.1.allowed);
     assert!(!reserve(h, &[(&k, 1)]).await.1.allowed);
-    h.advance(2_100).await;
+    // The window plus the window margin (whole seconds on TigerBeetle).
+    h.advance(3_000).await;
     assert!(reserve(h, &[(&k, 1)]).await.1.allowed);
 }
 
@@ -388,4 +391,67 @@ pub async fn amounts_near_u64_max_never_wrap<H: Harness>(h: &H) {
     let u = usage(h, &k).await;
     assert!(u.in_use < u64::MAX);
     assert_eq!(u.in_use + u.available, u64::MAX - 1);
+}
+
+pub async fn exceeds_capacity_is_refused_at_once_and_takes_nothing<H: Harness>(h: &H) {
+    let (k, other) = (key("small"), key("other"));
+    define(h, rolling(&k, 10, 60)).await;
+    define(h, concurrency(&other, 5, 30)).await;
+    let exceeds = format!("exceeds_capacity:{k}");
+
+    // Single: answered at once, no hint, nothing taken on any key of the reserve.
+    let (lease, answer) = reserve(h, &[(&other, 1), (&k, 11)]).await;
+    assert!(!answer.allowed);
+    assert_eq!(
+        (answer.retry_after_ms, answer.error.as_str()),
+        (0, exceeds.as_str())
+    );
+    assert_eq!(usage(h, &k).await.in_use, 0);
+    assert_eq!(usage(h, &other).await.in_use, 0);
+    // The same lease id is answered the same way, and a fitting reserve still works.
+    assert_eq!(
+        reserve_lease(h, lease, &[(&other, 1), (&k, 11)])
+            .await
+            .error,
+        exceeds
+    );
+    assert!(reserve(h, &[(&k, 10)]).await.1.allowed);
+
+    // Batch: each item gets its own answer.
+    let requests: Vec<_> = [11, 1]
+        .iter()
+        .map(|&amount| ReserveRequest::new(LeaseId::new(), vec![Requirement::new(&k, amount)]))
+        .collect();
+    let results = h.service().reserve_batch(&requests).await;
+    assert_eq!(
+        (results[0].retry_after_ms, results[0].error.as_str()),
+        (0, exceeds.as_str())
+    );
+    assert!(!results[1].allowed, "the key is full");
+    assert_eq!(results[1].error, "");
+    assert!(results[1].retry_after_ms > 0);
+    assert_eq!(usage(h, &k).await.in_use, 10);
+
+    // Checked after unknown keys, and against the capacity in force.
+    let missing = key("missing");
+    let (_, answer) = reserve(h, &[(&k, 11), (&missing, 1)]).await;
+    assert_eq!(answer.error, format!("unknown_limit_key:{missing}"));
+    define(h, rolling(&k, 30, 60)).await;
+    let (_, answer) = reserve(h, &[(&k, 11)]).await;
+    assert!(answer.allowed, "11 fits the increased capacity");
+}
+
+pub async fn a_denied_rolling_reserve_hints_when_capacity_frees<H: Harness>(h: &H) {
+    let k = key("exact");
+    define(h, rolling(&k, 2, 60)).await;
+    assert!(reserve(h, &[(&k, 2)]).await.1.allowed);
+    let (_, denied) = reserve(h, &[(&k, 1)]).await;
+    assert!(!denied.allowed);
+    // The window (plus its margin, whole seconds on TigerBeetle, plus jitter): far past
+    // what the backoff table could say (at most 5 s plus jitter).
+    assert!(
+        (59_000..=61_100).contains(&denied.retry_after_ms),
+        "{}",
+        denied.retry_after_ms
+    );
 }

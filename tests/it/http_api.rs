@@ -6,6 +6,7 @@ use crate::support::http::{
     complete_body, concurrency, lease, reserve_body, reserve_body_for, rolling, TestServer,
     HTTP_BOUND_SECS,
 };
+use ratelimiter::model::RetryPolicy;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -82,7 +83,10 @@ async fn rolling_reservations_expire_with_the_window() {
             server.reserve(&reserve_body(&[("k", 1)])).await["allowed"],
             false
         );
-        server.clock.advance_ms(60_001);
+        // The window plus the default window margin.
+        server
+            .clock
+            .advance_ms(60_001 + RetryPolicy::default().window_margin_ms as i64);
         assert_eq!(
             server.reserve(&reserve_body(&[("k", 1)])).await["allowed"],
             true

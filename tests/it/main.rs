@@ -23,12 +23,14 @@ mod cogni_tools;
 mod conformance_memory;
 #[cfg(feature = "tigerbeetle")]
 mod conformance_tigerbeetle;
+mod exact_hints;
 mod failed_define;
 mod http_admin;
 mod http_api;
 mod http_invalid;
 mod lease_capacity;
 mod model_based;
+mod scheduler_hints;
 mod service_registry;
 mod stress;
 #[cfg(feature = "tigerbeetle")]

@@ -64,6 +64,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// How long a reservation lives: the window plus the default margin (rolling), the timeout
+/// (concurrency).
+fn hold_ms(definition: &LimitDefinition) -> i64 {
+    let margin = match definition.kind {
+        LimitKind::Rolling => RetryPolicy::default().window_margin_ms as i64,
+        LimitKind::Concurrency => 0,
+    };
+    definition.hold_ms() + margin
+}
+
 #[derive(Debug, Clone)]
 struct RefReservation {
     lease: LeaseId,
@@ -132,12 +142,15 @@ impl Reference {
         if let Some(r) = reqs.iter().find(|(k, _)| !self.keys.contains_key(k)) {
             return (false, format!("unknown_limit_key:{}", r.0));
         }
+        if let Some(r) = reqs.iter().find(|(k, a)| *a > self.keys[k].capacity()) {
+            return (false, format!("exceeds_capacity:{}", r.0));
+        }
         if let Some((outcome, _)) = self.leases.get(&lease) {
             return (matches!(outcome, RefLease::Allowed { .. }), String::new());
         }
         let longest = reqs
             .iter()
-            .map(|(k, _)| self.keys[k].state.definition.hold_ms())
+            .map(|(k, _)| hold_ms(&self.keys[k].state.definition))
             .max()
             .unwrap_or(0);
         let fits = reqs.iter().all(|(k, a)| {
@@ -154,7 +167,7 @@ impl Reference {
         for (k, a) in reqs {
             let now = self.now;
             let key = self.keys.get_mut(k).unwrap();
-            let mut expires = now + key.state.definition.hold_ms();
+            let mut expires = now + hold_ms(&key.state.definition);
             let mut amount = *a;
             if let Some(old) = key.take_out(lease) {
                 expires = expires.max(old.expires);

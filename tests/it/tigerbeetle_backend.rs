@@ -80,22 +80,27 @@ fn reserve_id(lease: LeaseId, key: &str) -> u128 {
 async fn a_multi_key_reserve_is_one_linked_chain() {
     bounded(60, async {
         let (a, b) = (key("a"), key("b"));
-        let (s, _) = instance(&[rolling(&a, 10, 60), rolling(&b, 1, 60)]).await;
+        let (s, _) = instance(&[rolling(&a, 10, 60), rolling(&b, 2, 60)]).await;
+        assert!(reserve(&s, &[(&b, 1)]).await.1.allowed);
         let (denied, answer) = reserve(&s, &[(&a, 5), (&b, 2)]).await;
         assert!(!answer.allowed && answer.retry_after_ms > 0);
         assert_eq!(tb::limit_balance(&a).await, (10, 0, 0), "a took nothing");
-        assert_eq!(tb::limit_balance(&b).await, (1, 0, 0));
+        assert_eq!(tb::limit_balance(&b).await, (2, 0, 1));
         assert!(tb::transfer(reserve_id(denied, &a)).await.is_none());
 
         let (allowed, answer) = reserve(&s, &[(&a, 5), (&b, 1)]).await;
         assert!(answer.allowed);
         assert_eq!(tb::limit_balance(&a).await, (10, 0, 5));
-        assert_eq!(tb::limit_balance(&b).await, (1, 0, 1));
+        assert_eq!(tb::limit_balance(&b).await, (2, 0, 2));
         let pending = tb::transfer(reserve_id(allowed, &a))
             .await
             .expect("pending exists");
         assert_eq!(pending.amount(), 5);
-        assert_eq!(pending.timeout(), 60);
+        assert_eq!(
+            pending.timeout(),
+            61,
+            "the window plus the margin, whole seconds"
+        );
     })
     .await;
 }
@@ -109,7 +114,8 @@ async fn a_denied_lease_id_stays_denied_after_the_window_in_every_instance() {
         assert!(reserve(&s, &[(&k, 1)]).await.1.allowed);
         let (denied, answer) = reserve(&s, &[(&k, 1)]).await;
         assert!(!answer.allowed);
-        tokio::time::sleep(Duration::from_millis(1_000 + EXPIRY_SLACK_MS + 500)).await;
+        // Past the hold: the 1 s window plus the margin, whole seconds on TigerBeetle.
+        tokio::time::sleep(Duration::from_millis(2_000 + EXPIRY_SLACK_MS)).await;
         // The lease table has forgotten it by now: TigerBeetle answers id_already_failed.
         assert!(!reserve_lease(&s, denied, &[(&k, 1)]).await.allowed);
         let (other, _) = instance(&[def]).await;
@@ -189,7 +195,11 @@ async fn reconcile_frees_slack_at_once_and_keeps_the_rest_until_the_window_ends(
             .await
             .expect("re-reservation exists");
         assert_eq!(rereserve.amount(), 30);
-        assert_eq!(rereserve.timeout(), 4, "the remaining ~4 s, rounded up");
+        assert_eq!(
+            rereserve.timeout(),
+            5,
+            "the remaining ~4.05 s (window + margin), rounded up"
+        );
         complete(&s, slack, &[(&k, 0)]).await;
         assert_eq!(tb::limit_balance(&k).await.2, 30);
 
@@ -199,11 +209,11 @@ async fn reconcile_frees_slack_at_once_and_keeps_the_rest_until_the_window_ends(
             30,
             "held until the window ends"
         );
-        tokio::time::sleep(Duration::from_millis(7_000).saturating_sub(started.elapsed())).await;
+        tokio::time::sleep(Duration::from_millis(8_000).saturating_sub(started.elapsed())).await;
         assert_eq!(
             tb::limit_balance(&k).await.2,
             0,
-            "released when the window ended"
+            "released when the window and its margin ended"
         );
     })
     .await;
@@ -239,7 +249,7 @@ async fn overage_that_does_not_fit_is_posted_to_the_debt_account() {
             .await
             .expect("overage pending exists");
         assert_eq!(overage.amount(), 20);
-        assert!((59..=60).contains(&overage.timeout()));
+        assert!((60..=61).contains(&overage.timeout()));
         assert_eq!(tb::limit_balance(&fits).await.2, 30);
     })
     .await;

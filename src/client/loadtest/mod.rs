@@ -3,6 +3,7 @@
 //! is over. Counters are shared atomics (read once a second for the progress line);
 //! latencies go to per-loop histograms merged at the end, so memory stays fixed.
 
+pub mod share;
 pub mod stats;
 pub mod targets;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+pub use share::{ShareLimit, WindowShares};
 pub use stats::{parse_duration, DurationError, Histogram, MAX_DURATION};
 pub use targets::{generated_definitions, generated_targets, targets_from_states, Target};
 
@@ -31,6 +33,11 @@ pub struct LoadConfig {
     pub concurrency: usize,
     /// The providers to spread calls over, round-robin (at least 1).
     pub targets: Vec<Target>,
+    /// After a denial, a loop waits the limiter's `retry_after_ms` (as a real client does)
+    /// instead of asking again at once.
+    pub respect_retry_after: bool,
+    /// Measure the share of this rolling limit admitted per window.
+    pub share_of: Option<ShareLimit>,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +116,8 @@ pub struct LoadReport {
     pub complete_latency: Histogram,
     /// The first error seen, to tell why errors happened.
     pub first_error: Option<String>,
+    /// The share of [`LoadConfig::share_of`] admitted per window, when asked.
+    pub shares: Option<WindowShares>,
 }
 
 impl LoadReport {
@@ -159,6 +168,9 @@ impl fmt::Display for LoadReport {
         if let Some(error) = &self.first_error {
             write!(f, "\nfirst error: {error}")?;
         }
+        if let Some(shares) = &self.shares {
+            write!(f, "\n{shares}")?;
+        }
         Ok(())
     }
 }
@@ -169,7 +181,11 @@ struct Shared {
     targets: Vec<Target>,
     counters: Counters,
     first_error: Mutex<Option<String>>,
+    start: Instant,
     deadline: Instant,
+    respect_retry_after: bool,
+    /// When reserves were allowed (since the start), if a share is measured.
+    allowed_at: Option<Mutex<Vec<Duration>>>,
 }
 
 impl Shared {
@@ -215,9 +231,20 @@ async fn run_loop(shared: Arc<Shared>, index: usize) -> (Histogram, Histogram) {
                 }
                 _ => shared.error(format!("reserve answered {:?}", answer.error)),
             }
+            if shared.respect_retry_after && answer.retry_after_ms > 0 {
+                let until = Instant::now() + Duration::from_millis(answer.retry_after_ms);
+                tokio::time::sleep_until(until.min(shared.deadline).into()).await;
+            }
             continue;
         }
         shared.counters.allowed.fetch_add(1, Ordering::Relaxed);
+        if let Some(allowed_at) = &shared.allowed_at {
+            let at = shared.start.elapsed();
+            allowed_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(at);
+        }
         let complete = CompleteRequest::new(lease, target.actuals.clone());
         let started = Instant::now();
         let answer = shared.limiter.complete(complete).await;
@@ -246,7 +273,10 @@ pub async fn run_load(
         targets: config.targets.clone(),
         counters: Counters::default(),
         first_error: Mutex::new(None),
+        start,
         deadline: start + duration,
+        respect_retry_after: config.respect_retry_after,
+        allowed_at: config.share_of.as_ref().map(|_| Mutex::new(Vec::new())),
     });
     let loops: Vec<_> = if shared.targets.is_empty() {
         Vec::new()
@@ -282,11 +312,20 @@ pub async fn run_load(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let shares = config.share_of.clone().map(|limit| {
+        let allowed_at = shared
+            .allowed_at
+            .as_ref()
+            .map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default();
+        WindowShares::count(limit, &allowed_at, totals.elapsed)
+    });
     LoadReport {
         totals,
         reserve_latency,
         complete_latency,
         first_error,
+        shares,
     }
 }
 
@@ -308,6 +347,8 @@ mod tests {
                 duration: Duration::from_millis(1_100),
                 concurrency: 2,
                 targets: generated_targets(2),
+                respect_retry_after: false,
+                share_of: None,
             };
             let mut ticks = 0;
             let report = run_load(Arc::new(NoopLimiter), &config, |_| ticks += 1).await;

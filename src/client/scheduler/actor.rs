@@ -105,7 +105,7 @@ impl SchedulerActor {
         self.wake = Some((next, handle));
     }
 
-    fn start_reserve(&mut self, job: Job, ctx: &mut Context<Self>) {
+    fn start_reserve(&mut self, mut job: Job, ctx: &mut Context<Self>) {
         self.free_slots -= 1;
         let requirements: Vec<Requirement> = requirements_for(&job.spec)
             .into_iter()
@@ -116,6 +116,7 @@ impl SchedulerActor {
             self.start_running(job, requirements, ctx);
             return;
         }
+        job.completions_at_reserve = self.queues.completions(&job.queue);
         let request = ReserveRequest {
             lease_id: job.lease.to_string(),
             job_id: Some(job.job_ref.job_id.clone()),
@@ -169,12 +170,24 @@ impl SchedulerActor {
                 return;
             }
             Decision::Wait { retry_after_ms } => {
-                let wait_ms = retry_after_ms.saturating_add(self.jitter_ms());
+                // Exactly the limiter's hint: it is already the time capacity frees (plus
+                // the limiter's jitter); adding more here would only leave capacity idle.
+                // But a call of the queue completed while this reserve was in flight: the
+                // hint predates the capacity that freed, so retry at once.
+                let wait_ms = if self.queues.completions(&job.queue) != job.completions_at_reserve {
+                    0
+                } else {
+                    retry_after_ms
+                };
                 debug!(
                     "job {} denied; its queue waits {wait_ms} ms",
                     job.job_ref.job_id
                 );
                 self.retry_later(job, true, wait_ms);
+            }
+            Decision::ExceedsCapacity { key, amount } => {
+                self.fail_exceeds_capacity(job, key, amount, ctx);
+                return;
             }
             Decision::DropKey(key) => {
                 if self.dropped_keys.insert(key.clone()) {
@@ -206,6 +219,41 @@ impl SchedulerActor {
             Decision::Fail(error) => self.finish(job, Err(error)),
         }
         self.dispatch(ctx);
+    }
+
+    /// Fails a job whose requirement can never fit, after asking the limiter for the key's
+    /// capacity and unit so the error names them. The job keeps its slot until then.
+    fn fail_exceeds_capacity(
+        &mut self,
+        job: Job,
+        key: String,
+        amount: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let limiter = self.limiter.clone();
+        let lookup_key = key.clone();
+        ctx.spawn(
+            async move { limiter.definition(&lookup_key).await }
+                .into_actor(self)
+                .map(move |definition, act, ctx| {
+                    let definition = definition.unwrap_or_else(|e| {
+                        warn!("cannot read the definition of {key}: {e}");
+                        None
+                    });
+                    let error = SchedulerError::ExceedsCapacity {
+                        unit: definition
+                            .as_ref()
+                            .map(|d| d.unit.clone())
+                            .unwrap_or_default(),
+                        capacity: definition.map(|d| d.capacity),
+                        key,
+                        amount,
+                    };
+                    warn!("job {} fails: {error}", job.job_ref.job_id);
+                    act.finish(job, Err(error));
+                    act.dispatch(ctx);
+                }),
+        );
     }
 
     /// Puts a job back in its queue (with a new lease id after a denial), makes the queue
@@ -377,6 +425,7 @@ impl Handler<Submit> for SchedulerActor {
             queue: queue.clone(),
             lease: LeaseId::new(),
             unknown_attempts: 0,
+            completions_at_reserve: 0,
             execute: Some(msg.execute),
             done: Some(msg.done),
         };

@@ -10,10 +10,17 @@ use crate::model::{ErrorCode, Requirement, ReserveResponse};
 pub(crate) enum Decision {
     /// Every requirement was taken: run the job.
     Run,
-    /// Denied (capacity or a decreasing key): new lease id, wait this long (before jitter).
+    /// Denied (capacity or a decreasing key): new lease id, wait exactly this long.
     Wait {
         /// The limiter's hint, at least 1 ms.
         retry_after_ms: u64,
+    },
+    /// A requirement is larger than its key's capacity: fail at once, never retry.
+    ExceedsCapacity {
+        /// The key.
+        key: String,
+        /// What the job asked of it.
+        amount: u64,
     },
     /// The key is not defined: leave it out from now on and retry at once with a new lease id.
     DropKey(String),
@@ -54,6 +61,15 @@ pub(crate) fn decide(
                 )))
             }
         }
+        Some(ErrorCode::ExceedsCapacity(key)) => match requirements.iter().find(|r| r.key == key) {
+            Some(r) => Decision::ExceedsCapacity {
+                key,
+                amount: r.amount,
+            },
+            None => Decision::Fail(SchedulerError::Protocol(format!(
+                "exceeds_capacity:{key} names a key this reserve did not ask for"
+            ))),
+        },
         Some(ErrorCode::BackendError) => Decision::Unknown(LimiterError::Transport(
             "the limiter answered backend_error".into(),
         )),
@@ -94,6 +110,11 @@ mod tests {
     #[case::unknown_foreign_key(
         Ok(with_error("unknown_limit_key:b:tpm", 0)),
         Decision::Fail(SchedulerError::Protocol("unknown_limit_key:b:tpm names a key this reserve did not ask for".into()))
+    )]
+    #[case::exceeds_capacity(Ok(with_error("exceeds_capacity:a:tpm", 0)), Decision::ExceedsCapacity { key: "a:tpm".into(), amount: 10 })]
+    #[case::exceeds_foreign_key(
+        Ok(with_error("exceeds_capacity:b:tpm", 0)),
+        Decision::Fail(SchedulerError::Protocol("exceeds_capacity:b:tpm names a key this reserve did not ask for".into()))
     )]
     #[case::timeout(
         Err(LimiterError::Timeout(5)),

@@ -41,6 +41,9 @@ pub(super) struct Job {
     pub(super) lease: LeaseId,
     /// Unknown outcomes seen with the current lease id.
     pub(super) unknown_attempts: u32,
+    /// The queue's completion count when the current reserve was sent: a denial computed
+    /// before a later completion freed capacity is stale.
+    pub(super) completions_at_reserve: u64,
     /// Taken when the job starts running.
     pub(super) execute: Option<ErasedExecute>,
     /// Taken when the caller has been answered (done, failed or cancelled).

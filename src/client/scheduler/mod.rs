@@ -5,13 +5,17 @@
 //! round-robin from the queues that are ready. For each job it:
 //! 1. reserves the job's requirements under a fresh lease id;
 //! 2. on a denial (capacity or `limit_decreasing`), gives the job a **new** lease id and makes
-//!    its queue wait `retry_after_ms` + jitter — other queues keep flowing, no head-of-line
+//!    its queue wait exactly `retry_after_ms` (the limiter's hint already carries jitter, and
+//!    a complete on the queue wakes it earlier) — other queues keep flowing, no head-of-line
 //!    blocking across queues;
 //! 3. on an unknown outcome (timeout, transport error, `backend_error`), retries the **same**
 //!    lease id after a capped exponential backoff, at most `max_transport_retries` times;
-//! 4. on `unknown_limit_key:<k>`, warns once and leaves `k` out of every later reserve (an
+//! 4. on `exceeds_capacity:<k>`, fails the job at once with
+//!    [`SchedulerError::ExceedsCapacity`] (naming the key, the amount and the capacity): no
+//!    wait can make it fit;
+//! 5. on `unknown_limit_key:<k>`, warns once and leaves `k` out of every later reserve (an
 //!    undefined key does not limit anything), then retries at once with a new lease id;
-//! 5. when allowed, runs the job's execute step, then calls `complete` exactly once with the
+//! 6. when allowed, runs the job's execute step, then calls `complete` exactly once with the
 //!    actual tokens the step reported (best effort: a failed complete is logged).
 //!
 //! [`SchedulerHandle::shutdown`] stops taking jobs, lets queued and running jobs finish until
@@ -47,7 +51,9 @@ pub struct SchedulerConfig {
     pub backoff_base_ms: u64,
     /// Largest backoff after an unknown outcome, in ms.
     pub backoff_max_ms: u64,
-    /// Up to this much random jitter is added to every wait, so queues do not retry in lockstep.
+    /// Up to this much random jitter is added to every backoff after an unknown outcome, so
+    /// clients do not retry in lockstep. Denials wait exactly the limiter's hint, which
+    /// carries the limiter's own jitter.
     pub jitter_ms: u64,
 }
 
@@ -109,6 +115,34 @@ pub enum SchedulerError {
     /// The execute step panicked.
     #[error("the job's execute step panicked")]
     JobPanicked,
+    /// A requirement asks for more than its key's capacity (`exceeds_capacity:<key>`): it
+    /// can never be allowed, so it is never retried.
+    #[error("{}", exceeds_message(key, *amount, unit, *capacity))]
+    ExceedsCapacity {
+        /// The key.
+        key: String,
+        /// What the job asked of it.
+        amount: u64,
+        /// The key's unit (`tokens`, `requests`), empty if unknown.
+        unit: String,
+        /// The key's capacity, if the limiter could tell.
+        capacity: Option<u64>,
+    },
+}
+
+/// "a request of 20000 tokens exceeds global:llm:openai:gpt-4o:tpm (capacity 10000)".
+fn exceeds_message(key: &str, amount: u64, unit: &str, capacity: Option<u64>) -> String {
+    let unit = if unit.trim().is_empty() {
+        "units"
+    } else {
+        unit.trim()
+    };
+    match capacity {
+        Some(capacity) => {
+            format!("a request of {amount} {unit} exceeds {key} (capacity {capacity})")
+        }
+        None => format!("a request of {amount} {unit} exceeds the capacity of {key}"),
+    }
 }
 
 /// Where a cancelled job was when the deadline came.

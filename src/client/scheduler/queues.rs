@@ -19,6 +19,8 @@ struct Queue<J> {
     jobs: VecDeque<J>,
     /// The queue takes no job before this instant.
     ready_at: Option<Instant>,
+    /// How many times the queue was woken by a completion.
+    completions: u64,
 }
 
 /// Every queue, in creation order, with the round-robin cursor.
@@ -48,6 +50,7 @@ impl<J: Sequenced> Queues<J> {
                 self.queues.push(Queue {
                     jobs: VecDeque::new(),
                     ready_at: None,
+                    completions: 0,
                 });
                 self.index.insert(key.clone(), self.queues.len() - 1);
                 self.queues.len() - 1
@@ -70,10 +73,11 @@ impl<J: Sequenced> Queues<J> {
         self.len += 1;
     }
 
-    /// Makes a queue wait until at least `until`.
+    /// Makes a queue wait until `until`: the latest answer wins, since it was computed
+    /// from the freshest state (an earlier, longer wait is not kept, so waits never grow on
+    /// their own).
     pub(crate) fn delay(&mut self, key: &QueueKey, until: Instant) {
-        let queue = self.queue(key);
-        queue.ready_at = Some(queue.ready_at.map_or(until, |t| t.max(until)));
+        self.queue(key).ready_at = Some(until);
     }
 
     /// Makes a waiting queue ready at once: capacity on its keys has just been freed (one of
@@ -81,8 +85,17 @@ impl<J: Sequenced> Queues<J> {
     /// computed before the release.
     pub(crate) fn wake(&mut self, key: &QueueKey) {
         if let Some(&position) = self.index.get(key) {
-            self.queues[position].ready_at = None;
+            let queue = &mut self.queues[position];
+            queue.ready_at = None;
+            queue.completions += 1;
         }
+    }
+
+    /// How many completions have woken the queue so far (0 for a queue not seen yet).
+    pub(crate) fn completions(&self, key: &QueueKey) -> u64 {
+        self.index
+            .get(key)
+            .map_or(0, |&position| self.queues[position].completions)
     }
 
     /// Takes the head of the next ready queue after the last one served, or `None` if no
@@ -200,21 +213,27 @@ mod tests {
         assert_eq!(queues.pop_ready(now), None);
         queues.wake(&key("missing"));
         assert_eq!(queues.pop_ready(now), None);
+        assert_eq!(queues.completions(&key("a")), 0);
         queues.wake(&key("a"));
+        assert_eq!(queues.completions(&key("a")), 1);
+        assert_eq!(queues.completions(&key("missing")), 0);
         assert_eq!(queues.pop_ready(now), Some(J(1, "a")));
     }
 
     #[test]
-    fn delays_only_grow_and_requeue_keeps_submission_order() {
+    fn the_latest_delay_wins_and_requeue_keeps_submission_order() {
         let mut queues = Queues::new();
         let now = Instant::now();
         queues.push_back(&key("a"), J(3, "a"));
         queues.requeue(&key("a"), J(1, "a"));
         queues.requeue(&key("a"), J(2, "a"));
-        queues.delay(&key("a"), now + Duration::from_millis(50));
         queues.delay(&key("a"), now + Duration::from_millis(10));
+        queues.delay(&key("a"), now + Duration::from_millis(50));
         assert_eq!(queues.pop_ready(now + Duration::from_millis(20)), None);
-        let later = now + Duration::from_millis(50);
+        queues.delay(&key("a"), now + Duration::from_millis(40));
+        assert_eq!(queues.next_wake(), Some(now + Duration::from_millis(40)));
+        assert_eq!(queues.pop_ready(now + Duration::from_millis(30)), None);
+        let later = now + Duration::from_millis(40);
         let order: Vec<u64> = std::iter::from_fn(|| queues.pop_ready(later).map(|j| j.0)).collect();
         assert_eq!(order, [1, 2, 3]);
     }

@@ -1,23 +1,39 @@
-//! The simulator's own provider limits: requests per minute, tokens per minute and requests
-//! in flight, enforced like a real provider (a 60 s sliding window). A request is charged
+//! The simulator's own provider limits: requests and tokens per window, and requests in
+//! flight, enforced like a real provider: an exact sliding window counted from each
+//! request's **arrival**. A request that arrived at `t` counts against every request
+//! arriving in `[t, t + window]` — one arriving exactly at the window's edge is still
+//! refused — and leaves the window just after. A request is charged
 //! `prompt_tokens + max_tokens` when admitted (as OpenAI estimates) and reconciled to the
 //! tokens it really used when it finishes.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// The window of RPM and TPM.
+/// The default window of the request and token limits (a minute: RPM and TPM).
 pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// Configured limits; `None` = unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimLimits {
-    /// Requests per minute.
+    /// Requests per window (per minute by default).
     pub rpm: Option<u64>,
-    /// Tokens per minute.
+    /// Tokens per window (per minute by default).
     pub tpm: Option<u64>,
     /// Requests in flight.
     pub concurrency: Option<u64>,
+    /// The sliding window of `rpm` and `tpm`.
+    pub window: Duration,
+}
+
+impl Default for SimLimits {
+    fn default() -> Self {
+        SimLimits {
+            rpm: None,
+            tpm: None,
+            concurrency: None,
+            window: WINDOW,
+        }
+    }
 }
 
 /// Why a request was refused.
@@ -75,11 +91,14 @@ impl Window {
         self.in_flight
     }
 
+    /// Drops the requests that are out of the window at `now`: those that arrived more than
+    /// a window ago (one that arrived exactly a window ago still counts).
     fn prune(&mut self, now: Instant) {
+        let window = self.limits.window;
         while self
             .entries
             .front()
-            .is_some_and(|e| now.duration_since(e.at) >= WINDOW)
+            .is_some_and(|e| now.duration_since(e.at) > window)
         {
             self.entries.pop_front();
         }
@@ -128,10 +147,10 @@ impl Window {
         Ok(id)
     }
 
-    /// Time until entry `index` leaves the window (at least 1 ms).
+    /// Time until entry `index` has left the window (just past its edge, at least 1 ms).
     fn wait_for(&self, now: Instant, index: usize) -> Duration {
         let at = self.entries.get(index).map(|e| e.at).unwrap_or(now);
-        (at + WINDOW)
+        (at + self.limits.window + Duration::from_millis(1))
             .saturating_duration_since(now)
             .max(Duration::from_millis(1))
     }
@@ -165,8 +184,44 @@ mod tests {
         w.finish(b, 1);
         let (why, wait) = w.admit(t0 + Duration::from_secs(20), 1).unwrap_err();
         assert_eq!(why, Refusal::Rpm);
-        assert_eq!(wait, Duration::from_secs(40));
-        assert!(w.admit(t0 + WINDOW, 1).is_ok());
+        assert_eq!(wait, Duration::from_millis(40_001));
+        // At the window's edge the oldest request still counts; just past it, it is gone.
+        assert_eq!(w.admit(t0 + WINDOW, 1).unwrap_err().0, Refusal::Rpm);
+        assert!(w.admit(t0 + WINDOW + Duration::from_millis(1), 1).is_ok());
+    }
+
+    #[test]
+    fn the_sliding_window_counts_from_arrival_and_refuses_at_its_edge() {
+        let window = Duration::from_secs(10);
+        let mut w = Window::new(
+            SimLimits {
+                rpm: Some(2),
+                window,
+                ..SimLimits::default()
+            },
+            Duration::from_millis(5),
+        );
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Two arrivals 300 ms apart fill the window.
+        for at in [t0, t0 + ms(300)] {
+            let id = w.admit(at, 1).unwrap();
+            w.finish(id, 1);
+        }
+        // One millisecond before and exactly at the first arrival's edge: refused, and told
+        // to come back just past the edge.
+        let (why, wait) = w.admit(t0 + window - ms(1), 1).unwrap_err();
+        assert_eq!((why, wait), (Refusal::Rpm, ms(2)));
+        let (_, wait) = w.admit(t0 + window, 1).unwrap_err();
+        assert_eq!(wait, ms(1));
+        // Just past it the first arrival is gone, the second still counts.
+        let id = w.admit(t0 + window + ms(1), 1).unwrap();
+        w.finish(id, 1);
+        assert_eq!(
+            w.admit(t0 + window + ms(300), 1).unwrap_err().0,
+            Refusal::Rpm
+        );
+        assert!(w.admit(t0 + window + ms(301), 1).is_ok());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub type Script =
 /// reserves came before it); it records every call.
 pub struct FakeLimiter {
     script: Box<Script>,
+    /// How long the answer to reserve number `i` takes, in ms.
+    delay_ms: Box<dyn Fn(usize) -> u64 + Send + Sync>,
     reserves: Mutex<Vec<ReserveRequest>>,
     completes: Mutex<Vec<CompleteRequest>>,
 }
@@ -28,8 +30,20 @@ impl FakeLimiter {
             + Sync
             + 'static,
     ) -> Arc<Self> {
+        Self::slow(script, |_| 0)
+    }
+
+    /// Like [`FakeLimiter::new`], answering reserve number `i` only after `delay_ms(i)` ms.
+    pub fn slow(
+        script: impl Fn(&ReserveRequest, usize) -> Result<ReserveResponse, LimiterError>
+            + Send
+            + Sync
+            + 'static,
+        delay_ms: impl Fn(usize) -> u64 + Send + Sync + 'static,
+    ) -> Arc<Self> {
         Arc::new(FakeLimiter {
             script: Box::new(script),
+            delay_ms: Box::new(delay_ms),
             reserves: Mutex::new(Vec::new()),
             completes: Mutex::new(Vec::new()),
         })
@@ -64,7 +78,12 @@ impl Limiter for FakeLimiter {
             reserves.push(request.clone());
             reserves.len() - 1
         };
-        (self.script)(&request, index)
+        let answer = (self.script)(&request, index);
+        let delay = (self.delay_ms)(index);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        answer
     }
 
     async fn complete(&self, request: CompleteRequest) -> Result<CompleteResponse, LimiterError> {

@@ -31,6 +31,9 @@ pub enum BackendError {
     /// The backend answered with something the service cannot use.
     #[error("backend failed: {0}")]
     Failed(String),
+    /// The backend is known to be down: answered at once, without calling it.
+    #[error("{0}")]
+    Down(String),
 }
 
 /// Storage of capacity for every defined key.
@@ -56,4 +59,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Applies a pending decrease to `to` if enough capacity is free
     /// (`available >= capacity - to`); returns whether it was applied.
     async fn try_decrease(&self, key: &str, to: u64) -> Result<bool, BackendError>;
+
+    /// A cheap call proving the backend answers again after an outage (`Unavailable` if not).
+    async fn probe(&self) -> Result<(), BackendError>;
 }

@@ -20,7 +20,7 @@ use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateTransferErrorK
 use tigerbeetle_unofficial::{Account, Transfer};
 
 use super::accounts::{
-    debt_account, debt_id, limit_account, limit_id, operator_account, LimitBalance,
+    debt_account, debt_id, limit_account, limit_id, operator_account, operator_id, LimitBalance,
 };
 use super::book::Book;
 use super::config::TigerBeetleConfig;
@@ -314,5 +314,14 @@ impl Backend for TigerBeetleBackend {
         }
         self.apply_change(key, transfers::decrease_chain(key, &balance, to))
             .await
+    }
+
+    /// Looks up the operator account: one round trip on the batcher's current client.
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.batcher
+            .send(LookupAccounts(vec![operator_id()]))
+            .await
+            .map_err(stopped)??;
+        Ok(())
     }
 }

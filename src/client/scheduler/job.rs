@@ -41,6 +41,8 @@ pub(super) struct Job {
     pub(super) lease: LeaseId,
     /// Unknown outcomes seen with the current lease id.
     pub(super) unknown_attempts: u32,
+    /// When the first unknown outcome of the current lease id was seen.
+    pub(super) first_unknown_at: Option<std::time::Instant>,
     /// Taken when the job starts running.
     pub(super) execute: Option<ErasedExecute>,
     /// Taken when the caller has been answered (done, failed or cancelled).

@@ -8,7 +8,9 @@
 //!    its queue wait `retry_after_ms` + jitter — other queues keep flowing, no head-of-line
 //!    blocking across queues;
 //! 3. on an unknown outcome (timeout, transport error, `backend_error`), retries the **same**
-//!    lease id after a capped exponential backoff, at most `max_transport_retries` times;
+//!    lease id after a capped exponential backoff, at most `max_transport_retries` times and
+//!    for at most `max_retry_wait_ms` in all (an outage of the limiter or of its backend
+//!    fails the job with a message saying so instead of stalling it);
 //! 4. on `unknown_limit_key:<k>`, warns once and leaves `k` out of every later reserve (an
 //!    undefined key does not limit anything), then retries at once with a new lease id;
 //! 5. when allowed, runs the job's execute step, then calls `complete` exactly once with the
@@ -49,7 +51,14 @@ pub struct SchedulerConfig {
     pub backoff_max_ms: u64,
     /// Up to this much random jitter is added to every wait, so queues do not retry in lockstep.
     pub jitter_ms: u64,
+    /// Cap on the total time one lease id is retried after unknown outcomes, counted from
+    /// the first one: the last backoff is cut to end at the cap, and a job still without an
+    /// answer then fails with [`SchedulerError::RetryWaitExhausted`].
+    pub max_retry_wait_ms: u64,
 }
+
+/// Default of [`SchedulerConfig::max_retry_wait_ms`].
+pub const DEFAULT_MAX_RETRY_WAIT_MS: u64 = 30_000;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -59,6 +68,7 @@ impl Default for SchedulerConfig {
             backoff_base_ms: 100,
             backoff_max_ms: 5_000,
             jitter_ms: 25,
+            max_retry_wait_ms: DEFAULT_MAX_RETRY_WAIT_MS,
         }
     }
 }
@@ -97,6 +107,17 @@ pub enum SchedulerError {
         /// The last error.
         last: LimiterError,
     },
+    /// Unknown outcomes went on for `max_retry_wait_ms`: the limiter (or its backend) was
+    /// unreachable for that long.
+    #[error("limiter unreachable for {waited_ms} ms ({attempts} attempt(s), retry wait cap reached): {last}")]
+    RetryWaitExhausted {
+        /// Reserve calls made with the lease id.
+        attempts: u32,
+        /// Time from the first unknown outcome to giving up.
+        waited_ms: u64,
+        /// The last error.
+        last: LimiterError,
+    },
     /// The limiter's answer made no sense for this request.
     #[error("unexpected answer from the limiter: {0}")]
     Protocol(String),
@@ -109,6 +130,17 @@ pub enum SchedulerError {
     /// The execute step panicked.
     #[error("the job's execute step panicked")]
     JobPanicked,
+}
+
+impl SchedulerError {
+    /// Whether the job failed because the limiter could not be reached (or answered
+    /// `backend_error`) on every attempt, so it was never admitted.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SchedulerError::RetriesExhausted { .. } | SchedulerError::RetryWaitExhausted { .. }
+        )
+    }
 }
 
 /// Where a cancelled job was when the deadline came.

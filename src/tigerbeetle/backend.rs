@@ -25,7 +25,8 @@ use super::accounts::{
 use super::book::Book;
 use super::config::TigerBeetleConfig;
 use super::microbatch::{
-    BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, Submit,
+    BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor,
+    RefreshCandidate, Submit,
 };
 use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
 use crate::backend::{Backend, BackendError, ReserveOutcome};
@@ -316,8 +317,11 @@ impl Backend for TigerBeetleBackend {
             .await
     }
 
-    /// Looks up the operator account: one round trip on the batcher's current client.
+    /// Looks up the operator account: one round trip on the batcher's current client. While
+    /// that client fails, a fresh client is also kept young, so whichever reconnects first
+    /// after the cluster is back answers.
     async fn probe(&self) -> Result<(), BackendError> {
+        self.batcher.do_send(RefreshCandidate);
         self.batcher
             .send(LookupAccounts(vec![operator_id()]))
             .await

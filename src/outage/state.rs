@@ -83,19 +83,10 @@ impl Health {
 }
 
 /// At most one log line a second for a repeated event, carrying how many happened.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Throttle {
     last_ms: Option<i64>,
     pending: u64,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Throttle {
-            last_ms: None,
-            pending: 0,
-        }
-    }
 }
 
 /// The interval of a [`Throttle`].

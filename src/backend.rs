@@ -35,6 +35,9 @@ pub enum BackendError {
     /// Every slot of the lease table holds a lease in flight; nothing was taken.
     #[error(transparent)]
     LeaseTableFull(#[from] LeaseTableFull),
+    /// The backend is known to be down: answered at once, without calling it.
+    #[error("{0}")]
+    Down(String),
 }
 
 /// Storage of capacity for every defined key.
@@ -60,4 +63,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Applies a pending decrease to `to` if enough capacity is free
     /// (`available >= capacity - to`); returns whether it was applied.
     async fn try_decrease(&self, key: &str, to: u64) -> Result<bool, BackendError>;
+
+    /// A cheap call proving the backend answers again after an outage (`Unavailable` if not).
+    async fn probe(&self) -> Result<(), BackendError>;
 }

@@ -4,6 +4,7 @@
 //! - [`registry`]: the JSON registry file with atomic saves.
 //! - [`backend`]: the storage trait both backends implement.
 //! - [`actors`]: the in-memory backend as actors (one per key), the decrease applier.
+//! - [`outage`]: the known-down state shared by every backend (fail fast, probe, policy).
 //! - [`service`]: the limiter service: control plane (definitions) and data plane (reserve/complete).
 //! - [`client`]: the client library (Limiter trait, clients, batcher, scheduler).
 //! - `http` (feature `server`): the `ratelimiterd` HTTP API.
@@ -28,6 +29,7 @@ pub mod client;
 #[cfg(feature = "server")]
 pub mod http;
 pub mod model;
+pub mod outage;
 pub mod registry;
 #[cfg(feature = "cogni")]
 pub mod runner;

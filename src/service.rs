@@ -5,6 +5,8 @@
 //! - Data plane: reserve/complete are validated, checked against key status (decreasing
 //!   first, then unknown, then larger than the capacity in force; SPEC §4, §9), and handed to the [`Backend`]. The status snapshot is
 //!   read under a short lock that is never held across an await.
+//! - Outages: the backend is wrapped in an [`OutageGuard`], so while it is known to be down
+//!   every call is answered at once (see [`crate::outage`]); the decrease applier pauses.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,8 +22,9 @@ use crate::model::leases::LeaseTableFull;
 use crate::model::throttle::LogThrottle;
 use crate::model::{
     CompleteRequest, CompleteResponse, ErrorCode, InvalidRequest, LimitDefinition, LimitInfo,
-    LimitState, LimitStatus, ReserveRequest, ReserveResponse, RetryPolicy,
+    LimitState, LimitStatus, ReserveRequest, ReserveResponse, RetryPolicy, SystemClock,
 };
+use crate::outage::{OutageGuard, OutageSettings, OutageStats};
 use crate::registry::{read_limits_file, Registry, RegistryError};
 
 /// Why an admin change failed; nothing was changed.
@@ -63,6 +66,8 @@ pub struct ServiceSettings {
     pub retry: RetryPolicy,
     /// Most items in one batch request.
     pub max_batch_items: usize,
+    /// What happens while the backend is known to be down, and how it is probed.
+    pub outage: OutageSettings,
 }
 
 impl Default for ServiceSettings {
@@ -70,6 +75,7 @@ impl Default for ServiceSettings {
         ServiceSettings {
             retry: RetryPolicy::default(),
             max_batch_items: 256,
+            outage: OutageSettings::default(),
         }
     }
 }
@@ -86,7 +92,7 @@ pub enum RegistrySource {
 
 /// The limiter service shared by the HTTP handlers, the local client and the decrease applier.
 pub struct LimiterService {
-    backend: Arc<dyn Backend>,
+    backend: OutageGuard,
     registry: RegistrySource,
     states: RwLock<HashMap<String, LimitState>>,
     admin_lock: tokio::sync::Mutex<()>,
@@ -112,13 +118,15 @@ impl std::fmt::Debug for LimiterService {
 impl LimiterService {
     /// Starts the service: loads the registry, adds every key of `seed` (a limits file's
     /// states, or inline states) that the registry lacks, saves if that changed anything, and
-    /// applies every definition to the backend (resuming pending decreases).
+    /// applies every definition to the backend (resuming pending decreases). The backend is
+    /// wrapped in an [`OutageGuard`] with `settings.outage`.
     pub async fn start(
         backend: Arc<dyn Backend>,
         registry: RegistrySource,
         seed: Vec<LimitState>,
         settings: ServiceSettings,
     ) -> Result<Arc<Self>, StartError> {
+        let backend = OutageGuard::new(backend, settings.outage, Arc::new(SystemClock));
         let mut states = match &registry {
             RegistrySource::File(r) => {
                 let loaded = r.load()?;
@@ -210,6 +218,21 @@ impl LimiterService {
         self.backend.name()
     }
 
+    /// `Ok` when the service can answer with its backend; else what is not ready (the
+    /// registry is loaded before the service exists, so only the backend can be missing).
+    pub fn readiness(&self) -> Result<(), String> {
+        match self.backend.down() {
+            Some(down) => Err(self.backend.describe(&down)),
+            None => Ok(()),
+        }
+    }
+
+    /// What the outage handling counted since start (outages, reserves refused or allowed
+    /// without accounting, completes dropped, ...).
+    pub fn outage_stats(&self) -> OutageStats {
+        self.backend.stats()
+    }
+
     fn read_states(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, LimitState>> {
         self.states.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -272,7 +295,7 @@ impl LimiterService {
                 ReserveResponse::error(ErrorCode::BackendError, 0)
             }
             Err(e) => {
-                warn!("reserve {lease}: {e}");
+                log_backend_error("reserve", lease, &e);
                 ReserveResponse::error(ErrorCode::BackendError, 0)
             }
         })
@@ -304,7 +327,7 @@ impl LimiterService {
         Ok(match self.backend.complete(command).await {
             Ok(()) => CompleteResponse::ok(),
             Err(e) => {
-                warn!("complete {lease}: {e}");
+                log_backend_error("complete", lease, &e);
                 CompleteResponse::error(ErrorCode::BackendError)
             }
         })
@@ -431,8 +454,12 @@ impl LimiterService {
         Ok(infos)
     }
 
-    /// Tries every pending decrease once; returns how many were applied.
+    /// Tries every pending decrease once; returns how many were applied. Paused while the
+    /// backend is down: the keys stay decreasing until it answers again.
     pub async fn apply_pending_decreases(&self) -> usize {
+        if self.backend.down().is_some() {
+            return 0;
+        }
         let pending: Vec<String> = self
             .read_states()
             .values()
@@ -466,6 +493,14 @@ impl LimiterService {
             }
         }
         applied
+    }
+}
+
+/// One line per failed call, except while the backend is known to be down: those answers
+/// are counted and logged at most once a second by the [`OutageGuard`].
+fn log_backend_error(what: &str, lease: crate::model::LeaseId, error: &BackendError) {
+    if !matches!(error, BackendError::Down(_)) {
+        warn!("{what} {lease}: {error}");
     }
 }
 

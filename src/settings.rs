@@ -13,6 +13,9 @@ use thiserror::Error;
 use crate::http::{HttpSettings, DEFAULT_MAX_BODY_BYTES};
 use crate::model::leases::DEFAULT_MAX_LEASES;
 use crate::model::RetryPolicy;
+use crate::outage::{
+    BackendDownPolicy, OutageSettings, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS,
+};
 use crate::service::ServiceSettings;
 
 mod overrides;
@@ -108,6 +111,13 @@ pub struct ServerSettings {
     pub workers: usize,
     /// TigerBeetle connection (used with `backend: tigerbeetle`).
     pub tigerbeetle: TigerBeetleSettings,
+    /// What a reserve gets while the backend is known to be down: `deny` (`backend_error`
+    /// at once) or `allow` (allowed without accounting: limits are not enforced).
+    pub backend_down: BackendDownPolicy,
+    /// Time between probes of a backend that is down.
+    pub backend_probe_interval_ms: u64,
+    /// Bound on one probe of a backend that is down.
+    pub backend_probe_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -124,6 +134,9 @@ impl Default for ServerSettings {
             lease_capacity: DEFAULT_MAX_LEASES,
             workers: crate::http::server::default_workers(),
             tigerbeetle: TigerBeetleSettings::default(),
+            backend_down: BackendDownPolicy::Deny,
+            backend_probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
+            backend_probe_timeout_ms: DEFAULT_PROBE_TIMEOUT_MS,
         }
     }
 }
@@ -237,6 +250,18 @@ impl ServerSettings {
         self.retry.validate()?;
         check_range("lease_capacity", self.lease_capacity as u64, 1, 100_000_000)?;
         check_range("workers", self.workers as u64, 1, 1024)?;
+        check_range(
+            "backend_probe_interval_ms",
+            self.backend_probe_interval_ms,
+            1,
+            60_000,
+        )?;
+        check_range(
+            "backend_probe_timeout_ms",
+            self.backend_probe_timeout_ms,
+            1,
+            60_000,
+        )?;
         self.tigerbeetle.validate()
     }
 
@@ -245,6 +270,11 @@ impl ServerSettings {
         ServiceSettings {
             retry: self.retry,
             max_batch_items: self.max_batch_items,
+            outage: OutageSettings {
+                policy: self.backend_down,
+                probe_interval_ms: self.backend_probe_interval_ms,
+                probe_timeout_ms: self.backend_probe_timeout_ms,
+            },
         }
     }
 

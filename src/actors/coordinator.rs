@@ -42,6 +42,11 @@ pub struct Define(pub LimitDefinition);
 #[rtype(result = "Result<Usage, BackendError>")]
 pub struct KeyUsage(pub String);
 
+/// Answers `Ok` if the coordinator and every key actor are running.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), BackendError>")]
+pub struct Ping;
+
 /// Apply a pending decrease if enough capacity is free.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<bool, BackendError>")]
@@ -301,5 +306,18 @@ impl Handler<Decrease> for ReserveCoordinator {
                 .await
                 .map_err(|_| BackendError::Unavailable("a key actor stopped".into()))
         }))
+    }
+}
+
+impl Handler<Ping> for ReserveCoordinator {
+    type Result = Result<(), BackendError>;
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        match self.keys.iter().find(|(_, entry)| !entry.actor.connected()) {
+            Some((key, _)) => Err(BackendError::Unavailable(format!(
+                "the actor of key {key} stopped"
+            ))),
+            None => Ok(()),
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use async_trait::async_trait;
 
-use super::coordinator::{Complete, Decrease, Define, KeyUsage, Reserve, ReserveCoordinator};
+use super::coordinator::{Complete, Decrease, Define, KeyUsage, Ping, Reserve, ReserveCoordinator};
 use crate::backend::{Backend, BackendError, ReserveOutcome};
 use crate::model::leases::DEFAULT_MAX_LEASES;
 use crate::model::{CompleteCommand, LimitState, ReserveCommand, RetryPolicy, SharedClock, Usage};
@@ -79,5 +79,9 @@ impl Backend for MemoryBackend {
             })
             .await
             .map_err(mailbox)?
+    }
+
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.coordinator.send(Ping).await.map_err(mailbox)?
     }
 }

@@ -13,6 +13,7 @@ use log::info;
 use ratelimiter::actors::{DecreaseApplier, MemoryBackend};
 use ratelimiter::backend::Backend;
 use ratelimiter::model::{SharedClock, SystemClock};
+use ratelimiter::outage::BackendDownPolicy;
 use ratelimiter::registry::{read_limits_file, Registry};
 use ratelimiter::service::{LimiterService, RegistrySource};
 use ratelimiter::settings::{BackendKind, Overrides, ServerSettings, ENV_PREFIX};
@@ -111,6 +112,16 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
             )))
         }
     }
+    info!(
+        "backend_down: {} (while the backend is down, reserves are {}; a probe checks it \
+         every {} ms)",
+        settings.backend_down.as_str(),
+        match settings.backend_down {
+            BackendDownPolicy::Deny => "answered backend_error at once",
+            BackendDownPolicy::Allow => "allowed WITHOUT accounting: limits are not enforced",
+        },
+        settings.backend_probe_interval_ms
+    );
     let interval = Duration::from_millis(settings.decrease_interval_ms);
     DecreaseApplier::new(Arc::clone(&service), interval).start();
     let signals = ShutdownSignals::install()

@@ -39,4 +39,5 @@ pub use requirements::{
 };
 pub use scheduler::{
     JobOutput, JobRef, JobStage, SchedulerConfig, SchedulerError, SchedulerHandle, ShutdownReport,
+    DEFAULT_MAX_RETRY_WAIT_MS,
 };

@@ -15,4 +15,6 @@ pub(crate) mod server;
 
 pub use admin::{LimitList, OneLimit, PutLimitResponse};
 pub use error::{ApiError, ErrorBody};
-pub use server::{bind, configure, BoundServer, Health, HttpSettings, DEFAULT_MAX_BODY_BYTES};
+pub use server::{
+    bind, configure, BoundServer, Health, HttpSettings, Ready, DEFAULT_MAX_BODY_BYTES,
+};

@@ -9,7 +9,7 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use serde::{Deserialize, Serialize};
 
-use super::error::{json_error_handler, ApiError};
+use super::error::{json_error_handler, ApiError, ErrorBody};
 use super::{admin, data};
 use crate::service::LimiterService;
 
@@ -51,6 +51,13 @@ pub struct Health {
     pub backend: String,
 }
 
+/// Answer of `GET /readyz` when the service can serve (200).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    /// Always true on a 200; a 503 carries `{"error":"not_ready","message":...}` instead.
+    pub ready: bool,
+}
+
 /// Mounts every route of the API, the JSON error handling and the JSON 404 on an app.
 /// Returns a closure that can be called once per server worker.
 pub fn configure(
@@ -83,6 +90,11 @@ pub fn configure(
                     .route(web::get().to(healthz))
                     .default_service(web::to(method_not_allowed)),
             )
+            .service(
+                web::resource("/readyz")
+                    .route(web::get().to(readyz))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .default_service(web::to(not_found));
     }
 }
@@ -103,6 +115,18 @@ async fn healthz(service: web::Data<LimiterService>) -> HttpResponse {
         status: "ok".into(),
         backend: service.backend_name().into(),
     })
+}
+
+/// 200 while the backend answers; 503 naming what is not ready (e.g. the backend is down
+/// since when, and why), so a load balancer can route around this instance.
+async fn readyz(service: web::Data<LimiterService>) -> HttpResponse {
+    match service.readiness() {
+        Ok(()) => HttpResponse::Ok().json(Ready { ready: true }),
+        Err(message) => HttpResponse::ServiceUnavailable().json(ErrorBody {
+            error: "not_ready".into(),
+            message,
+        }),
+    }
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

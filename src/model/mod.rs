@@ -17,7 +17,7 @@ pub use api::{
     Actual, BatchRequest, BatchResponse, CompleteCommand, CompleteRequest, CompleteResponse,
     Requirement, ReserveCommand, ReserveRequest, ReserveResponse,
 };
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use clock::{rfc3339_utc, Clock, ManualClock, SharedClock, SystemClock};
 pub use definition::{
     LimitDefinition, LimitInfo, LimitKind, LimitState, LimitStatus, Overage, Usage,
 };

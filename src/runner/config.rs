@@ -165,6 +165,10 @@ pub struct RateLimiterConfig {
     /// `max_tokens` of every provider request, and so the output part of each reservation.
     #[serde(default = "defaults::max_output_tokens")]
     pub max_output_tokens: u64,
+    /// Longest time one reservation is retried while the limiter is unreachable (or answers
+    /// `backend_error`) before the question fails as not admitted.
+    #[serde(default = "defaults::max_retry_wait_ms")]
+    pub max_retry_wait_ms: u64,
     /// Batching of limiter calls.
     #[serde(default)]
     pub batch: BatchSettings,

@@ -86,6 +86,11 @@ pub fn max_output_tokens() -> u64 {
     2_048
 }
 
+/// Default of `rate_limiter.max_retry_wait_ms`: 30000.
+pub fn max_retry_wait_ms() -> u64 {
+    crate::client::DEFAULT_MAX_RETRY_WAIT_MS
+}
+
 /// Default of `rate_limiter.batch.size`: 128.
 pub fn batch_size() -> u64 {
     128
@@ -132,6 +137,7 @@ impl Default for RateLimiterConfig {
             workers: one(),
             request_timeout_ms: request_timeout_ms(),
             max_output_tokens: max_output_tokens(),
+            max_retry_wait_ms: max_retry_wait_ms(),
             batch: BatchSettings::default(),
         }
     }

@@ -169,6 +169,11 @@ pub fn check_rate_limiter(rl: &RateLimiterConfig, issues: &mut Vec<Issue>) {
         rl.max_output_tokens,
         issues,
     );
+    at_least_one(
+        "rate_limiter.max_retry_wait_ms",
+        rl.max_retry_wait_ms,
+        issues,
+    );
     at_least_one("rate_limiter.batch.size", rl.batch.size, issues);
     at_least_one("rate_limiter.batch.flush_ms", rl.batch.flush_ms, issues);
 }

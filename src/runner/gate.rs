@@ -103,6 +103,14 @@ impl CallGate for SchedulerGate {
                 })
             })
             .await
-            .map_err(|e| GateError(e.to_string()))
+            .map_err(|e| {
+                if e.is_unreachable() {
+                    GateError(format!(
+                        "{e}; not admitted: the provider request was not sent"
+                    ))
+                } else {
+                    GateError(e.to_string())
+                }
+            })
     }
 }

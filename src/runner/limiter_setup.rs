@@ -30,6 +30,7 @@ pub struct SetupError(pub String);
 pub struct RunLimiter {
     mode: LimiterMode,
     limiter: Arc<dyn Limiter>,
+    max_retry_wait_ms: u64,
 }
 
 impl RunLimiter {
@@ -83,12 +84,22 @@ impl RunLimiter {
         } else {
             base
         };
-        Ok(RunLimiter::new(rl.mode, limiter))
+        Ok(RunLimiter::new(rl.mode, limiter).with_max_retry_wait_ms(rl.max_retry_wait_ms))
     }
 
     /// A run limiter over an existing limiter (embedding, tests).
     pub fn new(mode: LimiterMode, limiter: Arc<dyn Limiter>) -> RunLimiter {
-        RunLimiter { mode, limiter }
+        RunLimiter {
+            mode,
+            limiter,
+            max_retry_wait_ms: crate::client::DEFAULT_MAX_RETRY_WAIT_MS,
+        }
+    }
+
+    /// Sets how long one reservation is retried while the limiter is unreachable.
+    pub fn with_max_retry_wait_ms(mut self, max_retry_wait_ms: u64) -> RunLimiter {
+        self.max_retry_wait_ms = max_retry_wait_ms.max(1);
+        self
     }
 
     /// The limiter mode.
@@ -101,6 +112,7 @@ impl RunLimiter {
     pub fn gate_for_task(&self, workers: usize) -> TaskGate {
         let config = SchedulerConfig {
             workers: workers.max(1),
+            max_retry_wait_ms: self.max_retry_wait_ms,
             ..SchedulerConfig::default()
         };
         let handle = SchedulerHandle::start(Arc::clone(&self.limiter), config);

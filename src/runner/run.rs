@@ -16,8 +16,9 @@ use super::pipeline::{CallPipeline, RetryPolicy, VerboseHook};
 use super::pool::run_pool;
 use super::provider::{Endpoint, OpenAiProvider, TokenUsage};
 use super::questions::{Question, QuestionsFile};
-use super::results::{print_summary, rfc3339_utc, RunReport, TaskReport};
+use super::results::{print_summary, RunReport, TaskReport};
 use super::tools::{RepoTools, ToolLimits};
+use crate::model::rfc3339_utc;
 use crate::model::{Clock, SystemClock};
 
 /// Looks up an environment variable (injectable so tests need not touch the process env).

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use config::ValueKind;
 
 use super::BackendKind;
+use crate::outage::BackendDownPolicy;
 
 /// Settings given on the command line; `None` leaves the lower layers in force.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
@@ -76,6 +77,16 @@ pub struct Overrides {
     /// TigerBeetle cluster id [default: 0]
     #[arg(long, value_name = "ID")]
     pub tb_cluster: Option<u128>,
+    /// While the backend is down: deny answers backend_error at once; allow answers allowed
+    /// WITHOUT accounting (limits are not enforced) [default: deny]
+    #[arg(long, value_enum)]
+    pub backend_down: Option<BackendDownPolicy>,
+    /// Time between probes of a backend that is down [default: 250]
+    #[arg(long, value_name = "MS")]
+    pub backend_probe_interval_ms: Option<u64>,
+    /// Bound on one probe of a backend that is down [default: 500]
+    #[arg(long, value_name = "MS")]
+    pub backend_probe_timeout_ms: Option<u64>,
 }
 
 impl Overrides {
@@ -92,6 +103,8 @@ impl Overrides {
         num("decrease_interval_ms", self.decrease_interval_ms);
         num("lease_capacity", self.lease_capacity);
         num("workers", self.workers);
+        num("backend_probe_interval_ms", self.backend_probe_interval_ms);
+        num("backend_probe_timeout_ms", self.backend_probe_timeout_ms);
         num("retry.rolling.base_ms", self.retry_rolling_base_ms);
         num("retry.rolling.max_ms", self.retry_rolling_max_ms);
         num("retry.rolling.jitter_ms", self.retry_rolling_jitter_ms);
@@ -123,6 +136,9 @@ impl Overrides {
         }
         if let Some(v) = self.backend {
             out.push(("backend", ValueKind::String(v.as_str().into())));
+        }
+        if let Some(v) = self.backend_down {
+            out.push(("backend_down", ValueKind::String(v.as_str().into())));
         }
         if let Some(v) = &self.tb_addresses {
             out.push(("tigerbeetle.addresses", ValueKind::String(v.clone())));

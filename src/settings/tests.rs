@@ -100,6 +100,9 @@ fn every_flag_reaches_its_setting() {
         retry_window_margin_ms: Some(13),
         tb_addresses: Some("3000".into()),
         tb_cluster: Some(12),
+        backend_down: Some(BackendDownPolicy::Allow),
+        backend_probe_interval_ms: Some(13),
+        backend_probe_timeout_ms: Some(14),
     };
     let s = ServerSettings::load(None, env(&[]), &flags).unwrap();
     assert_eq!(s.listen, "127.0.0.1:1");
@@ -136,6 +139,15 @@ fn every_flag_reaches_its_setting() {
         ("3000", 12)
     );
     assert_eq!(s.http().max_body_bytes, 4096);
+    let outage = s.service().outage;
+    assert_eq!(
+        (
+            outage.policy,
+            outage.probe_interval_ms,
+            outage.probe_timeout_ms
+        ),
+        (BackendDownPolicy::Allow, 13, 14)
+    );
 }
 
 #[test]
@@ -147,6 +159,14 @@ fn env_selects_backend_and_limits() {
     let s = ServerSettings::load(None, vars, &Overrides::default()).unwrap();
     assert_eq!(s.backend, BackendKind::Tigerbeetle);
     assert_eq!(s.limits, Some(PathBuf::from("x.json")));
+    assert_eq!(
+        s.backend_down,
+        BackendDownPolicy::Deny,
+        "fail closed by default"
+    );
+    let vars = env(&[("RATELIMITERD_BACKEND_DOWN", "allow")]);
+    let s = ServerSettings::load(None, vars, &Overrides::default()).unwrap();
+    assert_eq!(s.service().outage.policy, BackendDownPolicy::Allow);
 }
 
 #[test]
@@ -169,6 +189,7 @@ fn missing_config_file_names_the_file() {
 #[case::unknown_key("lisen: 1.2.3.4:5\n", "lisen")]
 #[case::bad_type("max_batch_items: many\n", "max_batch_items")]
 #[case::bad_backend("backend: redis\n", "redis")]
+#[case::bad_down_policy("backend_down: maybe\n", "maybe")]
 #[case::bad_yaml("listen: [\n", "")]
 #[case::negative_cluster("tigerbeetle:\n  cluster: -1\n", "negative")]
 fn unparsable_files_are_rejected(#[case] text: &str, #[case] mentions: &str) {
@@ -209,6 +230,8 @@ fn unknown_env_key_is_rejected() {
 #[case::margin("retry:\n  window_margin_ms: 60001\n", "retry.window_margin_ms: ")]
 #[case::leases("lease_capacity: 0\n", "lease_capacity: ")]
 #[case::workers("workers: 0\n", "workers: ")]
+#[case::probe_interval("backend_probe_interval_ms: 0\n", "backend_probe_interval_ms: ")]
+#[case::probe_timeout("backend_probe_timeout_ms: 100000\n", "backend_probe_timeout_ms: ")]
 #[case::tb_addresses("tigerbeetle:\n  addresses: \" \"\n", "tigerbeetle.addresses: ")]
 #[case::tb_address_form(
     "tigerbeetle:\n  addresses: \"3000,host\"\n",

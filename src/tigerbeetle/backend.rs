@@ -22,12 +22,13 @@ use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateTransferErrorK
 use tigerbeetle_unofficial::{Account, Transfer};
 
 use super::accounts::{
-    debt_account, debt_id, limit_account, limit_id, operator_account, LimitBalance,
+    debt_account, debt_id, limit_account, limit_id, operator_account, operator_id, LimitBalance,
 };
 use super::book::Book;
 use super::config::TigerBeetleConfig;
 use super::microbatch::{
-    BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, Submit,
+    BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor,
+    RefreshCandidate, Submit,
 };
 use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
 use crate::backend::{Backend, BackendError, ReserveOutcome};
@@ -333,5 +334,17 @@ impl Backend for TigerBeetleBackend {
         }
         self.apply_change(key, transfers::decrease_chain(key, &balance, to))
             .await
+    }
+
+    /// Looks up the operator account: one round trip on the batcher's current client. While
+    /// that client fails, a fresh client is also kept young, so whichever reconnects first
+    /// after the cluster is back answers.
+    async fn probe(&self) -> Result<(), BackendError> {
+        self.batcher.do_send(RefreshCandidate);
+        self.batcher
+            .send(LookupAccounts(vec![operator_id()]))
+            .await
+            .map_err(stopped)??;
+        Ok(())
     }
 }

@@ -196,19 +196,33 @@ impl SchedulerActor {
                 self.retry_later(job, true, 0);
             }
             Decision::Unknown(last) => {
+                let since = *job.first_unknown_at.get_or_insert_with(Instant::now);
+                let waited_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let wait_left = self.config.max_retry_wait_ms.saturating_sub(waited_ms);
+                let attempts = job.unknown_attempts + 1;
                 if job.unknown_attempts >= self.config.max_transport_retries {
                     self.release(&job, &requirements, false);
-                    let attempts = job.unknown_attempts + 1;
                     self.finish(
                         job,
                         Err(SchedulerError::RetriesExhausted { attempts, last }),
+                    );
+                } else if wait_left == 0 {
+                    self.release(&job, &requirements, false);
+                    self.finish(
+                        job,
+                        Err(SchedulerError::RetryWaitExhausted {
+                            attempts,
+                            waited_ms,
+                            last,
+                        }),
                     );
                 } else {
                     job.unknown_attempts += 1;
                     let wait_ms = self
                         .config
                         .backoff_ms(job.unknown_attempts)
-                        .saturating_add(self.jitter_ms());
+                        .saturating_add(self.jitter_ms())
+                        .min(wait_left);
                     warn!(
                         "reserve of job {} had an unknown outcome ({last}); retrying lease {} in {wait_ms} ms",
                         job.job_ref.job_id, job.lease
@@ -262,6 +276,7 @@ impl SchedulerActor {
         if new_lease {
             job.lease = LeaseId::new();
             job.unknown_attempts = 0;
+            job.first_unknown_at = None;
         }
         if wait_ms > 0 {
             self.queues
@@ -426,6 +441,7 @@ impl Handler<Submit> for SchedulerActor {
             lease: LeaseId::new(),
             unknown_attempts: 0,
             completions_at_reserve: 0,
+            first_unknown_at: None,
             execute: Some(msg.execute),
             done: Some(msg.done),
         };

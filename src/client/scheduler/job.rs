@@ -44,6 +44,8 @@ pub(super) struct Job {
     /// The queue's completion count when the current reserve was sent: a denial computed
     /// before a later completion freed capacity is stale.
     pub(super) completions_at_reserve: u64,
+    /// When the first unknown outcome of the current lease id was seen.
+    pub(super) first_unknown_at: Option<std::time::Instant>,
     /// Taken when the job starts running.
     pub(super) execute: Option<ErasedExecute>,
     /// Taken when the caller has been answered (done, failed or cancelled).

@@ -9,7 +9,9 @@
 //!    a complete on the queue wakes it earlier) — other queues keep flowing, no head-of-line
 //!    blocking across queues;
 //! 3. on an unknown outcome (timeout, transport error, `backend_error`), retries the **same**
-//!    lease id after a capped exponential backoff, at most `max_transport_retries` times;
+//!    lease id after a capped exponential backoff, at most `max_transport_retries` times and
+//!    for at most `max_retry_wait_ms` in all (an outage of the limiter or of its backend
+//!    fails the job with a message saying so instead of stalling it);
 //! 4. on `exceeds_capacity:<k>`, fails the job at once with
 //!    [`SchedulerError::ExceedsCapacity`] (naming the key, the amount and the capacity): no
 //!    wait can make it fit;
@@ -55,7 +57,14 @@ pub struct SchedulerConfig {
     /// clients do not retry in lockstep. Denials wait exactly the limiter's hint, which
     /// carries the limiter's own jitter.
     pub jitter_ms: u64,
+    /// Cap on the total time one lease id is retried after unknown outcomes, counted from
+    /// the first one: the last backoff is cut to end at the cap, and a job still without an
+    /// answer then fails with [`SchedulerError::RetryWaitExhausted`].
+    pub max_retry_wait_ms: u64,
 }
+
+/// Default of [`SchedulerConfig::max_retry_wait_ms`].
+pub const DEFAULT_MAX_RETRY_WAIT_MS: u64 = 30_000;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -65,6 +74,7 @@ impl Default for SchedulerConfig {
             backoff_base_ms: 100,
             backoff_max_ms: 5_000,
             jitter_ms: 25,
+            max_retry_wait_ms: DEFAULT_MAX_RETRY_WAIT_MS,
         }
     }
 }
@@ -100,6 +110,17 @@ pub enum SchedulerError {
     RetriesExhausted {
         /// Reserve calls made with the lease id.
         attempts: u32,
+        /// The last error.
+        last: LimiterError,
+    },
+    /// Unknown outcomes went on for `max_retry_wait_ms`: the limiter (or its backend) was
+    /// unreachable for that long.
+    #[error("limiter unreachable for {waited_ms} ms ({attempts} attempt(s), retry wait cap reached): {last}")]
+    RetryWaitExhausted {
+        /// Reserve calls made with the lease id.
+        attempts: u32,
+        /// Time from the first unknown outcome to giving up.
+        waited_ms: u64,
         /// The last error.
         last: LimiterError,
     },
@@ -142,6 +163,17 @@ fn exceeds_message(key: &str, amount: u64, unit: &str, capacity: Option<u64>) ->
             format!("a request of {amount} {unit} exceeds {key} (capacity {capacity})")
         }
         None => format!("a request of {amount} {unit} exceeds the capacity of {key}"),
+    }
+}
+
+impl SchedulerError {
+    /// Whether the job failed because the limiter could not be reached (or answered
+    /// `backend_error`) on every attempt, so it was never admitted.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SchedulerError::RetriesExhausted { .. } | SchedulerError::RetryWaitExhausted { .. }
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateAccountsError};
 use tigerbeetle_unofficial::{Account, Client};
 
-use super::{CreateAccounts, GetStats, LookupAccounts, MicrobatchActor};
+use super::{CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, RefreshCandidate};
 use crate::backend::BackendError;
 
 impl MicrobatchActor {
@@ -107,6 +107,14 @@ impl Handler<CreateAccounts> for MicrobatchActor {
                 ))),
             },
         )
+    }
+}
+
+impl Handler<RefreshCandidate> for MicrobatchActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RefreshCandidate, ctx: &mut Context<Self>) {
+        self.refresh_candidate(ctx);
     }
 }
 

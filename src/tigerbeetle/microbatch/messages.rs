@@ -25,6 +25,12 @@ pub struct LookupAccounts(pub Vec<u128>);
 #[rtype(result = "Result<Vec<(usize, CreateAccountErrorKind)>, BackendError>")]
 pub struct CreateAccounts(pub Vec<Account>);
 
+/// A probe is about to check the cluster: while the client is failing, replace a fresh-client
+/// attempt that has been trying for a while with a new one (a young client reconnects soonest).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RefreshCandidate;
+
 /// Asks for the batch statistics so far.
 #[derive(Debug, Message)]
 #[rtype(result = "BatchStats")]

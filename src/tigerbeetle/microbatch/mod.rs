@@ -52,7 +52,8 @@ use session::Connection;
 pub use session::FIRST_CALL_ALLOWANCE;
 
 pub use messages::{
-    BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, Submit,
+    BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts,
+    RefreshCandidate, Submit,
 };
 
 type Reply = oneshot::Sender<Result<Failures, BackendError>>;

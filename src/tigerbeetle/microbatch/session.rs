@@ -27,6 +27,11 @@ use crate::backend::BackendError;
 /// Extra time for a new client's first call, which registers its session (~0.6 s measured).
 pub const FIRST_CALL_ALLOWANCE: Duration = Duration::from_secs(2);
 
+/// Age past which a probe replaces the fresh client being tried by a newer one: the
+/// client's reconnect delay grows while the cluster is away, so a young client connects
+/// soonest once it is back.
+pub const CANDIDATE_REFRESH: Duration = Duration::from_millis(750);
+
 /// An account id no limit uses; candidates look it up to prove the cluster answers.
 const PROBE_ACCOUNT_ID: u128 = 1;
 
@@ -40,6 +45,8 @@ pub(super) struct Connection {
     failing_since: Option<Instant>,
     /// A fresh client being tried while the current one fails.
     candidate: Option<Arc<Client>>,
+    /// When the candidate was created.
+    candidate_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -128,6 +135,7 @@ impl MicrobatchActor {
             return;
         };
         self.conn.candidate = Some(Arc::clone(&candidate));
+        self.conn.candidate_since = Some(Instant::now());
         let bound = self.config.request_timeout() + FIRST_CALL_ALLOWANCE;
         let probe = async move {
             let answer =
@@ -164,6 +172,21 @@ impl MicrobatchActor {
                 }
             }),
         );
+    }
+
+    /// While the current client fails, replaces a candidate older than [`CANDIDATE_REFRESH`]
+    /// with a new one; the old one's attempt ends unheeded (it is dropped when it does).
+    pub(super) fn refresh_candidate(&mut self, ctx: &mut Context<Self>) {
+        let stale = self
+            .conn
+            .candidate_since
+            .map_or(true, |since| since.elapsed() >= CANDIDATE_REFRESH);
+        if self.conn.failing_since.is_some() && stale {
+            if let Some(old) = self.conn.candidate.take() {
+                drop_client(old);
+            }
+            self.try_candidate(ctx);
+        }
     }
 
     /// Drops `used` if it is still the current client, so the next call starts a new one.

@@ -121,6 +121,7 @@ pub fn config(workers: usize) -> SchedulerConfig {
         backoff_base_ms: 5,
         backoff_max_ms: 20,
         jitter_ms: 0,
+        max_retry_wait_ms: 10_000,
     }
 }
 

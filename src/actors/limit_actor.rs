@@ -132,8 +132,31 @@ impl LimitActor {
             }
             self.by_expiry.remove(&(at, seq));
             self.by_lease.remove(&lease);
-            self.in_use -= amount;
+            self.release_amount(amount);
         }
+    }
+
+    /// Gives back `amount` units. More than is in use would be a bookkeeping bug: it is
+    /// caught in debug builds and clamped at zero otherwise (never a wrap to `u64::MAX`).
+    fn release_amount(&mut self, amount: u64) {
+        let left = self.in_use.checked_sub(amount);
+        debug_assert!(
+            left.is_some(),
+            "releasing {amount} with only {} in use",
+            self.in_use
+        );
+        self.in_use = left.unwrap_or(0);
+    }
+
+    /// `in_use <= capacity` must hold after every take and every decrease.
+    fn debug_check_capacity(&self) {
+        debug_assert!(
+            self.in_use <= self.definition.capacity,
+            "{} in use exceeds capacity {} of {}",
+            self.in_use,
+            self.definition.capacity,
+            self.definition.key
+        );
     }
 
     fn available(&self) -> u64 {
@@ -157,7 +180,7 @@ impl LimitActor {
     fn remove(&mut self, lease: LeaseId) -> Option<(i64, u64)> {
         let key = self.by_lease.remove(&lease)?;
         let (_, amount) = self.by_expiry.remove(&key)?;
-        self.in_use -= amount;
+        self.release_amount(amount);
         Some((key.0, amount))
     }
 
@@ -190,6 +213,7 @@ impl Handler<TryTake> for LimitActor {
             amount += old_amount;
         }
         self.insert(msg.lease, amount, expires);
+        self.debug_check_capacity();
         TakeResult::Taken
     }
 }
@@ -227,6 +251,7 @@ impl Handler<Reconcile> for LimitActor {
             // The difference is held for the rest of the window, at least one second.
             let expires = expires_at.max(msg.now_ms.saturating_add(MIN_OVERAGE_HOLD_MS));
             self.insert(msg.lease, msg.actual, expires);
+            self.debug_check_capacity();
             return;
         }
         self.insert(msg.lease, reserved, expires_at);
@@ -261,9 +286,52 @@ impl Handler<TryDecrease> for LimitActor {
         // available >= capacity - to  ⇔  in_use <= to
         if self.in_use <= msg.to {
             self.definition.capacity = msg.to;
+            self.debug_check_capacity();
             true
         } else {
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(capacity: u64) -> LimitActor {
+        LimitActor::new(
+            LimitDefinition::concurrency("k", capacity, 60),
+            RetryPolicy::default(),
+        )
+    }
+
+    #[test]
+    #[should_panic(expected = "releasing 3 with only 2 in use")]
+    fn releasing_more_than_in_use_is_a_bug() {
+        let mut a = actor(5);
+        a.insert(LeaseId::new(), 2, 1000);
+        a.release_amount(3);
+    }
+
+    #[test]
+    #[should_panic(expected = "in use exceeds capacity")]
+    fn capacity_check_catches_overfill() {
+        let mut a = actor(1);
+        a.insert(LeaseId::new(), 2, 1000);
+        a.debug_check_capacity();
+    }
+
+    #[test]
+    fn expiry_and_removal_give_back_exactly_what_was_taken() {
+        let mut a = actor(10);
+        let (x, y) = (LeaseId::new(), LeaseId::new());
+        a.insert(x, 4, 100);
+        a.insert(y, 5, 200);
+        a.debug_check_capacity();
+        assert_eq!(a.remove(x), Some((100, 4)));
+        assert_eq!(a.remove(x), None);
+        a.expire(200);
+        assert_eq!(a.usage().in_use, 0);
+        assert_eq!(a.usage().available, 10);
     }
 }

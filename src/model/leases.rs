@@ -115,8 +115,16 @@ impl LeaseTable {
         true
     }
 
-    /// Records an allow; the entry is kept until the longest hold has passed.
+    /// Records an allow; the entry is kept until the longest hold has passed. A denied lease
+    /// id can never be allowed (debug builds check it).
     pub fn allow(&mut self, lease: LeaseId, now_ms: i64, holds: Vec<Hold>, longest_hold_ms: i64) {
+        debug_assert!(
+            !matches!(
+                self.entries.get(&lease).map(|e| &e.outcome),
+                Some(LeaseOutcome::Denied { .. })
+            ),
+            "lease {lease} was denied and cannot be allowed"
+        );
         let outcome = LeaseOutcome::Allowed {
             reserved_at_ms: now_ms,
             holds,
@@ -125,8 +133,16 @@ impl LeaseTable {
         self.insert(lease, outcome, now_ms.saturating_add(longest_hold_ms));
     }
 
-    /// Records a denial; kept at least as long as the longest hold of the keys involved.
+    /// Records a denial; kept at least as long as the longest hold of the keys involved. An
+    /// allowed lease can never be denied afterwards (debug builds check it).
     pub fn deny(&mut self, lease: LeaseId, now_ms: i64, retry_after_ms: u64, longest_hold_ms: i64) {
+        debug_assert!(
+            !matches!(
+                self.entries.get(&lease).map(|e| &e.outcome),
+                Some(LeaseOutcome::Allowed { .. })
+            ),
+            "lease {lease} was allowed and cannot be denied"
+        );
         let outcome = LeaseOutcome::Denied { retry_after_ms };
         self.insert(lease, outcome, now_ms.saturating_add(longest_hold_ms));
     }
@@ -252,6 +268,26 @@ mod tests {
         table.deny(b, 0, 1, 1000);
         table.abandon(b);
         assert!(table.get(b, 0).is_some());
+    }
+
+    #[test]
+    #[should_panic(expected = "was allowed and cannot be denied")]
+    fn an_allowed_lease_cannot_turn_denied() {
+        let mut table = LeaseTable::default();
+        let lease = LeaseId::new();
+        assert!(table.begin(lease, 0));
+        table.allow(lease, 0, vec![hold("a")], 60_000);
+        table.deny(lease, 1, 5, 60_000);
+    }
+
+    #[test]
+    #[should_panic(expected = "was denied and cannot be allowed")]
+    fn a_denied_lease_cannot_turn_allowed() {
+        let mut table = LeaseTable::default();
+        let lease = LeaseId::new();
+        assert!(table.begin(lease, 0));
+        table.deny(lease, 0, 5, 60_000);
+        table.allow(lease, 1, vec![hold("a")], 60_000);
     }
 
     #[test]

@@ -8,5 +8,5 @@ pub mod decrease_applier;
 pub mod limit_actor;
 pub mod memory;
 
-pub use decrease_applier::DecreaseApplier;
+pub use decrease_applier::{DecreaseApplier, PendingDecreases};
 pub use memory::MemoryBackend;

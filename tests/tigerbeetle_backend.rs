@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratelimiter::backend::Backend;
-use ratelimiter::model::ids::id_for_label;
 use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitDefinition, LimitState, LimitStatus, Requirement,
     ReserveRequest, ReserveResponse, RetryPolicy, SystemClock,
 };
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 use ratelimiter::tigerbeetle::accounts::debt_id;
+use ratelimiter::tigerbeetle::ids::id_for_label;
 use ratelimiter::tigerbeetle::TigerBeetleBackend;
 use support::tigerbeetle::{self as tb, EXPIRY_SLACK_MS};
 

@@ -12,8 +12,9 @@ use log::info;
 
 use ratelimiter::actors::{DecreaseApplier, MemoryBackend};
 use ratelimiter::backend::Backend;
+use ratelimiter::limits_file::read_limits_file;
 use ratelimiter::model::{SharedClock, SystemClock};
-use ratelimiter::registry::{read_limits_file, Registry};
+use ratelimiter::registry::Registry;
 use ratelimiter::service::{LimiterService, RegistrySource};
 use ratelimiter::settings::{BackendKind, Overrides, ServerSettings, ENV_PREFIX};
 
@@ -203,15 +204,18 @@ async fn tigerbeetle_backend(
         settings.tigerbeetle.cluster, settings.tigerbeetle.addresses
     );
     // ---- TigerBeetle backend: the only call site ----
-    let backend =
-        ratelimiter::tigerbeetle::TigerBeetleBackend::connect(&settings.tigerbeetle, clock, policy)
-            .await
-            .map_err(|e| {
-                Fatal::Runtime(format!(
-                    "cannot connect to TigerBeetle at {}: {e}",
-                    settings.tigerbeetle.addresses
-                ))
-            })?;
+    let backend = ratelimiter::tigerbeetle::TigerBeetleBackend::connect(
+        settings.tigerbeetle.clone(),
+        clock,
+        policy,
+    )
+    .await
+    .map_err(|e| {
+        Fatal::Runtime(format!(
+            "cannot connect to TigerBeetle at {}: {e}",
+            settings.tigerbeetle.addresses
+        ))
+    })?;
     Ok(backend)
 }
 

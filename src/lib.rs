@@ -1,6 +1,7 @@
 //! `ratelimiter`: the shared rate-limit layer for LLM-heavy programs.
 //!
 //! - [`model`]: plain domain data (definitions, API types, retry policy, leases, clock).
+//! - [`limits_file`]: the limits file format, the one validator of limit states.
 //! - [`registry`]: the JSON registry file with atomic saves.
 //! - [`backend`]: the storage trait both backends implement.
 //! - [`actors`]: the in-memory backend as actors (one per key), the decrease applier.
@@ -13,6 +14,7 @@ pub mod actors;
 pub mod backend;
 pub mod client;
 pub mod http;
+pub mod limits_file;
 pub mod model;
 pub mod registry;
 pub mod runner;

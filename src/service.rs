@@ -15,11 +15,12 @@ use log::{info, warn};
 use thiserror::Error;
 
 use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::limits_file::read_limits_file;
 use crate::model::{
     CompleteRequest, CompleteResponse, ErrorCode, InvalidRequest, LimitDefinition, LimitInfo,
     LimitState, LimitStatus, ReserveRequest, ReserveResponse, RetryPolicy,
 };
-use crate::registry::{read_limits_file, Registry, RegistryError};
+use crate::registry::{Registry, RegistryError};
 
 /// Why an admin change failed; nothing was changed.
 #[derive(Debug, Error)]
@@ -66,7 +67,7 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             retry: RetryPolicy::default(),
-            max_batch_items: 256,
+            max_batch_items: crate::model::DEFAULT_MAX_BATCH_ITEMS,
         }
     }
 }
@@ -184,7 +185,7 @@ impl LimiterService {
         limits_file: &Path,
         settings: ServiceSettings,
     ) -> Result<Arc<Self>, StartError> {
-        let seed = read_limits_file(limits_file)?;
+        let seed = read_limits_file(limits_file).map_err(RegistryError::from)?;
         Self::start(backend, RegistrySource::InMemory, seed, settings).await
     }
 
@@ -398,6 +399,13 @@ impl LimiterService {
             }
         }
         applied
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::actors::PendingDecreases for LimiterService {
+    async fn apply_pending_decreases(&self) -> usize {
+        LimiterService::apply_pending_decreases(self).await
     }
 }
 

@@ -23,17 +23,17 @@ use super::accounts::{
     debt_account, debt_id, limit_account, limit_id, operator_account, LimitBalance,
 };
 use super::book::Book;
-use super::config::TigerBeetleConfig;
 use super::microbatch::{
     BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, Submit,
 };
 use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
-use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::backend::{Backend, BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{LeaseOutcome, DEFAULT_MAX_LEASES};
 use crate::model::{
     CompleteCommand, LimitState, LimitStatus, Overage, ReserveCommand, RetryPolicy, SharedClock,
     Usage,
 };
+use crate::settings::TigerBeetleSettings;
 
 /// The TigerBeetle backend's handle.
 #[derive(Debug)]
@@ -45,31 +45,33 @@ pub struct TigerBeetleBackend {
 }
 
 fn stopped(error: MailboxError) -> BackendError {
-    BackendError::Unavailable(format!("the TigerBeetle batcher stopped: {error}"))
+    Outage::MailboxClosed {
+        worker: "the TigerBeetle batcher",
+        reason: error.to_string(),
+    }
+    .into()
 }
 
 impl TigerBeetleBackend {
     /// Starts the microbatcher on the current actix arbiter (call inside a running System)
-    /// and checks the cluster answers by creating the operator account. `config` is a
-    /// [`TigerBeetleConfig`] or the server settings' `tigerbeetle` section.
+    /// and checks the cluster answers by creating the operator account. `config` is the
+    /// server settings' `tigerbeetle` section.
     pub async fn connect(
-        config: impl Into<TigerBeetleConfig>,
+        config: TigerBeetleSettings,
         clock: SharedClock,
         policy: RetryPolicy,
     ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
-        Self::connect_with_recorder(config.into(), clock, policy, None).await
+        Self::connect_with_recorder(config, clock, policy, None).await
     }
 
     /// Like [`TigerBeetleBackend::connect`], recording every batch size in `recorder`.
     pub async fn connect_with_recorder(
-        config: TigerBeetleConfig,
+        config: TigerBeetleSettings,
         clock: SharedClock,
         policy: RetryPolicy,
         recorder: Option<BatchRecorder>,
     ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
-        config
-            .validate()
-            .map_err(|e| BackendError::Failed(e.to_string()))?;
+        config.validate().map_err(Fault::Settings)?;
         let addresses = config.addresses.clone();
         let cluster = config.cluster;
         let batcher = MicrobatchActor::new(config, recorder).start();
@@ -83,9 +85,12 @@ impl TigerBeetleBackend {
             .create_accounts(vec![operator_account()], &["acct:operator".into()])
             .await
             .map_err(|e| match e {
-                BackendError::Unavailable(m) => BackendError::Unavailable(format!(
-                    "{m} (is TigerBeetle running at {addresses} with cluster id {cluster}?)"
-                )),
+                BackendError::Unavailable(outage) => Outage::NotConnected {
+                    addresses,
+                    cluster,
+                    source: Box::new(outage),
+                }
+                .into(),
                 other => other,
             })?;
         Ok(backend)
@@ -112,7 +117,7 @@ impl TigerBeetleBackend {
         self.submit(vec![chain])
             .await?
             .pop()
-            .unwrap_or_else(|| Err(BackendError::Failed("the batcher lost a work item".into())))
+            .unwrap_or_else(|| Err(Fault::LostItem.into()))
     }
 
     async fn create_accounts(
@@ -128,10 +133,11 @@ impl TigerBeetleBackend {
         for (index, kind) in failures {
             if !matches!(kind, CreateAccountErrorKind::Exists) {
                 let label = labels.get(index).map(String::as_str).unwrap_or("?");
-                return Err(BackendError::Failed(format!(
-                    "TigerBeetle refused to create account {label}: {kind:?} (created earlier \
-                     with other settings?)"
-                )));
+                return Err(Fault::AccountRefused {
+                    label: label.to_string(),
+                    code: format!("{kind:?}"),
+                }
+                .into());
             }
         }
         Ok(())
@@ -149,10 +155,8 @@ impl TigerBeetleBackend {
             .iter()
             .find(|a| a.id() == limit)
             .map(LimitBalance::of)
-            .ok_or_else(|| {
-                BackendError::Failed(format!(
-                    "TigerBeetle has no account acct:limit:{key}; define the key first"
-                ))
+            .ok_or_else(|| Fault::NoLimitAccount {
+                key: key.to_string(),
             })?;
         Ok((balance, accounts.into_iter().find(|a| a.id() == debt)))
     }
@@ -166,9 +170,11 @@ impl TigerBeetleBackend {
                 kind: Kind::ExceedsCredits,
                 ..
             } => Ok(false),
-            Verdict::Failed { kind, .. } => Err(BackendError::Failed(format!(
-                "TigerBeetle refused a capacity change of {key}: {kind:?}"
-            ))),
+            Verdict::Failed { kind, .. } => Err(Fault::CapacityChangeRefused {
+                key: key.to_string(),
+                code: format!("{kind:?}"),
+            }
+            .into()),
         }
     }
 
@@ -188,9 +194,7 @@ impl TigerBeetleBackend {
                 .apply_change(key, vec![transfers::fund(key, &balance, wanted)])
                 .await?
             {
-                return Err(BackendError::Failed(format!(
-                    "TigerBeetle refused to fund {key} (operator account constrained?)"
-                )));
+                return Err(Fault::FundRefused { key: key.clone() }.into());
             }
         } else if held > wanted {
             // Only when registries disagree (several instances, or an edited file): give the
@@ -231,7 +235,7 @@ impl Backend for TigerBeetleBackend {
     async fn reserve(&self, command: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
         let now_ms = self.clock.now_ms();
         let lease = command.lease;
-        let plan = {
+        let (plan, owner) = {
             let mut book = self.book();
             match book.leases.get(lease, now_ms) {
                 Some(LeaseOutcome::Allowed { reserved_at_ms, .. }) => {
@@ -249,15 +253,19 @@ impl Backend for TigerBeetleBackend {
                 Some(LeaseOutcome::Pending) | None => {}
             }
             let plan = book.plan(&command.requirements)?;
-            book.leases.begin(lease, now_ms);
-            plan
+            // Only the first attempt owns the pending entry; a repeat in flight must not
+            // forget it on failure, since the first attempt still settles it.
+            let owner = book.leases.begin(lease, now_ms);
+            (plan, owner)
         };
         let result = self.submit_one(reserve_chain(lease, &plan.takes)).await;
         let mut book = self.book();
         let failures = match result {
             Ok(failures) => failures,
             Err(e) => {
-                book.leases.abandon(lease);
+                if owner {
+                    book.leases.abandon(lease);
+                }
                 return Err(e);
             }
         };
@@ -280,10 +288,15 @@ impl Backend for TigerBeetleBackend {
                     Kind::ExceedsCredits => book.on_deny(key, &self.policy),
                     Kind::IdAlreadyFailed => book.hint(key, &self.policy),
                     _ => {
-                        book.leases.abandon(lease);
-                        return Err(BackendError::Failed(format!(
-                            "TigerBeetle refused the reservation of {key} for lease {lease}: {kind:?}"
-                        )));
+                        if owner {
+                            book.leases.abandon(lease);
+                        }
+                        return Err(Fault::ReserveRefused {
+                            key: key.to_string(),
+                            lease,
+                            code: format!("{kind:?}"),
+                        }
+                        .into());
                     }
                 };
                 book.leases

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::transfers::{hold_seconds, Take};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Fault};
 use crate::model::leases::{Hold, LeaseTable};
 use crate::model::{DenyStreak, LimitDefinition, Requirement, RetryPolicy};
 
@@ -79,12 +79,12 @@ impl Book {
             longest_hold_ms: 0,
         };
         for requirement in requirements {
-            let definition = self.definition(&requirement.key).ok_or_else(|| {
-                BackendError::Failed(format!(
-                    "key {} is not defined in the TigerBeetle backend",
-                    requirement.key
-                ))
-            })?;
+            let definition =
+                self.definition(&requirement.key)
+                    .ok_or_else(|| Fault::UnknownKey {
+                        backend: "TigerBeetle",
+                        key: requirement.key.clone(),
+                    })?;
             plan.longest_hold_ms = plan.longest_hold_ms.max(definition.hold_ms());
             plan.takes.push(Take {
                 key: requirement.key.clone(),

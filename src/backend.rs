@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::model::leases::LeaseTableFull;
-use crate::model::{CompleteCommand, LimitState, ReserveCommand, Usage};
+use crate::model::{CompleteCommand, LeaseId, LeaseTableFull, LimitState, ReserveCommand, Usage};
+#[cfg(feature = "server")]
+use crate::settings::InvalidSetting;
 
 /// What a backend answered to a reserve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,18 +27,196 @@ pub enum ReserveOutcome {
 /// A backend failure: the client sees `backend_error`.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum BackendError {
-    /// The backend could not be reached or did not answer in time.
+    /// The backend could not be reached or did not answer in time; the outcome is unknown.
     #[error("backend unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Outage),
     /// The backend answered with something the service cannot use.
     #[error("backend failed: {0}")]
-    Failed(String),
+    Failed(Fault),
     /// Every slot of the lease table holds a lease in flight; nothing was taken.
     #[error(transparent)]
     LeaseTableFull(#[from] LeaseTableFull),
     /// The backend is known to be down: answered at once, without calling it.
     #[error("{0}")]
     Down(String),
+}
+
+/// Why a backend could not be reached or did not answer.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum Outage {
+    /// A worker of the backend (key actor, coordinator, batcher) stopped.
+    #[error("{worker} stopped")]
+    Stopped {
+        /// The worker, e.g. `a key actor`.
+        worker: &'static str,
+    },
+    /// A worker's mailbox closed while a message was on its way.
+    #[error("{worker} stopped: {reason}")]
+    MailboxClosed {
+        /// The worker.
+        worker: &'static str,
+        /// The mailbox's error.
+        reason: String,
+    },
+    /// The reserve this repeat of a lease waited for ended without an answer.
+    #[error("reserve was abandoned")]
+    Abandoned,
+    /// TigerBeetle did not answer within the request bound.
+    #[error("TigerBeetle at {addresses} did not answer {operation} within {timeout_ms} ms")]
+    TimedOut {
+        /// The replica addresses.
+        addresses: String,
+        /// The client call, e.g. `create_transfers`.
+        operation: &'static str,
+        /// The bound that passed.
+        timeout_ms: u64,
+    },
+    /// The TigerBeetle client could not send the request.
+    #[error("TigerBeetle {operation} failed: {reason}")]
+    SendFailed {
+        /// The client call.
+        operation: &'static str,
+        /// The client's error.
+        reason: String,
+    },
+    /// The first call after connecting got no answer.
+    #[error("{source} (is TigerBeetle running at {addresses} with cluster id {cluster}?)")]
+    NotConnected {
+        /// The replica addresses.
+        addresses: String,
+        /// The cluster id.
+        cluster: u128,
+        /// What happened to the call.
+        source: Box<Outage>,
+    },
+}
+
+/// What a backend answered that the service cannot use.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum Fault {
+    /// A key the service considers defined is not defined in the backend.
+    #[error("key {key} is not defined in the {backend} backend")]
+    UnknownKey {
+        /// The backend, e.g. `memory`.
+        backend: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A lease already being decided was started again.
+    #[error("lease {lease} is already being decided")]
+    LeaseInProgress {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// The backend's settings break a rule.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Settings(#[from] InvalidSetting),
+    /// The TigerBeetle client could not be created.
+    #[error("cannot create a TigerBeetle client for addresses {addresses:?}: {reason}")]
+    Client {
+        /// The replica addresses.
+        addresses: String,
+        /// The client's error.
+        reason: String,
+    },
+    /// The TigerBeetle client answered with an error other than a send failure.
+    #[error("TigerBeetle {operation}: {reason}")]
+    Api {
+        /// The client call.
+        operation: &'static str,
+        /// The client's error.
+        reason: String,
+    },
+    /// A work item larger than a TigerBeetle request may hold (items are never split).
+    #[error(
+        "a work item of {transfers} transfers exceeds the TigerBeetle batch limit of {limit} \
+         events and cannot be split (tigerbeetle.batch_max_events)"
+    )]
+    ItemTooLarge {
+        /// Transfers in the item.
+        transfers: usize,
+        /// The batch limit in force.
+        limit: usize,
+    },
+    /// A work item whose last transfer would link into the next item of the batch.
+    #[error("a work item's last transfer must close its chain (no LINKED flag)")]
+    OpenChain,
+    /// The batcher answered fewer items than it was given.
+    #[error("the batcher lost a work item")]
+    LostItem,
+    /// TigerBeetle refused to create an account.
+    #[error(
+        "TigerBeetle refused to create account {label}: {code} (created earlier with other settings?)"
+    )]
+    AccountRefused {
+        /// The account's label, e.g. `acct:limit:<key>`.
+        label: String,
+        /// TigerBeetle's result code.
+        code: String,
+    },
+    /// The key's limit account does not exist in TigerBeetle.
+    #[error("TigerBeetle has no account acct:limit:{key}; define the key first")]
+    NoLimitAccount {
+        /// The key.
+        key: String,
+    },
+    /// TigerBeetle refused to fund a key up to its capacity.
+    #[error("TigerBeetle refused to fund {key} (operator account constrained?)")]
+    FundRefused {
+        /// The key.
+        key: String,
+    },
+    /// TigerBeetle refused a capacity change for a reason other than capacity.
+    #[error("TigerBeetle refused a capacity change of {key}: {code}")]
+    CapacityChangeRefused {
+        /// The key.
+        key: String,
+        /// TigerBeetle's result code.
+        code: String,
+    },
+    /// TigerBeetle refused a reservation for a reason other than capacity.
+    #[error("TigerBeetle refused the reservation of {key} for lease {lease}: {code}")]
+    ReserveRefused {
+        /// The key.
+        key: String,
+        /// The lease.
+        lease: LeaseId,
+        /// TigerBeetle's result code.
+        code: String,
+    },
+    /// TigerBeetle refused a step of a complete.
+    #[error("TigerBeetle refused to complete lease {lease} on {key}: {code}")]
+    CompleteRefused {
+        /// The key.
+        key: String,
+        /// The lease.
+        lease: LeaseId,
+        /// TigerBeetle's result code.
+        code: String,
+    },
+    /// TigerBeetle refused to record an overage as debt.
+    #[error("TigerBeetle refused to record debt of lease {lease} on {key}: {code}")]
+    DebtRefused {
+        /// The key.
+        key: String,
+        /// The lease.
+        lease: LeaseId,
+        /// TigerBeetle's result code.
+        code: String,
+    },
+}
+
+impl From<Outage> for BackendError {
+    fn from(outage: Outage) -> Self {
+        BackendError::Unavailable(outage)
+    }
+}
+
+impl From<Fault> for BackendError {
+    fn from(fault: Fault) -> Self {
+        BackendError::Failed(fault)
+    }
 }
 
 /// Storage of capacity for every defined key.

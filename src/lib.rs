@@ -1,6 +1,7 @@
 //! `ratelimiter`: the shared rate-limit layer for LLM-heavy programs.
 //!
 //! - [`model`]: plain domain data (definitions, API types, retry policy, leases, clock).
+//! - [`limits_file`]: the limits file format, the one validator of limit states.
 //! - [`registry`]: the JSON registry file with atomic saves.
 //! - [`backend`]: the storage trait both backends implement.
 //! - [`actors`]: the in-memory backend as actors (one per key), the decrease applier.
@@ -28,6 +29,7 @@ pub mod backend;
 pub mod client;
 #[cfg(feature = "server")]
 pub mod http;
+pub mod limits_file;
 pub mod model;
 pub mod outage;
 pub mod registry;

@@ -1,38 +1,26 @@
 //! The registry file (SPEC §2): a JSON array of [`LimitState`], loaded at start and rewritten
 //! atomically on every admin change (write `<path>.tmp`, fsync, rename, fsync the directory),
-//! so a crash leaves either the old or the new file, never a torn one. Limits files share the
-//! format and are only ever read.
+//! so a crash leaves either the old or the new file, never a torn one. The format is the one
+//! of limits files ([`crate::limits_file`]), which are only ever read.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use log::warn;
 use thiserror::Error;
 
-use crate::model::{LimitDefinition, LimitState};
+use crate::limits_file::{parse_limits_file, LimitsFileError};
+use crate::model::LimitState;
 
-/// Why a registry or limits file could not be used.
+/// Why a registry file could not be used.
 #[derive(Debug, Error)]
 pub enum RegistryError {
-    /// The file exists but could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not a JSON array of limit states.
-    #[error("{path} is not a valid limits file: {message}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, with line and column where known.
-        message: String,
-    },
+    /// The file exists but could not be read, or is not a valid limits file; it is left as
+    /// it is.
+    #[error(transparent)]
+    File(#[from] LimitsFileError),
     /// Writing the new registry failed; the old file is untouched.
     #[error("cannot save registry {path}: {source}")]
     Write {
@@ -43,61 +31,11 @@ pub enum RegistryError {
     },
 }
 
-/// An entry of a limits file: a full state, or (for hand-written files) a bare definition.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum FileEntry {
-    State(LimitState),
-    Definition(LimitDefinition),
-}
+/// Makes a directory's entries (the rename of a save) durable.
+type SyncDir = fn(&Path) -> std::io::Result<()>;
 
-/// Parses and validates the text of a registry or limits file; `origin` names it in errors.
-pub fn parse_states(text: &str, origin: &Path) -> Result<Vec<LimitState>, RegistryError> {
-    let corrupt = |message: String| RegistryError::Corrupt {
-        path: origin.to_path_buf(),
-        message,
-    };
-    // Parse as raw values first so an error names the entry and its own serde message.
-    let values: Vec<serde_json::Value> = serde_json::from_str(text)
-        .map_err(|e| corrupt(format!("expected a JSON array of limit states ({e})")))?;
-    let mut states = Vec::with_capacity(values.len());
-    let mut keys = HashSet::new();
-    for (index, value) in values.into_iter().enumerate() {
-        let state = if value.get("definition").is_some() {
-            serde_json::from_value::<LimitState>(value)
-                .map_err(|e| corrupt(format!("entry {index}: {e}")))?
-        } else {
-            match serde_json::from_value::<FileEntry>(value) {
-                Ok(FileEntry::State(s)) => s,
-                Ok(FileEntry::Definition(d)) => LimitState::active(d),
-                Err(_) => {
-                    return Err(corrupt(format!(
-                        "entry {index}: neither a limit state nor a limit definition"
-                    )))
-                }
-            }
-        };
-        state
-            .validate()
-            .map_err(|e| corrupt(format!("entry {index}: {e}")))?;
-        if !keys.insert(state.definition.key.clone()) {
-            return Err(corrupt(format!(
-                "entry {index}: key {:?} is defined twice",
-                state.definition.key
-            )));
-        }
-        states.push(state);
-    }
-    Ok(states)
-}
-
-/// Reads a limits file (never written).
-pub fn read_limits_file(path: &Path) -> Result<Vec<LimitState>, RegistryError> {
-    let text = fs::read_to_string(path).map_err(|source| RegistryError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_states(&text, path)
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 /// The registry file of one `ratelimiterd`.
@@ -106,6 +44,8 @@ pub struct Registry {
     path: PathBuf,
     /// Serializes saves in this process: two writers must never share the `.tmp` file.
     save_lock: Arc<Mutex<()>>,
+    /// The directory fsync after the rename (replaced in tests to inject failures).
+    sync_dir: SyncDir,
 }
 
 impl Registry {
@@ -114,6 +54,7 @@ impl Registry {
         Registry {
             path: path.into(),
             save_lock: Arc::new(Mutex::new(())),
+            sync_dir,
         }
     }
 
@@ -132,16 +73,22 @@ impl Registry {
     /// (the file is left as it is, never replaced by an empty one).
     pub fn load(&self) -> Result<Vec<LimitState>, RegistryError> {
         match fs::read_to_string(&self.path) {
-            Ok(text) => parse_states(&text, &self.path),
+            Ok(text) => Ok(parse_limits_file(&text, &self.path)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(source) => Err(RegistryError::Read {
+            Err(source) => Err(LimitsFileError::Read {
                 path: self.path.clone(),
                 source,
-            }),
+            }
+            .into()),
         }
     }
 
     /// Saves `states` atomically. Blocking: call it off the actor threads.
+    ///
+    /// Once the rename has put the new file in place the change counts as saved: a failing
+    /// fsync of the directory afterwards is logged as a warning (the rename may not survive a
+    /// power loss) but not reported, since every reader already sees the new file and
+    /// reporting failure would make the caller undo a change that is on disk.
     pub fn save(&self, states: &[LimitState]) -> Result<(), RegistryError> {
         let write_err = |source| RegistryError::Write {
             path: self.path.clone(),
@@ -165,21 +112,29 @@ impl Registry {
             file.write_all(b"\n")?;
             file.sync_all()?;
             drop(file);
-            fs::rename(&tmp, &self.path)?;
-            // Make the rename itself durable.
-            fs::File::open(&dir)?.sync_all()
+            fs::rename(&tmp, &self.path)
         })();
-        if result.is_err() {
+        if let Err(source) = result {
             let _ = fs::remove_file(&tmp);
+            return Err(write_err(source));
         }
-        result.map_err(write_err)
+        // Make the rename itself durable; the new file is in place whatever happens here.
+        if let Err(e) = (self.sync_dir)(&dir) {
+            warn!(
+                "registry {}: saved, but syncing directory {} failed ({e}); the change is in \
+                 place but may be lost on a power failure",
+                self.path.display(),
+                dir.display()
+            );
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::LimitStatus;
+    use crate::model::{LimitDefinition, LimitStatus};
 
     fn state(key: &str, capacity: u64) -> LimitState {
         LimitState::active(LimitDefinition {
@@ -206,6 +161,33 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_directory_sync_after_the_rename_still_counts_as_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut registry = Registry::new(dir.path().join("limits.json"));
+        registry.save(&[state("old", 1)]).unwrap();
+        registry.sync_dir = |_| Err(std::io::Error::other("injected fsync failure"));
+        let new = vec![state("new", 2)];
+        registry
+            .save(&new)
+            .expect("the renamed file is the saved state");
+        assert_eq!(registry.load().unwrap(), new);
+        assert!(!registry.tmp_path().exists());
+    }
+
+    #[test]
+    fn a_failing_write_before_the_rename_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(dir.path().join("limits.json"));
+        let old = vec![state("old", 1)];
+        registry.save(&old).unwrap();
+        // A directory in the way of the `.tmp` file makes the write fail.
+        fs::create_dir(registry.tmp_path()).unwrap();
+        let err = registry.save(&[state("new", 2)]).unwrap_err();
+        assert!(matches!(err, RegistryError::Write { .. }), "{err}");
+        assert_eq!(registry.load().unwrap(), old);
+    }
+
+    #[test]
     fn corrupt_file_is_rejected_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("limits.json");
@@ -218,34 +200,13 @@ mod tests {
     }
 
     #[test]
-    fn invalid_entries_name_the_entry() {
-        let origin = Path::new("x.json");
-        let bad_capacity =
-            r#"[{"definition":{"key":"k","kind":"rolling","capacity":0,"window_seconds":1}}]"#;
-        let msg = parse_states(bad_capacity, origin).unwrap_err().to_string();
-        assert!(msg.contains("entry 0: capacity"), "{msg}");
-        let dup = r#"[{"key":"k","kind":"rolling","capacity":1,"window_seconds":1},
-                     {"key":"k","kind":"rolling","capacity":1,"window_seconds":1}]"#;
-        let msg = parse_states(dup, origin).unwrap_err().to_string();
-        assert!(msg.contains("defined twice"), "{msg}");
-        let junk = r#"[{"nothing":1}]"#;
-        let msg = parse_states(junk, origin).unwrap_err().to_string();
-        assert!(msg.contains("entry 0"), "{msg}");
-    }
-
-    #[test]
-    fn bare_definitions_are_accepted_in_limits_files() {
-        let text = r#"[{"key":"k","kind":"concurrency","capacity":2,"timeout_seconds":30}]"#;
-        let states = parse_states(text, Path::new("x")).unwrap();
-        assert_eq!(states[0].status, LimitStatus::Active);
-        assert_eq!(states[0].definition.capacity, 2);
-    }
-
-    #[test]
     fn unreadable_path_is_a_read_error() {
         let dir = tempfile::tempdir().unwrap();
         let err = Registry::new(dir.path()).load().unwrap_err();
-        assert!(matches!(err, RegistryError::Read { .. }), "{err}");
+        assert!(
+            matches!(err, RegistryError::File(LimitsFileError::Read { .. })),
+            "{err}"
+        );
     }
 
     #[test]

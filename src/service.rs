@@ -18,14 +18,15 @@ use log::{info, warn};
 use thiserror::Error;
 
 use crate::backend::{Backend, BackendError, ReserveOutcome};
-use crate::model::leases::LeaseTableFull;
+use crate::limits_file::read_limits_file;
 use crate::model::throttle::LogThrottle;
+use crate::model::LeaseTableFull;
 use crate::model::{
     CompleteRequest, CompleteResponse, ErrorCode, InvalidRequest, LimitDefinition, LimitInfo,
     LimitState, LimitStatus, ReserveRequest, ReserveResponse, RetryPolicy, SystemClock,
 };
 use crate::outage::{OutageGuard, OutageSettings, OutageStats};
-use crate::registry::{read_limits_file, Registry, RegistryError};
+use crate::registry::{Registry, RegistryError};
 
 /// Why an admin change failed; nothing was changed.
 #[derive(Debug, Error)]
@@ -74,7 +75,7 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             retry: RetryPolicy::default(),
-            max_batch_items: 256,
+            max_batch_items: crate::model::DEFAULT_MAX_BATCH_ITEMS,
             outage: OutageSettings::default(),
         }
     }
@@ -204,7 +205,7 @@ impl LimiterService {
         limits_file: &Path,
         settings: ServiceSettings,
     ) -> Result<Arc<Self>, StartError> {
-        let seed = read_limits_file(limits_file)?;
+        let seed = read_limits_file(limits_file).map_err(RegistryError::from)?;
         Self::start(backend, RegistrySource::InMemory, seed, settings).await
     }
 
@@ -501,6 +502,13 @@ impl LimiterService {
 fn log_backend_error(what: &str, lease: crate::model::LeaseId, error: &BackendError) {
     if !matches!(error, BackendError::Down(_)) {
         warn!("{what} {lease}: {error}");
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::actors::PendingDecreases for LimiterService {
+    async fn apply_pending_decreases(&self) -> usize {
+        LimiterService::apply_pending_decreases(self).await
     }
 }
 

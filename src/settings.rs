@@ -3,11 +3,10 @@
 //! joined with `__`, e.g. `RATELIMITERD_RETRY__ROLLING__BASE_MS`), and command-line flags.
 //! [`ServerSettings::validate`] names the field at fault in every message.
 
-use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::http::{HttpSettings, DEFAULT_MAX_BODY_BYTES};
@@ -19,17 +18,20 @@ use crate::outage::{
 use crate::service::ServiceSettings;
 
 mod overrides;
+mod rules;
 #[cfg(test)]
 mod tests;
+mod tigerbeetle;
 
 pub use overrides::Overrides;
+pub use rules::InvalidSetting;
+use rules::{check_address, check_range};
+pub use tigerbeetle::{TigerBeetleSettings, TIGERBEETLE_MAX_BATCH_EVENTS};
 
 /// Prefix of the environment variables read by [`ServerSettings::load`].
 pub const ENV_PREFIX: &str = "RATELIMITERD";
 /// Largest accepted `max_batch_items`.
 pub const MAX_BATCH_ITEMS_LIMIT: usize = 10_000;
-/// Most events TigerBeetle accepts in one request.
-pub const TIGERBEETLE_MAX_BATCH_EVENTS: u32 = 8189;
 
 /// Which backend holds capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -48,38 +50,6 @@ impl BackendKind {
         match self {
             BackendKind::Memory => "memory",
             BackendKind::Tigerbeetle => "tigerbeetle",
-        }
-    }
-}
-
-/// Connection settings of the TigerBeetle backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TigerBeetleSettings {
-    /// Replica addresses, comma-separated (`127.0.0.1:3000` or just a port `3000`).
-    pub addresses: String,
-    /// The cluster id the replicas were formatted with.
-    #[serde(
-        deserialize_with = "u128_from_number_or_string",
-        serialize_with = "u128_as_string"
-    )]
-    pub cluster: u128,
-    /// How long one request may take before it fails with `backend_error`.
-    pub request_timeout_ms: u64,
-    /// Most events in one TigerBeetle request (at most 8189).
-    pub batch_max_events: u32,
-    /// How long the microbatcher waits for more work before sending a partial batch.
-    pub flush_interval_us: u64,
-}
-
-impl Default for TigerBeetleSettings {
-    fn default() -> Self {
-        TigerBeetleSettings {
-            addresses: "127.0.0.1:3000".into(),
-            cluster: 0,
-            request_timeout_ms: 2000,
-            batch_max_events: TIGERBEETLE_MAX_BATCH_EVENTS,
-            flush_interval_us: 100,
         }
     }
 }
@@ -127,7 +97,7 @@ impl Default for ServerSettings {
             backend: BackendKind::Memory,
             registry: PathBuf::from("data/limits.json"),
             limits: None,
-            max_batch_items: 256,
+            max_batch_items: crate::model::DEFAULT_MAX_BATCH_ITEMS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             decrease_interval_ms: 250,
             retry: RetryPolicy::default(),
@@ -157,7 +127,7 @@ pub enum SettingsError {
     Parse(String),
     /// A value breaks a rule; the message starts with the field's name.
     #[error("configuration: {0}")]
-    Invalid(String),
+    Invalid(#[from] InvalidSetting),
 }
 
 impl ServerSettings {
@@ -212,22 +182,22 @@ impl ServerSettings {
         let settings: ServerSettings = merged
             .try_deserialize()
             .map_err(|e| SettingsError::Parse(e.to_string()))?;
-        settings.validate().map_err(SettingsError::Invalid)?;
+        settings.validate()?;
         Ok(settings)
     }
 
     /// Checks every rule; the message starts with the field's name (`listen: ...`).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         check_address("listen", &self.listen)?;
         if self.registry.as_os_str().is_empty() {
-            return Err("registry: must not be empty".into());
+            return Err(InvalidSetting::Empty { field: "registry" });
         }
         if self
             .limits
             .as_ref()
             .is_some_and(|p| p.as_os_str().is_empty())
         {
-            return Err("limits: must not be empty when set".into());
+            return Err(InvalidSetting::Empty { field: "limits" });
         }
         check_range(
             "max_batch_items",
@@ -285,103 +255,4 @@ impl ServerSettings {
             workers: self.workers,
         }
     }
-}
-
-impl TigerBeetleSettings {
-    /// Checks every rule; the message starts with `tigerbeetle.<field>`.
-    pub fn validate(&self) -> Result<(), String> {
-        let field = "tigerbeetle.addresses";
-        if self.addresses.trim().is_empty() {
-            return Err(format!("{field}: must list at least one address"));
-        }
-        for address in self.addresses.split(',').map(str::trim) {
-            if address.parse::<u16>().is_err() {
-                check_host_port(field, address)?;
-            }
-        }
-        check_range(
-            "tigerbeetle.request_timeout_ms",
-            self.request_timeout_ms,
-            1,
-            600_000,
-        )?;
-        check_range(
-            "tigerbeetle.batch_max_events",
-            u64::from(self.batch_max_events),
-            1,
-            u64::from(TIGERBEETLE_MAX_BATCH_EVENTS),
-        )?;
-        check_range(
-            "tigerbeetle.flush_interval_us",
-            self.flush_interval_us,
-            0,
-            1_000_000,
-        )
-    }
-}
-
-fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
-    if value < min || value > max {
-        return Err(format!(
-            "{field}: must be between {min} and {max} (got {value})"
-        ));
-    }
-    Ok(())
-}
-
-/// `host:port` with a numeric port; the host is not resolved.
-fn check_host_port(field: &str, value: &str) -> Result<(), String> {
-    let bad = || format!("{field}: {value:?} is not an address like 127.0.0.1:8080");
-    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(bad());
-    }
-    Ok(())
-}
-
-/// An address to bind: an IP socket address, or `host:port` whose host resolves.
-fn check_address(field: &str, value: &str) -> Result<(), String> {
-    if value.parse::<std::net::SocketAddr>().is_ok() {
-        return Ok(());
-    }
-    check_host_port(field, value)?;
-    match value.to_socket_addrs() {
-        Ok(addrs) if addrs.len() > 0 => Ok(()),
-        Ok(_) => Err(format!("{field}: {value:?} resolves to no address")),
-        Err(e) => Err(format!("{field}: cannot resolve {value:?} ({e})")),
-    }
-}
-
-/// Writes a u128 as a string: the config layers carry at most 64-bit integers.
-fn u128_as_string<S: serde::Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&v.to_string())
-}
-
-/// Reads a u128 written as a number or, when too large for the YAML/env layers, a string.
-fn u128_from_number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
-    struct Visitor;
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = u128;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an unsigned 128-bit integer")
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u128, E> {
-            Ok(u128::from(v))
-        }
-        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<u128, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u128, E> {
-            u128::try_from(v).map_err(|_| E::custom(format!("must not be negative (got {v})")))
-        }
-        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<u128, E> {
-            u128::try_from(v).map_err(|_| E::custom(format!("must not be negative (got {v})")))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u128, E> {
-            v.trim()
-                .parse()
-                .map_err(|_| E::custom(format!("{v:?} is not an unsigned 128-bit integer")))
-        }
-    }
-    d.deserialize_any(Visitor)
 }

@@ -11,15 +11,21 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 use futures::future::{join_all, BoxFuture};
+use log::warn;
 use tokio::sync::oneshot;
 
 use super::limit_actor::{
     GetUsage, LimitActor, Reconcile, Redefine, Release, TakeResult, TryDecrease, TryTake,
 };
-use crate::backend::{BackendError, ReserveOutcome};
+use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{Hold, LeaseOutcome, LeaseTable};
 use crate::model::{
     CompleteCommand, LimitDefinition, LimitKind, ReserveCommand, RetryPolicy, SharedClock, Usage,
+};
+
+/// What a key actor that no longer answers means for the caller.
+const KEY_ACTOR_STOPPED: Outage = Outage::Stopped {
+    worker: "a key actor",
 };
 
 /// Reserve every requirement or none.
@@ -95,7 +101,11 @@ impl ReserveCoordinator {
     }
 
     fn unknown(key: &str) -> BackendError {
-        BackendError::Failed(format!("key {key} is not defined in the memory backend"))
+        Fault::UnknownKey {
+            backend: "memory",
+            key: key.to_string(),
+        }
+        .into()
     }
 }
 
@@ -127,9 +137,7 @@ impl Handler<Reserve> for ReserveCoordinator {
             let (tx, rx) = oneshot::channel();
             self.waiters.entry(lease).or_default().push(tx);
             return Box::pin(fut::wrap_future(async move {
-                rx.await.unwrap_or_else(|_| {
-                    Err(BackendError::Unavailable("reserve was abandoned".into()))
-                })
+                rx.await.unwrap_or_else(|_| Err(Outage::Abandoned.into()))
             }));
         }
         let mut holds = Vec::with_capacity(command.requirements.len());
@@ -147,8 +155,16 @@ impl Handler<Reserve> for ReserveCoordinator {
                 kind: entry.kind,
             });
         }
-        if let Err(full) = self.leases.begin(lease, now_ms) {
-            return ready(Err(full.into()));
+        // `get` found nothing at this same `now_ms`, so the lease must be new here; a lease
+        // already being decided is answered by the waiters above, never decided twice. The
+        // table refuses only when every slot holds a lease in flight.
+        let began = match self.leases.begin(lease, now_ms) {
+            Ok(began) => began,
+            Err(full) => return ready(Err(full.into())),
+        };
+        debug_assert!(began, "lease {lease} was unknown a moment ago");
+        if !began {
+            return ready(Err(Fault::LeaseInProgress { lease }.into()));
         }
         // Sent now, in order: a batch's items reach each key actor in array order.
         let takes: Vec<_> = actors
@@ -184,7 +200,7 @@ impl Handler<Reserve> for ReserveCoordinator {
             join_all(taken.iter().map(|actor| actor.send(Release { lease }))).await;
             match denied_hint {
                 Some(retry_after_ms) if !failed => Ok(ReserveOutcome::Denied { retry_after_ms }),
-                _ => Err(BackendError::Unavailable("a key actor stopped".into())),
+                _ => Err(BackendError::from(KEY_ACTOR_STOPPED)),
             }
         };
         Box::pin(
@@ -238,7 +254,7 @@ impl Handler<Complete> for ReserveCoordinator {
         Box::pin(fut::wrap_future(async move {
             let all = join_all(acks).await;
             if all.iter().any(Result::is_err) {
-                return Err(BackendError::Unavailable("a key actor stopped".into()));
+                return Err(BackendError::from(KEY_ACTOR_STOPPED));
             }
             Ok(())
         }))
@@ -285,7 +301,7 @@ impl Handler<KeyUsage> for ReserveCoordinator {
         Box::pin(fut::wrap_future(async move {
             request
                 .await
-                .map_err(|_| BackendError::Unavailable("a key actor stopped".into()))
+                .map_err(|_| BackendError::from(KEY_ACTOR_STOPPED))
         }))
     }
 }
@@ -304,7 +320,7 @@ impl Handler<Decrease> for ReserveCoordinator {
         Box::pin(fut::wrap_future(async move {
             request
                 .await
-                .map_err(|_| BackendError::Unavailable("a key actor stopped".into()))
+                .map_err(|_| BackendError::from(KEY_ACTOR_STOPPED))
         }))
     }
 }
@@ -314,9 +330,10 @@ impl Handler<Ping> for ReserveCoordinator {
 
     fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
         match self.keys.iter().find(|(_, entry)| !entry.actor.connected()) {
-            Some((key, _)) => Err(BackendError::Unavailable(format!(
-                "the actor of key {key} stopped"
-            ))),
+            Some((key, _)) => {
+                warn!("the actor of key {key} stopped");
+                Err(BackendError::from(KEY_ACTOR_STOPPED))
+            }
             None => Ok(()),
         }
     }

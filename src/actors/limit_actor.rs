@@ -115,6 +115,17 @@ impl LimitActor {
         }
     }
 
+    /// `in_use <= capacity` must hold after every take and every decrease.
+    fn debug_check_capacity(&self) {
+        debug_assert!(
+            self.reservations.in_use() <= self.definition.capacity,
+            "{} in use exceeds capacity {} of {}",
+            self.reservations.in_use(),
+            self.definition.capacity,
+            self.definition.key
+        );
+    }
+
     fn available(&self) -> u64 {
         self.definition
             .capacity
@@ -175,6 +186,7 @@ impl Handler<TryTake> for LimitActor {
         // A lease the coordinator has already forgotten may still hold an overage extension
         // here: the insert merges rather than drops it (over-counting is the safe side).
         self.reservations.insert(msg.lease, msg.amount, expires);
+        self.debug_check_capacity();
         TakeResult::Taken
     }
 }
@@ -212,6 +224,7 @@ impl Handler<Reconcile> for LimitActor {
             // The difference is held for the rest of the window, at least one second.
             let expires = expires_at.max(msg.now_ms.saturating_add(MIN_OVERAGE_HOLD_MS));
             self.reservations.insert(msg.lease, msg.actual, expires);
+            self.debug_check_capacity();
             return;
         }
         self.reservations.insert(msg.lease, reserved, expires_at);
@@ -246,9 +259,44 @@ impl Handler<TryDecrease> for LimitActor {
         // available >= capacity - to  ⇔  in_use <= to
         if self.reservations.in_use() <= msg.to {
             self.definition.capacity = msg.to;
+            self.debug_check_capacity();
             true
         } else {
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(capacity: u64) -> LimitActor {
+        LimitActor::new(
+            LimitDefinition::concurrency("k", capacity, 60),
+            RetryPolicy::default(),
+        )
+    }
+
+    #[test]
+    #[should_panic(expected = "in use exceeds capacity")]
+    fn capacity_check_catches_overfill() {
+        let mut a = actor(1);
+        a.reservations.insert(LeaseId::new(), 2, 1000);
+        a.debug_check_capacity();
+    }
+
+    #[test]
+    fn expiry_and_removal_give_back_exactly_what_was_taken() {
+        let mut a = actor(10);
+        let (x, y) = (LeaseId::new(), LeaseId::new());
+        a.reservations.insert(x, 4, 100);
+        a.reservations.insert(y, 5, 200);
+        a.debug_check_capacity();
+        assert_eq!(a.reservations.remove(x), Some((100, 4)));
+        assert_eq!(a.reservations.remove(x), None);
+        a.reservations.expire(200);
+        assert_eq!(a.usage().in_use, 0);
+        assert_eq!(a.usage().available, 10);
     }
 }

@@ -6,7 +6,7 @@ use actix::prelude::*;
 use async_trait::async_trait;
 
 use super::coordinator::{Complete, Decrease, Define, KeyUsage, Ping, Reserve, ReserveCoordinator};
-use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::backend::{Backend, BackendError, Outage, ReserveOutcome};
 use crate::model::leases::DEFAULT_MAX_LEASES;
 use crate::model::{CompleteCommand, LimitState, ReserveCommand, RetryPolicy, SharedClock, Usage};
 
@@ -17,7 +17,11 @@ pub struct MemoryBackend {
 }
 
 fn mailbox(error: MailboxError) -> BackendError {
-    BackendError::Unavailable(format!("memory backend stopped: {error}"))
+    Outage::MailboxClosed {
+        worker: "memory backend",
+        reason: error.to_string(),
+    }
+    .into()
 }
 
 impl MemoryBackend {

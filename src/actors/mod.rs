@@ -8,5 +8,5 @@ mod decrease_applier;
 mod limit_actor;
 mod memory;
 
-pub use decrease_applier::DecreaseApplier;
+pub use decrease_applier::{DecreaseApplier, PendingDecreases};
 pub use memory::MemoryBackend;

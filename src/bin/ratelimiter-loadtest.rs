@@ -12,11 +12,82 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use ratelimiter::client::loadtest::{
     generated_definitions, generated_targets, parse_duration, run_load, targets_from_states,
-    LoadConfig, ShareLimit, Target,
+    DurationError, LoadConfig, ShareLimit, Target,
 };
-use ratelimiter::client::{BatchConfig, BatchingLimiter, HttpLimiter, Limiter, LocalLimiter};
+use ratelimiter::client::{
+    BatchConfig, BatchConfigError, BatchingLimiter, HttpLimiter, HttpLimiterError, Limiter,
+    LocalLimiter, LocalLimiterError,
+};
+use ratelimiter::limits_file::{read_limits_file, LimitsFileError};
 use ratelimiter::model::{LimitDefinition, LimitState, SystemClock};
-use ratelimiter::registry::read_limits_file;
+use thiserror::Error;
+
+/// Why the load test could not run (exit status 2).
+#[derive(Debug, Error)]
+enum LoadtestError {
+    /// Local mode embeds the memory backend only.
+    #[error(
+        "--backend tigerbeetle needs --mode http: start ratelimiterd with the TigerBeetle \
+         backend and point --url at it (local mode embeds the memory backend only)"
+    )]
+    TigerbeetleNeedsHttp,
+    /// The limits file cannot be used.
+    #[error("--limits: {0}")]
+    Limits(#[from] LimitsFileError),
+    /// The limits file defines no LLM keys to drive.
+    #[error("--limits: {path} has no global:llm:<provider>:<model>:rpm|tpm|concurrency keys")]
+    NoTargets {
+        /// The limits file.
+        path: PathBuf,
+    },
+    /// The in-process limiter did not start.
+    #[error("cannot start the local limiter: {0}")]
+    Local(#[from] LocalLimiterError),
+    /// The server URL cannot be used.
+    #[error("--url: {0}")]
+    Url(#[from] HttpLimiterError),
+    /// The generated limits could not be defined on the server.
+    #[error("cannot define the generated limits: {0}")]
+    Define(#[from] DefineError),
+    /// The batch settings break a rule.
+    #[error(transparent)]
+    Batch(#[from] BatchConfigError),
+}
+
+/// Why a generated limit could not be defined through the admin API.
+#[derive(Debug, Error)]
+enum DefineError {
+    /// The HTTP client could not be created.
+    #[error("cannot create the HTTP client: {0}")]
+    Client(reqwest::Error),
+    /// The request got no answer.
+    #[error("PUT {endpoint} ({key}): {reason}")]
+    Send {
+        /// The admin URL.
+        endpoint: String,
+        /// The key being defined.
+        key: String,
+        /// The error and its causes.
+        reason: String,
+    },
+    /// The server refused the definition.
+    #[error("PUT {endpoint} ({key}): HTTP {status}: {body}")]
+    Refused {
+        /// The admin URL.
+        endpoint: String,
+        /// The key being defined.
+        key: String,
+        /// The answer's status.
+        status: reqwest::StatusCode,
+        /// The answer's body.
+        body: String,
+    },
+}
+
+/// A `--duration` as clap reports it: the flag is named already, so the reason alone.
+#[derive(Debug, Error)]
+#[error("{}", .0.reason())]
+struct DurationArgError(DurationError);
 
 /// Where the limiter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,22 +149,19 @@ struct Args {
     timeout_ms: u64,
 }
 
-fn duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.reason().to_string())
+fn duration_arg(text: &str) -> Result<Duration, DurationArgError> {
+    parse_duration(text).map_err(DurationArgError)
 }
 
 /// Targets and the states that define them.
-fn load_targets(args: &Args) -> Result<(Vec<Target>, Vec<LimitState>, bool), String> {
+fn load_targets(args: &Args) -> Result<(Vec<Target>, Vec<LimitState>, bool), LoadtestError> {
     let wanted = args.providers as usize;
     match &args.limits {
         Some(path) => {
-            let states = read_limits_file(path).map_err(|e| format!("--limits: {e}"))?;
+            let states = read_limits_file(path)?;
             let targets = targets_from_states(&states, wanted);
             if targets.is_empty() {
-                return Err(format!(
-                    "--limits: {} has no global:llm:<provider>:<model>:rpm|tpm|concurrency keys",
-                    path.display()
-                ));
+                return Err(LoadtestError::NoTargets { path: path.clone() });
             }
             if targets.len() < wanted {
                 eprintln!(
@@ -128,11 +196,11 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Defines generated limits on the server through `PUT /v1/admin/limits`.
-async fn define_on_server(url: &str, definitions: Vec<LimitDefinition>) -> Result<(), String> {
+async fn define_on_server(url: &str, definitions: Vec<LimitDefinition>) -> Result<(), DefineError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(DefineError::Client)?;
     let endpoint = format!("{}/v1/admin/limits", url.trim_end_matches('/'));
     for definition in definitions {
         let response = client
@@ -140,14 +208,20 @@ async fn define_on_server(url: &str, definitions: Vec<LimitDefinition>) -> Resul
             .json(&definition)
             .send()
             .await
-            .map_err(|e| format!("PUT {endpoint} ({}): {}", definition.key, chain(&e)))?;
+            .map_err(|e| DefineError::Send {
+                endpoint: endpoint.clone(),
+                key: definition.key.clone(),
+                reason: chain(&e),
+            })?;
         if !response.status().is_success() {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
-            return Err(format!(
-                "PUT {endpoint} ({}): HTTP {status}: {body}",
-                definition.key
-            ));
+            return Err(DefineError::Refused {
+                endpoint,
+                key: definition.key,
+                status,
+                body,
+            });
         }
     }
     Ok(())
@@ -157,35 +231,26 @@ async fn build_limiter(
     args: &Args,
     states: Vec<LimitState>,
     generated: bool,
-) -> Result<Arc<dyn Limiter>, String> {
+) -> Result<Arc<dyn Limiter>, LoadtestError> {
     match args.mode {
         Mode::Local => {
-            let limiter = LocalLimiter::from_states(states, Arc::new(SystemClock))
-                .await
-                .map_err(|e| format!("cannot start the local limiter: {e}"))?;
+            let limiter = LocalLimiter::from_states(states, Arc::new(SystemClock)).await?;
             Ok(Arc::new(limiter))
         }
         Mode::Http => {
-            let limiter = HttpLimiter::new(&args.url, Duration::from_millis(args.timeout_ms))
-                .map_err(|e| format!("--url: {e}"))?;
+            let limiter = HttpLimiter::new(&args.url, Duration::from_millis(args.timeout_ms))?;
             if generated {
                 let definitions = states.into_iter().map(|s| s.definition).collect();
-                define_on_server(&args.url, definitions)
-                    .await
-                    .map_err(|e| format!("cannot define the generated limits: {e}"))?;
+                define_on_server(&args.url, definitions).await?;
             }
             Ok(Arc::new(limiter))
         }
     }
 }
 
-async fn run(args: Args) -> Result<bool, String> {
+async fn run(args: Args) -> Result<bool, LoadtestError> {
     if args.mode == Mode::Local && args.backend == Backend::Tigerbeetle {
-        return Err(
-            "--backend tigerbeetle needs --mode http: start ratelimiterd with the TigerBeetle \
-                    backend and point --url at it (local mode embeds the memory backend only)"
-                .into(),
-        );
+        return Err(LoadtestError::TigerbeetleNeedsHttp);
     }
     let (targets, states, generated) = load_targets(&args)?;
     // The share is measured on the rpm key of a single provider from a limits file.
@@ -204,7 +269,7 @@ async fn run(args: Args) -> Result<bool, String> {
                 size: size as usize,
                 flush_ms: args.flush_ms,
             };
-            Some(BatchingLimiter::start(limiter.clone(), config).map_err(|e| e.to_string())?)
+            Some(BatchingLimiter::start(limiter.clone(), config)?)
         }
         None => None,
     };

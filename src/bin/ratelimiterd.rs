@@ -12,9 +12,10 @@ use log::info;
 
 use ratelimiter::actors::{DecreaseApplier, MemoryBackend};
 use ratelimiter::backend::Backend;
+use ratelimiter::limits_file::read_limits_file;
 use ratelimiter::model::{SharedClock, SystemClock};
 use ratelimiter::outage::BackendDownPolicy;
-use ratelimiter::registry::{read_limits_file, Registry};
+use ratelimiter::registry::Registry;
 use ratelimiter::service::{LimiterService, RegistrySource};
 use ratelimiter::settings::{BackendKind, Overrides, ServerSettings, ENV_PREFIX};
 
@@ -215,7 +216,7 @@ async fn tigerbeetle_backend(
     );
     // ---- TigerBeetle backend: the only call site ----
     let backend = ratelimiter::tigerbeetle::TigerBeetleBackend::connect_with_lease_capacity(
-        &settings.tigerbeetle,
+        settings.tigerbeetle.clone(),
         clock,
         policy,
         settings.lease_capacity,

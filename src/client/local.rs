@@ -9,7 +9,6 @@
 //! through [`LocalLimiter::service`] starts a
 //! [`DecreaseApplier`](crate::actors::DecreaseApplier) over it.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,11 +17,11 @@ use thiserror::Error;
 
 use super::limiter::{Limiter, LimiterError};
 use crate::actors::MemoryBackend;
+use crate::limits_file::{read_limits_file, validate_limit_states, InvalidLimits, LimitsFileError};
 use crate::model::{
-    CompleteRequest, CompleteResponse, LimitDefinition, LimitState, ReserveRequest,
+    CompleteRequest, CompleteResponse, InvalidRequest, LimitDefinition, LimitState, ReserveRequest,
     ReserveResponse, SharedClock,
 };
-use crate::registry::{read_limits_file, RegistryError};
 use crate::service::{LimiterService, RegistrySource, ServiceSettings, StartError};
 
 /// Why a local limiter could not start.
@@ -30,16 +29,16 @@ use crate::service::{LimiterService, RegistrySource, ServiceSettings, StartError
 pub enum LocalLimiterError {
     /// The limits file is missing, unreadable or invalid (the message names the file).
     #[error(transparent)]
-    LimitsFile(#[from] RegistryError),
+    LimitsFile(#[from] LimitsFileError),
     /// An inline limit state breaks a rule.
-    #[error("limits[{index}] ({key:?}): {message}")]
+    #[error("limits[{index}] ({key:?}): {source}")]
     InvalidState {
         /// Position of the entry.
         index: usize,
         /// Its key as given.
         key: String,
-        /// What is wrong.
-        message: String,
+        /// The rule broken, naming the field.
+        source: InvalidRequest,
     },
     /// Two inline states have the same key.
     #[error("limits[{index}]: key {key:?} is defined twice")]
@@ -49,9 +48,18 @@ pub enum LocalLimiterError {
         /// The key.
         key: String,
     },
+    /// Inline limits that break another rule of limits files.
+    #[error("limits: {0}")]
+    Invalid(InvalidLimits),
     /// The service could not apply a definition to the backend.
     #[error(transparent)]
-    Start(#[from] StartError),
+    Start(Box<StartError>),
+}
+
+impl From<StartError> for LocalLimiterError {
+    fn from(error: StartError) -> Self {
+        LocalLimiterError::Start(Box::new(error))
+    }
 }
 
 /// A [`Limiter`] backed by an in-process service.
@@ -60,26 +68,21 @@ pub struct LocalLimiter {
     service: Arc<LimiterService>,
 }
 
-/// Checks inline states one by one; errors name the entry.
+/// Checks inline states with the limits-file rules; errors name the entry as `limits[i]`.
 fn validate_states(states: &[LimitState]) -> Result<(), LocalLimiterError> {
-    let mut keys = HashSet::new();
-    for (index, state) in states.iter().enumerate() {
-        let key = &state.definition.key;
-        state
-            .validate()
-            .map_err(|e| LocalLimiterError::InvalidState {
-                index,
-                key: key.clone(),
-                message: e.to_string(),
-            })?;
-        if !keys.insert(key.as_str()) {
-            return Err(LocalLimiterError::DuplicateKey {
-                index,
-                key: key.clone(),
-            });
-        }
-    }
-    Ok(())
+    validate_limit_states(states).map_err(|invalid| match invalid {
+        InvalidLimits::Duplicate { index, key } => LocalLimiterError::DuplicateKey { index, key },
+        InvalidLimits::Invalid { index, source } => LocalLimiterError::InvalidState {
+            index,
+            key: states
+                .get(index)
+                .map(|s| s.definition.key.clone())
+                .unwrap_or_default(),
+            source,
+        },
+        // Values, not text: nothing to parse, so only the two rules above can fail.
+        other => LocalLimiterError::Invalid(other),
+    })
 }
 
 impl LocalLimiter {

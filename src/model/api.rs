@@ -161,6 +161,10 @@ impl CompleteResponse {
     }
 }
 
+/// Most items `ratelimiterd` accepts in one batch unless its `max_batch_items` says otherwise;
+/// a larger batch is refused whole with 400 `invalid_request`.
+pub const DEFAULT_MAX_BATCH_ITEMS: usize = 256;
+
 /// Batch envelope: `{ "requests": [...] }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

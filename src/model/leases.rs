@@ -196,8 +196,13 @@ impl LeaseTable {
 
     /// Records an allow; the lease stays in flight until its longest hold has passed or it
     /// completes. Never refused: the slot was claimed by [`LeaseTable::begin`] (a lease put
-    /// back after a failed complete may briefly exceed the bound).
+    /// back after a failed complete may briefly exceed the bound). A denied lease id can
+    /// never be allowed (debug builds check it).
     pub fn allow(&mut self, lease: LeaseId, now_ms: i64, holds: Vec<Hold>, longest_hold_ms: i64) {
+        debug_assert!(
+            !matches!(self.settled.get(&lease), Some(Settled::Denied { .. })),
+            "lease {lease} was denied and cannot be allowed"
+        );
         self.settled.remove(&lease);
         let entry = InFlight::Allowed {
             reserved_at_ms: now_ms,
@@ -208,8 +213,13 @@ impl LeaseTable {
     }
 
     /// Records a denial; kept at least as long as the longest hold of the keys involved,
-    /// unless newer settled leases push it out first.
+    /// unless newer settled leases push it out first. An allowed lease can never be denied
+    /// afterwards (debug builds check it).
     pub fn deny(&mut self, lease: LeaseId, now_ms: i64, retry_after_ms: u64, longest_hold_ms: i64) {
+        debug_assert!(
+            !matches!(self.in_flight.get(&lease), Some(InFlight::Allowed { .. })),
+            "lease {lease} was allowed and cannot be denied"
+        );
         self.purge(now_ms);
         self.in_flight.remove(&lease);
         self.settle(
@@ -354,6 +364,26 @@ mod tests {
         table.allow(c, 0, vec![], 1000);
         table.abandon(c);
         assert!(table.get(c, 0).is_some());
+    }
+
+    #[test]
+    #[should_panic(expected = "was allowed and cannot be denied")]
+    fn an_allowed_lease_cannot_turn_denied() {
+        let mut table = LeaseTable::default();
+        let lease = LeaseId::new();
+        assert!(table.begin(lease, 0).unwrap());
+        table.allow(lease, 0, vec![hold("a", LimitKind::Rolling)], 60_000);
+        table.deny(lease, 1, 5, 60_000);
+    }
+
+    #[test]
+    #[should_panic(expected = "was denied and cannot be allowed")]
+    fn a_denied_lease_cannot_turn_allowed() {
+        let mut table = LeaseTable::default();
+        let lease = LeaseId::new();
+        assert!(table.begin(lease, 0).unwrap());
+        table.deny(lease, 0, 5, 60_000);
+        table.allow(lease, 1, vec![hold("a", LimitKind::Rolling)], 60_000);
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! Domain model: plain data shared by every layer — limit definitions and states, the wire
-//! types of the HTTP API, validation, the retry-after policy, lease bookkeeping, the clock
-//! and the TigerBeetle id scheme. Nothing here performs I/O or talks to actors.
+//! types of the HTTP API, validation, the retry-after policy, lease bookkeeping and the
+//! clock. Nothing here performs I/O or talks to actors.
 
 mod api;
 mod clock;
 mod definition;
 mod errors;
 mod expiring;
-pub mod ids;
 pub(crate) mod leases;
 mod reservations;
 mod retry;
@@ -15,7 +14,7 @@ pub(crate) mod throttle;
 
 pub use api::{
     Actual, BatchRequest, BatchResponse, CompleteCommand, CompleteRequest, CompleteResponse,
-    Requirement, ReserveCommand, ReserveRequest, ReserveResponse,
+    Requirement, ReserveCommand, ReserveRequest, ReserveResponse, DEFAULT_MAX_BATCH_ITEMS,
 };
 pub use clock::{rfc3339_utc, Clock, ManualClock, SharedClock, SystemClock};
 pub use definition::{
@@ -24,7 +23,7 @@ pub use definition::{
 pub use errors::{ErrorCode, InvalidRequest};
 pub use leases::{LeaseTableFull, DEFAULT_MAX_LEASES};
 pub use reservations::Reservations;
-pub use retry::{Backoff, DenyStreak, RetryPolicy, DEFAULT_WINDOW_MARGIN_MS};
+pub use retry::{Backoff, DenyStreak, InvalidRetry, RetryPolicy, DEFAULT_WINDOW_MARGIN_MS};
 
 /// A lease id: one ULID per reserve attempt (SPEC §1).
 pub type LeaseId = ulid::Ulid;

@@ -38,8 +38,20 @@ impl Reservations {
             }
             self.by_expiry.remove(&(at, seq));
             self.by_lease.remove(&lease);
-            self.in_use -= amount;
+            self.release_amount(amount);
         }
+    }
+
+    /// Gives back `amount` units. More than is in use would be a bookkeeping bug: it is
+    /// caught in debug builds and clamped at zero otherwise (never a wrap to `u64::MAX`).
+    fn release_amount(&mut self, amount: u64) {
+        let left = self.in_use.checked_sub(amount);
+        debug_assert!(
+            left.is_some(),
+            "releasing {amount} with only {} in use",
+            self.in_use
+        );
+        self.in_use = left.unwrap_or(0);
     }
 
     /// Sum of live amounts (as of the last [`Reservations::expire`]).
@@ -76,7 +88,7 @@ impl Reservations {
     pub fn remove(&mut self, lease: LeaseId) -> Option<(i64, u64)> {
         let key = self.by_lease.remove(&lease)?;
         let (_, amount) = self.by_expiry.remove(&key)?;
-        self.in_use -= amount;
+        self.release_amount(amount);
         Some((key.0, amount))
     }
 
@@ -113,6 +125,14 @@ impl Reservations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[should_panic(expected = "releasing 3 with only 2 in use")]
+    fn releasing_more_than_in_use_is_a_bug() {
+        let mut r = Reservations::new();
+        r.insert(LeaseId::new(), 2, 1000);
+        r.release_amount(3);
+    }
 
     fn with(entries: &[(u64, i64)]) -> (Reservations, Vec<LeaseId>) {
         let mut r = Reservations::new();

@@ -11,6 +11,7 @@
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use super::definition::{LimitDefinition, LimitKind};
 
@@ -67,17 +68,51 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A retry-after policy value that breaks a rule; the message names the field.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum InvalidRetry {
+    /// `base_ms` is 0.
+    #[error("{section}.base_ms: must be greater than 0")]
+    ZeroBase {
+        /// The backoff's section, e.g. `retry.rolling`.
+        section: &'static str,
+    },
+    /// `max_ms` is below `base_ms`.
+    #[error("{section}.max_ms: must be at least base_ms")]
+    MaxBelowBase {
+        /// The backoff's section.
+        section: &'static str,
+    },
+    /// `factor` is below 1 or not finite.
+    #[error("{section}.factor: must be a finite number >= 1.0")]
+    Factor {
+        /// The backoff's section.
+        section: &'static str,
+    },
+    /// `decreasing_ms` is 0.
+    #[error("retry.decreasing_ms: must be greater than 0")]
+    ZeroDecreasing,
+    /// `window_margin_ms` is above [`MAX_WINDOW_MARGIN_MS`].
+    #[error(
+        "retry.window_margin_ms: must be at most {MAX_WINDOW_MARGIN_MS} (one minute), got {got_ms}"
+    )]
+    WindowMargin {
+        /// The margin asked for.
+        got_ms: u64,
+    },
+}
+
 impl Backoff {
-    /// Checks that the parameters make sense; the message names the field under `section`.
-    pub fn validate(&self, section: &str) -> Result<(), String> {
+    /// Checks that the parameters make sense; the error names the field under `section`.
+    pub fn validate(&self, section: &'static str) -> Result<(), InvalidRetry> {
         if self.base_ms == 0 {
-            return Err(format!("{section}.base_ms: must be greater than 0"));
+            return Err(InvalidRetry::ZeroBase { section });
         }
         if self.max_ms < self.base_ms {
-            return Err(format!("{section}.max_ms: must be at least base_ms"));
+            return Err(InvalidRetry::MaxBelowBase { section });
         }
         if !(self.factor.is_finite() && self.factor >= 1.0) {
-            return Err(format!("{section}.factor: must be a finite number >= 1.0"));
+            return Err(InvalidRetry::Factor { section });
         }
         Ok(())
     }
@@ -129,16 +164,16 @@ impl RetryPolicy {
     }
 
     /// Checks every section.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidRetry> {
         self.concurrency.validate("retry.concurrency")?;
         self.rolling.validate("retry.rolling")?;
         if self.decreasing_ms == 0 {
-            return Err("retry.decreasing_ms: must be greater than 0".into());
+            return Err(InvalidRetry::ZeroDecreasing);
         }
         if self.window_margin_ms > MAX_WINDOW_MARGIN_MS {
-            return Err(format!(
-                "retry.window_margin_ms: must be at most {MAX_WINDOW_MARGIN_MS} (one minute)"
-            ));
+            return Err(InvalidRetry::WindowMargin {
+                got_ms: self.window_margin_ms,
+            });
         }
         Ok(())
     }
@@ -285,10 +320,10 @@ mod tests {
         assert_eq!(policy.hold_ms(&def(LimitKind::Concurrency, 0, 30)), 30_000);
         let mut too_long = policy;
         too_long.window_margin_ms = 60_001;
-        assert!(too_long
-            .validate()
-            .unwrap_err()
-            .starts_with("retry.window_margin_ms"));
+        assert_eq!(
+            too_long.validate(),
+            Err(InvalidRetry::WindowMargin { got_ms: 60_001 })
+        );
     }
 
     #[test]
@@ -312,14 +347,21 @@ mod tests {
         policy.validate().unwrap();
         policy.rolling.factor = 0.5;
         assert_eq!(
-            policy.validate().unwrap_err(),
+            policy.validate().unwrap_err().to_string(),
             "retry.rolling.factor: must be a finite number >= 1.0"
         );
         let mut policy = RetryPolicy::default();
         policy.concurrency.max_ms = 1;
+        assert_eq!(
+            policy.validate().unwrap_err(),
+            InvalidRetry::MaxBelowBase {
+                section: "retry.concurrency"
+            }
+        );
         assert!(policy
             .validate()
             .unwrap_err()
+            .to_string()
             .starts_with("retry.concurrency.max_ms"));
     }
 }

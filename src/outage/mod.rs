@@ -198,7 +198,7 @@ impl OutageGuard {
     ) -> Result<T, BackendError> {
         let result = call.await;
         if let Err(BackendError::Unavailable(reason)) = &result {
-            self.mark_down(permit, reason);
+            self.mark_down(permit, &reason.to_string());
         }
         result
     }

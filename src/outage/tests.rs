@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::backend::{Fault, Outage};
 use crate::model::{LeaseId, ManualClock, Requirement};
 
 /// A backend that answers while `up`, and fails with `Unavailable` (at once) while not.
@@ -29,7 +30,9 @@ impl Fake {
         if self.up.load(Ordering::SeqCst) {
             Ok(value)
         } else {
-            Err(BackendError::Unavailable("fake: no answer in time".into()))
+            Err(BackendError::Unavailable(Outage::Stopped {
+                worker: "the fake backend",
+            }))
         }
     }
 }
@@ -63,7 +66,9 @@ impl Backend for Fake {
         if self.up.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(BackendError::Unavailable("fake: probe unanswered".into()))
+            Err(BackendError::Unavailable(Outage::Stopped {
+                worker: "the fake backend's probe",
+            }))
         }
     }
 }
@@ -220,10 +225,10 @@ async fn other_failures_do_not_mark_the_backend_down() {
             "refusing"
         }
         async fn define(&self, _: &LimitState) -> Result<(), BackendError> {
-            Err(BackendError::Failed("refused".into()))
+            Err(BackendError::Failed(Fault::OpenChain))
         }
         async fn reserve(&self, _: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
-            Err(BackendError::Failed("refused".into()))
+            Err(BackendError::Failed(Fault::OpenChain))
         }
         async fn complete(&self, _: CompleteCommand) -> Result<(), BackendError> {
             Ok(())

@@ -29,6 +29,14 @@ pub struct CommonArgs {
     pub output_dir: Option<PathBuf>,
 }
 
+/// The `--log` file could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("--log: cannot create {path}: {source}")]
+struct LogFileError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 impl CommonArgs {
     fn spec_path(&self) -> PathBuf {
         self.spec
@@ -36,7 +44,7 @@ impl CommonArgs {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
     }
 
-    fn output(&self) -> Result<Output, String> {
+    fn output(&self) -> Result<Output, LogFileError> {
         let stdout = std::io::stdout();
         let color =
             !self.no_color && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -44,8 +52,14 @@ impl CommonArgs {
         let console: Box<dyn Write + Send> = Box::new(stdout);
         let output = match &self.log {
             None => Output::new(console, color, self.verbose),
-            Some(path) => Output::with_log(console, color, self.verbose, path)
-                .map_err(|e| format!("--log: cannot create {}: {e}", path.display()))?,
+            Some(path) => {
+                Output::with_log(console, color, self.verbose, path).map_err(|source| {
+                    LogFileError {
+                        path: path.clone(),
+                        source,
+                    }
+                })?
+            }
         };
         Ok(output.with_progress_bar(bar))
     }

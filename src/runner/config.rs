@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::limits_file::{parse_limit_states, InvalidLimits};
 use crate::model::LimitState;
-use crate::registry::{parse_states, RegistryError};
 
 use super::config_defaults as defaults;
 
@@ -403,15 +403,11 @@ impl Config {
 }
 
 impl RateLimiterConfig {
-    /// The inline limits as validated states; `origin` names the config file in errors.
-    pub fn inline_states(&self, origin: &Path) -> Result<Option<Vec<LimitState>>, String> {
-        match &self.limits {
-            None => Ok(None),
-            Some(value) => match parse_states(&value.to_string(), origin) {
-                Ok(states) => Ok(Some(states)),
-                Err(RegistryError::Corrupt { message, .. }) => Err(message),
-                Err(other) => Err(other.to_string()),
-            },
-        }
+    /// The inline limits as validated states (the rules of a limits file).
+    pub fn inline_states(&self) -> Result<Option<Vec<LimitState>>, InvalidLimits> {
+        self.limits
+            .as_ref()
+            .map(|value| parse_limit_states(&value.to_string()))
+            .transpose()
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use super::config::{Config, Issue, LimiterMode, RateLimiterConfig, QUESTION_EVAL};
+use crate::model::DEFAULT_MAX_BATCH_ITEMS;
 
 /// Agent ids unique and non-empty, a supported type, a model and provider, `max_steps` ≥ 1,
 /// a sane temperature, and a `default_agent` that exists.
@@ -47,8 +48,8 @@ pub fn check_agents(config: &Config, issues: &mut Vec<Issue>) {
             ));
         }
         if let Some(url) = &agent.base_url {
-            if let Err(message) = check_http_url(url) {
-                issues.push(Issue::new(field("base_url"), message));
+            if let Err(bad) = check_http_url(url) {
+                issues.push(Issue::new(field("base_url"), bad.to_string()));
             }
         }
     }
@@ -136,8 +137,8 @@ pub fn check_rate_limiter(rl: &RateLimiterConfig, issues: &mut Vec<Issue>) {
                 "is required when mode is remote",
             )),
             Some(url) => {
-                if let Err(message) = check_http_url(url) {
-                    issues.push(Issue::new("rate_limiter.base_url", message));
+                if let Err(bad) = check_http_url(url) {
+                    issues.push(Issue::new("rate_limiter.base_url", bad.to_string()));
                 }
             }
         },
@@ -154,8 +155,8 @@ pub fn check_rate_limiter(rl: &RateLimiterConfig, issues: &mut Vec<Issue>) {
         },
     }
     if rl.limits.is_some() {
-        if let Err(message) = rl.inline_states(std::path::Path::new("")) {
-            issues.push(Issue::new("rate_limiter.limits", message));
+        if let Err(invalid) = rl.inline_states() {
+            issues.push(Issue::new("rate_limiter.limits", invalid.to_string()));
         }
     }
     at_least_one("rate_limiter.workers", rl.workers, issues);
@@ -175,6 +176,17 @@ pub fn check_rate_limiter(rl: &RateLimiterConfig, issues: &mut Vec<Issue>) {
         issues,
     );
     at_least_one("rate_limiter.batch.size", rl.batch.size, issues);
+    let max_batch_items = DEFAULT_MAX_BATCH_ITEMS as u64;
+    if rl.mode == LimiterMode::Remote && rl.batch.size > max_batch_items {
+        issues.push(Issue::new(
+            "rate_limiter.batch.size",
+            format!(
+                "must be at most {max_batch_items} in remote mode, ratelimiterd's default \
+                 max_batch_items (got {}); a larger batch is refused with 400",
+                rl.batch.size
+            ),
+        ));
+    }
     at_least_one("rate_limiter.batch.flush_ms", rl.batch.flush_ms, issues);
 }
 
@@ -187,14 +199,69 @@ fn at_least_one(field: &str, value: u64, issues: &mut Vec<Issue>) {
     }
 }
 
+/// Why a URL setting is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadUrl {
+    /// Not an absolute URL.
+    #[error("{url:?} is not a valid URL ({reason})")]
+    Unparsable { url: String, reason: String },
+    /// A scheme other than http or https.
+    #[error("{url:?} must use http or https (got {scheme})")]
+    Scheme { url: String, scheme: String },
+}
+
 /// An absolute http(s) URL.
-fn check_http_url(url: &str) -> Result<(), String> {
+fn check_http_url(url: &str) -> Result<(), BadUrl> {
     match reqwest::Url::parse(url) {
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
-        Ok(parsed) => Err(format!(
-            "{url:?} must use http or https (got {})",
-            parsed.scheme()
-        )),
-        Err(e) => Err(format!("{url:?} is not a valid URL ({e})")),
+        Ok(parsed) => Err(BadUrl::Scheme {
+            url: url.to_string(),
+            scheme: parsed.scheme().to_string(),
+        }),
+        Err(e) => Err(BadUrl::Unparsable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues_for(mode: LimiterMode, size: u64) -> Vec<Issue> {
+        let mut rl = RateLimiterConfig {
+            mode,
+            base_url: Some("http://127.0.0.1:8080".into()),
+            ..RateLimiterConfig::default()
+        };
+        if mode == LimiterMode::Embedded {
+            rl.base_url = None;
+            rl.limits_path = Some("limits/example.json".into());
+        }
+        rl.batch.size = size;
+        let mut issues = Vec::new();
+        check_rate_limiter(&rl, &mut issues);
+        issues
+    }
+
+    #[test]
+    fn remote_batch_size_is_bounded_by_the_server_batch_limit() {
+        assert!(issues_for(LimiterMode::Remote, 256).is_empty());
+        let issues = issues_for(LimiterMode::Remote, 257);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        let text = issues[0].to_string();
+        assert!(
+            text.starts_with("rate_limiter.batch.size: must be at most 256"),
+            "{text}"
+        );
+        assert!(text.contains("max_batch_items"), "{text}");
+        assert!(text.contains("(got 257)"), "{text}");
+    }
+
+    #[test]
+    fn in_process_batches_have_no_server_bound() {
+        assert!(issues_for(LimiterMode::Embedded, 1000).is_empty());
+        assert!(issues_for(LimiterMode::Disabled, 1000).is_empty());
     }
 }

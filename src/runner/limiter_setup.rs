@@ -4,6 +4,7 @@
 //! each task a scheduler with the task's worker count. Every provider request of the task
 //! is reserved through that scheduler and completed with the provider's usage.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,19 +13,74 @@ use thiserror::Error;
 use super::config::{LimiterMode, LoadedConfig};
 use super::gate::{CallGate, SchedulerGate};
 use crate::client::{
-    BatchConfig, BatchingLimiter, HttpLimiter, Limiter, LocalLimiter, NoopLimiter, SchedulerConfig,
-    SchedulerHandle,
+    BatchConfig, BatchConfigError, BatchingLimiter, HttpLimiter, HttpLimiterError, Limiter,
+    LocalLimiter, LocalLimiterError, NoopLimiter, SchedulerConfig, SchedulerHandle,
 };
+use crate::limits_file::InvalidLimits;
 use crate::model::SystemClock;
 
 /// How long the end of a task waits for the scheduler to finish outstanding completes.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Why the limiter could not be built: its settings or limits are invalid (the message
-/// names the config file and the field).
+/// Why the limiter could not be built: its settings or limits are invalid. Every variant
+/// names the config file and the field.
 #[derive(Debug, Error)]
-#[error("{0}")]
-pub struct SetupError(pub String);
+pub enum SetupError {
+    /// Remote mode without `base_url`.
+    #[error("{file}: rate_limiter.base_url: is required when mode is remote")]
+    MissingBaseUrl {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// `base_url` cannot be used by the HTTP client.
+    #[error("{file}: rate_limiter.base_url: {source}")]
+    BaseUrl {
+        /// The config file.
+        file: PathBuf,
+        /// The client's reason.
+        source: HttpLimiterError,
+    },
+    /// Embedded mode without exactly one of `limits_path` and `limits`.
+    #[error(
+        "{file}: rate_limiter.limits_path: embedded mode needs exactly one of limits_path or limits"
+    )]
+    LimitsSource {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// The limits file could not seed the embedded limiter.
+    #[error("{file}: rate_limiter.limits_path: {source}")]
+    LimitsPath {
+        /// The config file.
+        file: PathBuf,
+        /// What went wrong, naming the limits file.
+        source: LocalLimiterError,
+    },
+    /// The inline limits break a rule of limits files.
+    #[error("{file}: rate_limiter.limits: {source}")]
+    InvalidLimits {
+        /// The config file.
+        file: PathBuf,
+        /// The entry at fault.
+        source: InvalidLimits,
+    },
+    /// The inline limits could not seed the embedded limiter.
+    #[error("{file}: rate_limiter.limits: {source}")]
+    InlineLimits {
+        /// The config file.
+        file: PathBuf,
+        /// What went wrong.
+        source: LocalLimiterError,
+    },
+    /// The `batch` section cannot be used.
+    #[error("{file}: rate_limiter.{source}")]
+    Batch {
+        /// The config file.
+        file: PathBuf,
+        /// The batch rule broken (it names `batch.<field>`).
+        source: BatchConfigError,
+    },
+}
 
 /// The limiter of one run, shared by all its tasks.
 pub struct RunLimiter {
@@ -38,37 +94,46 @@ impl RunLimiter {
     /// inside a running actix System.
     pub async fn build(loaded: &LoadedConfig) -> Result<RunLimiter, SetupError> {
         let rl = &loaded.config.rate_limiter;
-        let file = loaded.path.display();
+        let file = || loaded.path.clone();
         let base: Arc<dyn Limiter> = match rl.mode {
             LimiterMode::Disabled => return Ok(RunLimiter::new(rl.mode, Arc::new(NoopLimiter))),
             LimiterMode::Remote => {
-                let url = rl.base_url.as_deref().ok_or_else(|| {
-                    SetupError(format!(
-                        "{file}: rate_limiter.base_url: is required when mode is remote"
-                    ))
-                })?;
+                let url = rl
+                    .base_url
+                    .as_deref()
+                    .ok_or_else(|| SetupError::MissingBaseUrl { file: file() })?;
                 let timeout = Duration::from_millis(rl.request_timeout_ms.max(1));
-                let client = HttpLimiter::new(url, timeout)
-                    .map_err(|e| SetupError(format!("{file}: rate_limiter.base_url: {e}")))?;
+                let client =
+                    HttpLimiter::new(url, timeout).map_err(|source| SetupError::BaseUrl {
+                        file: file(),
+                        source,
+                    })?;
                 Arc::new(client)
             }
             LimiterMode::Embedded => {
                 let clock = Arc::new(SystemClock);
-                let local = match (&rl.limits_path, rl.inline_states(&loaded.path)) {
-                    (Some(path), Ok(None)) => LocalLimiter::from_limits_file(loaded.resolve(path), clock)
-                        .await
-                        .map_err(|e| SetupError(format!("{file}: rate_limiter.limits_path: {e}")))?,
-                    (None, Ok(Some(states))) => LocalLimiter::from_states(states, clock)
-                        .await
-                        .map_err(|e| SetupError(format!("{file}: rate_limiter.limits: {e}")))?,
-                    (_, Err(message)) => {
-                        return Err(SetupError(format!("{file}: rate_limiter.limits: {message}")))
+                let inline = rl
+                    .inline_states()
+                    .map_err(|source| SetupError::InvalidLimits {
+                        file: file(),
+                        source,
+                    })?;
+                let local = match (&rl.limits_path, inline) {
+                    (Some(path), None) => {
+                        LocalLimiter::from_limits_file(loaded.resolve(path), clock)
+                            .await
+                            .map_err(|source| SetupError::LimitsPath {
+                                file: file(),
+                                source,
+                            })?
                     }
-                    _ => {
-                        return Err(SetupError(format!(
-                            "{file}: rate_limiter.limits_path: embedded mode needs exactly one of limits_path or limits"
-                        )))
-                    }
+                    (None, Some(states)) => LocalLimiter::from_states(states, clock)
+                        .await
+                        .map_err(|source| SetupError::InlineLimits {
+                            file: file(),
+                            source,
+                        })?,
+                    _ => return Err(SetupError::LimitsSource { file: file() }),
                 };
                 Arc::new(local)
             }
@@ -78,8 +143,11 @@ impl RunLimiter {
                 size: usize::try_from(rl.batch.size).unwrap_or(usize::MAX),
                 flush_ms: rl.batch.flush_ms,
             };
-            let batcher = BatchingLimiter::start(base, config)
-                .map_err(|e| SetupError(format!("{file}: rate_limiter.{e}")))?;
+            let batcher =
+                BatchingLimiter::start(base, config).map_err(|source| SetupError::Batch {
+                    file: file(),
+                    source,
+                })?;
             Arc::new(batcher)
         } else {
             base

@@ -76,6 +76,27 @@ pub trait ChatProvider: Send + Sync + 'static {
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
 }
 
+/// Why no provider client could be set up for an agent.
+#[derive(Debug, Error)]
+pub enum ProviderSetupError {
+    /// Neither the agent, `LLM_BASE_URL` nor a well-known provider gives a base URL.
+    #[error(
+        "agent {agent:?}: no base URL for provider {provider:?}; set agents[].base_url or LLM_BASE_URL"
+    )]
+    NoBaseUrl {
+        /// The agent's id.
+        agent: String,
+        /// The agent's provider.
+        provider: String,
+    },
+    /// The HTTP client could not be created (e.g. no TLS roots).
+    #[error("cannot build the HTTP client: {source}")]
+    Client {
+        /// The client library's error.
+        source: reqwest::Error,
+    },
+}
+
 /// Where and how to reach an OpenAI-compatible endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -91,7 +112,7 @@ impl Endpoint {
     pub fn resolve(
         agent: &AgentConfig,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Endpoint, String> {
+    ) -> Result<Endpoint, ProviderSetupError> {
         let known = match agent.provider.as_str() {
             "openai" => Some("https://api.openai.com/v1"),
             "openrouter" => Some("https://openrouter.ai/api/v1"),
@@ -103,11 +124,9 @@ impl Endpoint {
             .clone()
             .or_else(|| env("LLM_BASE_URL").filter(|v| !v.trim().is_empty()))
             .or_else(|| known.map(String::from))
-            .ok_or_else(|| {
-                format!(
-                    "agent {:?}: no base URL for provider {:?}; set agents[].base_url or LLM_BASE_URL",
-                    agent.id, agent.provider
-                )
+            .ok_or_else(|| ProviderSetupError::NoBaseUrl {
+                agent: agent.id.clone(),
+                provider: agent.provider.clone(),
             })?;
         Ok(Endpoint {
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -128,11 +147,14 @@ const MAX_ERROR_BODY: usize = 300;
 
 impl OpenAiProvider {
     /// A client for `endpoint`; `request_timeout` bounds each HTTP request.
-    pub fn new(endpoint: Endpoint, request_timeout: Duration) -> Result<OpenAiProvider, String> {
+    pub fn new(
+        endpoint: Endpoint,
+        request_timeout: Duration,
+    ) -> Result<OpenAiProvider, ProviderSetupError> {
         let client = reqwest::Client::builder()
             .timeout(request_timeout)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|source| ProviderSetupError::Client { source })?;
         Ok(OpenAiProvider { client, endpoint })
     }
 
@@ -236,7 +258,12 @@ mod tests {
         );
         let err = Endpoint::resolve(&agent("vllm", None), &none).unwrap_err();
         assert!(
-            err.contains("set agents[].base_url or LLM_BASE_URL"),
+            matches!(&err, ProviderSetupError::NoBaseUrl { provider, .. } if provider == "vllm"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("set agents[].base_url or LLM_BASE_URL"),
             "{err}"
         );
     }

@@ -14,7 +14,7 @@ use super::limiter_setup::{RunLimiter, SetupError};
 use super::output::{Output, Style};
 use super::pipeline::{CallPipeline, RetryPolicy, VerboseHook};
 use super::pool::run_pool;
-use super::provider::{Endpoint, OpenAiProvider, TokenUsage};
+use super::provider::{Endpoint, OpenAiProvider, ProviderSetupError, TokenUsage};
 use super::questions::{Question, QuestionsFile};
 use super::results::{print_summary, RunReport, TaskReport};
 use super::tools::{RepoTools, ToolLimits};
@@ -71,6 +71,10 @@ pub enum RunError {
     /// The limiter settings or limits are invalid (exit code 2).
     #[error(transparent)]
     Limiter(#[from] SetupError),
+    /// No provider client for the task's agent: no base URL is known (exit code 2), or the
+    /// HTTP client could not be built (exit code 1).
+    #[error(transparent)]
+    Provider(#[from] ProviderSetupError),
     /// Something else failed at run time (provider setup, repository root, writing results).
     #[error("{0}")]
     Runtime(String),
@@ -81,7 +85,8 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) | RunError::Usage(_) | RunError::Limiter(_) => 2,
-            RunError::Runtime(_) => 1,
+            RunError::Provider(ProviderSetupError::NoBaseUrl { .. }) => 2,
+            RunError::Provider(ProviderSetupError::Client { .. }) | RunError::Runtime(_) => 1,
         }
     }
 }
@@ -241,10 +246,9 @@ async fn run_one(
         .task_agent(task)
         .ok_or_else(|| RunError::Usage(format!("task {:?}: unknown agent", task.id)))?;
     let env = Arc::clone(&options.env);
-    let endpoint =
-        Endpoint::resolve(agent_config, &move |name| env(name)).map_err(RunError::Usage)?;
+    let endpoint = Endpoint::resolve(agent_config, &move |name| env(name))?;
     let request_timeout = Duration::from_secs(task.budget.max_seconds.max(1));
-    let provider = OpenAiProvider::new(endpoint, request_timeout).map_err(RunError::Runtime)?;
+    let provider = OpenAiProvider::new(endpoint, request_timeout)?;
     let workers = config.task_concurrency(task);
     let gate = limiter.gate_for_task(workers);
     let pipeline = CallPipeline::new(

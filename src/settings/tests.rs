@@ -269,3 +269,38 @@ fn flags_are_validated_too() {
     let err = ServerSettings::load(None, env(&[]), &flags).unwrap_err();
     assert!(err.to_string().contains("listen: \"bad\""), "{err}");
 }
+
+#[test]
+fn invalid_values_carry_the_field_and_the_bounds() {
+    let file = yaml("workers: 0\n");
+    let err = ServerSettings::load(Some(file.path()), env(&[]), &Overrides::default()).unwrap_err();
+    assert_eq!(
+        err,
+        SettingsError::Invalid(InvalidSetting::OutOfRange {
+            field: "workers",
+            value: 0,
+            min: 1,
+            max: 1024
+        })
+    );
+    let file = yaml("retry:\n  decreasing_ms: 0\n");
+    let err = ServerSettings::load(Some(file.path()), env(&[]), &Overrides::default()).unwrap_err();
+    assert_eq!(
+        err,
+        SettingsError::Invalid(InvalidSetting::Retry(
+            crate::model::InvalidRetry::ZeroDecreasing
+        ))
+    );
+    let file = yaml("tigerbeetle:\n  addresses: \"localhost:3000\"\n");
+    let err = ServerSettings::load(Some(file.path()), env(&[]), &Overrides::default()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SettingsError::Invalid(InvalidSetting::NotAnIp {
+                field: "tigerbeetle.addresses",
+                ..
+            })
+        ),
+        "{err}"
+    );
+}

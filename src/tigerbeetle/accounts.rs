@@ -12,7 +12,7 @@
 
 use tigerbeetle_unofficial::{account, Account};
 
-use crate::model::ids::id_for_label;
+use super::ids::id_for_label;
 use crate::model::Usage;
 
 /// The one ledger every account and transfer uses.

@@ -25,18 +25,18 @@ use super::accounts::{
     debt_account, debt_id, limit_account, limit_id, operator_account, operator_id, LimitBalance,
 };
 use super::book::Book;
-use super::config::TigerBeetleConfig;
 use super::microbatch::{
     BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor,
     RefreshCandidate, Submit,
 };
 use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
-use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::backend::{Backend, BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{LeaseOutcome, DEFAULT_MAX_LEASES};
 use crate::model::{
     CompleteCommand, LimitState, LimitStatus, Overage, ReserveCommand, RetryPolicy, SharedClock,
     Usage,
 };
+use crate::settings::TigerBeetleSettings;
 
 /// The TigerBeetle backend's handle.
 #[derive(Debug)]
@@ -48,35 +48,39 @@ pub struct TigerBeetleBackend {
 }
 
 fn stopped(error: MailboxError) -> BackendError {
-    BackendError::Unavailable(format!("the TigerBeetle batcher stopped: {error}"))
+    Outage::MailboxClosed {
+        worker: "the TigerBeetle batcher",
+        reason: error.to_string(),
+    }
+    .into()
 }
 
 impl TigerBeetleBackend {
     /// Starts the microbatcher on the current actix arbiter (call inside a running System)
-    /// and checks the cluster answers by creating the operator account. `config` is a
-    /// [`TigerBeetleConfig`] or the server settings' `tigerbeetle` section.
+    /// and checks the cluster answers by creating the operator account. `config` is the
+    /// server settings' `tigerbeetle` section.
     pub async fn connect(
-        config: impl Into<TigerBeetleConfig>,
+        config: TigerBeetleSettings,
         clock: SharedClock,
         policy: RetryPolicy,
     ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
-        Self::open(config.into(), clock, policy, None, DEFAULT_MAX_LEASES).await
+        Self::open(config, clock, policy, None, DEFAULT_MAX_LEASES).await
     }
 
     /// Like [`TigerBeetleBackend::connect`], remembering at most `max_leases` leases in
     /// flight (and as many settled ones; see [`crate::model::leases`]).
     pub async fn connect_with_lease_capacity(
-        config: impl Into<TigerBeetleConfig>,
+        config: TigerBeetleSettings,
         clock: SharedClock,
         policy: RetryPolicy,
         max_leases: usize,
     ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
-        Self::open(config.into(), clock, policy, None, max_leases).await
+        Self::open(config, clock, policy, None, max_leases).await
     }
 
     /// Like [`TigerBeetleBackend::connect`], recording every batch size in `recorder`.
     pub async fn connect_with_recorder(
-        config: TigerBeetleConfig,
+        config: TigerBeetleSettings,
         clock: SharedClock,
         policy: RetryPolicy,
         recorder: Option<BatchRecorder>,
@@ -85,15 +89,13 @@ impl TigerBeetleBackend {
     }
 
     async fn open(
-        config: TigerBeetleConfig,
+        config: TigerBeetleSettings,
         clock: SharedClock,
         policy: RetryPolicy,
         recorder: Option<BatchRecorder>,
         max_leases: usize,
     ) -> Result<Arc<TigerBeetleBackend>, BackendError> {
-        config
-            .validate()
-            .map_err(|e| BackendError::Failed(e.to_string()))?;
+        config.validate().map_err(Fault::Settings)?;
         let addresses = config.addresses.clone();
         let cluster = config.cluster;
         let batcher = MicrobatchActor::new(config, recorder).start();
@@ -107,9 +109,12 @@ impl TigerBeetleBackend {
             .create_accounts(vec![operator_account()], &["acct:operator".into()])
             .await
             .map_err(|e| match e {
-                BackendError::Unavailable(m) => BackendError::Unavailable(format!(
-                    "{m} (is TigerBeetle running at {addresses} with cluster id {cluster}?)"
-                )),
+                BackendError::Unavailable(outage) => Outage::NotConnected {
+                    addresses,
+                    cluster,
+                    source: Box::new(outage),
+                }
+                .into(),
                 other => other,
             })?;
         Ok(backend)
@@ -136,7 +141,7 @@ impl TigerBeetleBackend {
         self.submit(vec![chain])
             .await?
             .pop()
-            .unwrap_or_else(|| Err(BackendError::Failed("the batcher lost a work item".into())))
+            .unwrap_or_else(|| Err(Fault::LostItem.into()))
     }
 
     async fn create_accounts(
@@ -152,10 +157,11 @@ impl TigerBeetleBackend {
         for (index, kind) in failures {
             if !matches!(kind, CreateAccountErrorKind::Exists) {
                 let label = labels.get(index).map(String::as_str).unwrap_or("?");
-                return Err(BackendError::Failed(format!(
-                    "TigerBeetle refused to create account {label}: {kind:?} (created earlier \
-                     with other settings?)"
-                )));
+                return Err(Fault::AccountRefused {
+                    label: label.to_string(),
+                    code: format!("{kind:?}"),
+                }
+                .into());
             }
         }
         Ok(())
@@ -173,10 +179,8 @@ impl TigerBeetleBackend {
             .iter()
             .find(|a| a.id() == limit)
             .map(LimitBalance::of)
-            .ok_or_else(|| {
-                BackendError::Failed(format!(
-                    "TigerBeetle has no account acct:limit:{key}; define the key first"
-                ))
+            .ok_or_else(|| Fault::NoLimitAccount {
+                key: key.to_string(),
             })?;
         Ok((balance, accounts.into_iter().find(|a| a.id() == debt)))
     }
@@ -190,9 +194,11 @@ impl TigerBeetleBackend {
                 kind: Kind::ExceedsCredits,
                 ..
             } => Ok(false),
-            Verdict::Failed { kind, .. } => Err(BackendError::Failed(format!(
-                "TigerBeetle refused a capacity change of {key}: {kind:?}"
-            ))),
+            Verdict::Failed { kind, .. } => Err(Fault::CapacityChangeRefused {
+                key: key.to_string(),
+                code: format!("{kind:?}"),
+            }
+            .into()),
         }
     }
 
@@ -212,9 +218,7 @@ impl TigerBeetleBackend {
                 .apply_change(key, vec![transfers::fund(key, &balance, wanted)])
                 .await?
             {
-                return Err(BackendError::Failed(format!(
-                    "TigerBeetle refused to fund {key} (operator account constrained?)"
-                )));
+                return Err(Fault::FundRefused { key: key.clone() }.into());
             }
         } else if held > wanted {
             // Only when registries disagree (several instances, or an edited file): give the
@@ -255,7 +259,7 @@ impl Backend for TigerBeetleBackend {
     async fn reserve(&self, command: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
         let now_ms = self.clock.now_ms();
         let lease = command.lease;
-        let plan = {
+        let (plan, owner) = {
             let mut book = self.book();
             match book.leases.get(lease, now_ms) {
                 Some(LeaseOutcome::Allowed { reserved_at_ms, .. }) => {
@@ -269,15 +273,19 @@ impl Backend for TigerBeetleBackend {
                 Some(LeaseOutcome::Pending) | None => {}
             }
             let plan = book.plan(&command.requirements)?;
-            book.leases.begin(lease, now_ms)?;
-            plan
+            // Only the first attempt owns the pending entry; a repeat in flight must not
+            // forget it on failure, since the first attempt still settles it.
+            let owner = book.leases.begin(lease, now_ms)?;
+            (plan, owner)
         };
         let result = self.submit_one(reserve_chain(lease, &plan.takes)).await;
         let mut book = self.book();
         let failures = match result {
             Ok(failures) => failures,
             Err(e) => {
-                book.leases.abandon(lease);
+                if owner {
+                    book.leases.abandon(lease);
+                }
                 return Err(e);
             }
         };
@@ -300,10 +308,15 @@ impl Backend for TigerBeetleBackend {
                     Kind::ExceedsCredits => book.on_deny(key, amount, now_ms),
                     Kind::IdAlreadyFailed => book.hint(key, amount, now_ms),
                     _ => {
-                        book.leases.abandon(lease);
-                        return Err(BackendError::Failed(format!(
-                            "TigerBeetle refused the reservation of {key} for lease {lease}: {kind:?}"
-                        )));
+                        if owner {
+                            book.leases.abandon(lease);
+                        }
+                        return Err(Fault::ReserveRefused {
+                            key: key.to_string(),
+                            lease,
+                            code: format!("{kind:?}"),
+                        }
+                        .into());
                     }
                 };
                 book.leases

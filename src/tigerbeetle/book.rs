@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::transfers::{remaining_seconds, Take};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Fault};
 use crate::model::leases::{Hold, LeaseTable};
 use crate::model::{
     DenyStreak, LeaseId, LimitDefinition, LimitKind, Requirement, Reservations, RetryPolicy,
@@ -89,12 +89,12 @@ impl Book {
             longest_hold_ms: 0,
         };
         for requirement in requirements {
-            let definition = self.definition(&requirement.key).ok_or_else(|| {
-                BackendError::Failed(format!(
-                    "key {} is not defined in the TigerBeetle backend",
-                    requirement.key
-                ))
-            })?;
+            let definition =
+                self.definition(&requirement.key)
+                    .ok_or_else(|| Fault::UnknownKey {
+                        backend: "TigerBeetle",
+                        key: requirement.key.clone(),
+                    })?;
             let hold_ms = self.policy.hold_ms(definition);
             plan.longest_hold_ms = plan.longest_hold_ms.max(hold_ms);
             plan.takes.push(Take {

@@ -26,7 +26,7 @@ use tigerbeetle_unofficial::Transfer;
 
 use super::backend::TigerBeetleBackend;
 use super::transfers::{self, verdict, Failures, Verdict};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Fault};
 use crate::model::leases::Hold;
 use crate::model::{CompleteCommand, LeaseId, LimitKind, Overage};
 
@@ -130,11 +130,13 @@ fn settle(
     answer: Result<Failures, BackendError>,
 ) -> Result<Option<Transfer>, BackendError> {
     let failures = answer?;
-    let refused = |kind: Kind| {
-        BackendError::Failed(format!(
-            "TigerBeetle refused to complete lease {lease} on {}: {kind:?}",
-            planned.key
-        ))
+    let refused = |kind: Kind| -> BackendError {
+        Fault::CompleteRefused {
+            key: planned.key.clone(),
+            lease,
+            code: format!("{kind:?}"),
+        }
+        .into()
     };
     match (verdict(&failures), &planned.step) {
         (Verdict::Applied | Verdict::AlreadyApplied, _) => Ok(None),
@@ -244,10 +246,14 @@ impl TigerBeetleBackend {
                 match answer.map(|failures| verdict(&failures)) {
                     Ok(Verdict::Applied | Verdict::AlreadyApplied) => {}
                     Ok(Verdict::Failed { kind, .. }) => {
-                        first_error.get_or_insert(BackendError::Failed(format!(
-                            "TigerBeetle refused to record debt of lease {} on {key}: {kind:?}",
-                            command.lease
-                        )));
+                        first_error.get_or_insert(
+                            Fault::DebtRefused {
+                                key: key.clone(),
+                                lease: command.lease,
+                                code: format!("{kind:?}"),
+                            }
+                            .into(),
+                        );
                     }
                     Err(e) => {
                         first_error.get_or_insert(e);

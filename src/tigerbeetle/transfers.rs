@@ -36,7 +36,7 @@ use tigerbeetle_unofficial::error::CreateTransferErrorKind as Kind;
 use tigerbeetle_unofficial::{transfer, Transfer};
 
 use super::accounts::{debt_id, limit_id, operator_id, LimitBalance, CODE, LEDGER};
-use crate::model::ids::id_for_label;
+use super::ids::id_for_label;
 use crate::model::LeaseId;
 
 /// Failures of one work item: (index of the event within the item, result code).

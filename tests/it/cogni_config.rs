@@ -217,12 +217,7 @@ fn valid_embedded_and_remote_configs_load() {
             "rate_limiter:\n  mode: embedded\n  limits:\n    - { key: 'global:llm:sim:m:concurrency', kind: concurrency, capacity: 1, timeout_seconds: 30 }\n",
         )
         .unwrap();
-        let states = inline
-            .config
-            .rate_limiter
-            .inline_states(&inline.path)
-            .unwrap()
-            .unwrap();
+        let states = inline.config.rate_limiter.inline_states().unwrap().unwrap();
         assert_eq!(states[0].definition.capacity, 1);
         load("rate_limiter: { mode: embedded, limits_path: limits/x.json }").unwrap();
         load("rate_limiter: { mode: remote, base_url: 'http://127.0.0.1:8080' }").unwrap();

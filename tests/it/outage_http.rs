@@ -20,7 +20,7 @@ use ratelimiter::model::{
 };
 use ratelimiter::outage::{BackendDownPolicy, OutageSettings, OutageStats};
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
-use ratelimiter::tigerbeetle::{TigerBeetleBackend, TigerBeetleConfig};
+use ratelimiter::tigerbeetle::{TigerBeetleBackend, TigerBeetleSettings};
 
 const CLIENTS: usize = 16;
 const REQUEST_TIMEOUT_MS: u64 = 500;
@@ -109,7 +109,7 @@ async fn readyz(base: &str) -> (u16, serde_json::Value) {
 }
 
 async fn kill_and_restart(server: &Arc<TbServer>, policy: BackendDownPolicy) -> Run {
-    let config = TigerBeetleConfig {
+    let config = TigerBeetleSettings {
         request_timeout_ms: REQUEST_TIMEOUT_MS,
         ..tb::config(server)
     };

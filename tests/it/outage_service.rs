@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::bound::bounded;
 use async_trait::async_trait;
 use ratelimiter::actors::MemoryBackend;
-use ratelimiter::backend::{Backend, BackendError, ReserveOutcome};
+use ratelimiter::backend::{Backend, BackendError, Outage, ReserveOutcome};
 use ratelimiter::http::{bind, HttpSettings};
 use ratelimiter::model::{
     CompleteCommand, LimitDefinition, LimitState, ReserveCommand, RetryPolicy, SystemClock, Usage,
@@ -29,7 +29,9 @@ impl Switched {
     fn gate(&self) -> Result<(), BackendError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
-            Err(BackendError::Unavailable("switched off".into()))
+            Err(BackendError::Unavailable(Outage::Stopped {
+                worker: "the backend (switched off)",
+            }))
         } else {
             Ok(())
         }

@@ -9,13 +9,13 @@ use crate::support::bound::bounded;
 use crate::support::limits::{concurrency, rolling, unique_key};
 use crate::support::tigerbeetle::{self as tb, EXPIRY_SLACK_MS};
 use ratelimiter::backend::Backend;
-use ratelimiter::model::ids::id_for_label;
 use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitDefinition, LimitState, LimitStatus, Requirement,
     ReserveRequest, ReserveResponse, RetryPolicy, SystemClock,
 };
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 use ratelimiter::tigerbeetle::accounts::debt_id;
+use ratelimiter::tigerbeetle::ids::id_for_label;
 use ratelimiter::tigerbeetle::TigerBeetleBackend;
 
 fn key(name: &str) -> String {

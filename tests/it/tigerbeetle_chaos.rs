@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::limits::of_kind;
 use crate::support::tigerbeetle::{self as tb, TbServer, EXPIRY_SLACK_MS};
-use ratelimiter::backend::BackendError;
+use ratelimiter::backend::{BackendError, Outage};
 use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitKind, Requirement, ReserveRequest, RetryPolicy,
     SystemClock,
@@ -17,7 +17,7 @@ use ratelimiter::model::{
 use ratelimiter::registry::Registry;
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 use ratelimiter::tigerbeetle::microbatch::FIRST_CALL_ALLOWANCE;
-use ratelimiter::tigerbeetle::{TigerBeetleBackend, TigerBeetleConfig};
+use ratelimiter::tigerbeetle::{TigerBeetleBackend, TigerBeetleSettings};
 
 const CLIENTS: usize = 50;
 const REQUEST_TIMEOUT_MS: u64 = 500;
@@ -25,7 +25,7 @@ const REQUEST_TIMEOUT_MS: u64 = 500;
 /// batch in flight and then its own, plus scheduling noise.
 const DOWN_ANSWER_BOUND: Duration = Duration::from_millis(2 * REQUEST_TIMEOUT_MS + 700);
 
-async fn service_on(config: TigerBeetleConfig, registry: RegistrySource) -> Arc<LimiterService> {
+async fn service_on(config: TigerBeetleSettings, registry: RegistrySource) -> Arc<LimiterService> {
     let backend =
         TigerBeetleBackend::connect(config, Arc::new(SystemClock), RetryPolicy::default())
             .await
@@ -64,7 +64,7 @@ async fn blocking(server: &Arc<TbServer>, f: fn(&TbServer)) {
 async fn killing_tigerbeetle_under_load_fails_fast_and_service_resumes_by_itself() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let server = Arc::new(TbServer::start());
-        let config = TigerBeetleConfig {
+        let config = TigerBeetleSettings {
             request_timeout_ms: REQUEST_TIMEOUT_MS,
             ..tb::config(&server)
         };
@@ -261,10 +261,10 @@ async fn a_restarted_service_keeps_uncompleted_reservations_until_they_expire() 
 #[actix_rt::test]
 async fn connecting_to_a_dead_address_fails_fast_with_a_clear_error() {
     tokio::time::timeout(Duration::from_secs(20), async {
-        let config = TigerBeetleConfig {
+        let config = TigerBeetleSettings {
             addresses: format!("127.0.0.1:{}", tb::free_port()),
             request_timeout_ms: 300,
-            ..TigerBeetleConfig::default()
+            ..TigerBeetleSettings::default()
         };
         let started = Instant::now();
         let error =
@@ -275,8 +275,12 @@ async fn connecting_to_a_dead_address_fails_fast_with_a_clear_error() {
         let bound = Duration::from_millis(300) + FIRST_CALL_ALLOWANCE + Duration::from_millis(700);
         assert!(started.elapsed() < bound, "{:?}", started.elapsed());
         match error {
-            BackendError::Unavailable(message) => {
-                assert!(message.contains("is TigerBeetle running"), "{message}")
+            BackendError::Unavailable(outage) => {
+                assert!(matches!(outage, Outage::NotConnected { .. }), "{outage}");
+                assert!(
+                    outage.to_string().contains("is TigerBeetle running"),
+                    "{outage}"
+                )
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }

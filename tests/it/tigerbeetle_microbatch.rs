@@ -9,24 +9,24 @@ use crate::support::bound::bounded;
 use crate::support::tigerbeetle as tb;
 use actix::prelude::*;
 use futures::future::join_all;
-use ratelimiter::backend::BackendError;
+use ratelimiter::backend::{BackendError, Fault};
 use ratelimiter::tigerbeetle::microbatch::{
     CreateAccounts, GetStats, LookupAccounts, Submit, FIRST_CALL_ALLOWANCE,
 };
 use ratelimiter::tigerbeetle::transfers::{link, Failures};
-use ratelimiter::tigerbeetle::{BatchRecorder, MicrobatchActor, TigerBeetleConfig};
+use ratelimiter::tigerbeetle::{BatchRecorder, MicrobatchActor, TigerBeetleSettings};
 use tigerbeetle_unofficial::error::CreateTransferErrorKind as Kind;
 use tigerbeetle_unofficial::{Account, Transfer};
 
-fn config(batch_max_events: usize, flush_interval_us: u64) -> TigerBeetleConfig {
-    TigerBeetleConfig {
+fn config(batch_max_events: usize, flush_interval_us: u64) -> TigerBeetleSettings {
+    TigerBeetleSettings {
         batch_max_events,
         flush_interval_us,
         ..tb::config(tb::shared())
     }
 }
 
-fn start(config: TigerBeetleConfig) -> (Addr<MicrobatchActor>, BatchRecorder) {
+fn start(config: TigerBeetleSettings) -> (Addr<MicrobatchActor>, BatchRecorder) {
     let recorder = BatchRecorder::new();
     (
         MicrobatchActor::new(config, Some(recorder.clone())).start(),
@@ -116,8 +116,13 @@ async fn an_item_larger_than_the_limit_is_refused_and_others_go_through() {
             .await
             .unwrap();
         match &answer[0] {
-            Err(BackendError::Failed(message)) => {
-                assert!(message.contains("cannot be split"), "{message}")
+            Err(BackendError::Failed(
+                fault @ Fault::ItemTooLarge {
+                    transfers: 11,
+                    limit: 10,
+                },
+            )) => {
+                assert!(fault.to_string().contains("cannot be split"), "{fault}")
             }
             other => panic!("an 11-event item under a limit of 10 must be refused: {other:?}"),
         }
@@ -136,7 +141,7 @@ async fn an_item_larger_than_the_limit_is_refused_and_others_go_through() {
             .await
             .unwrap();
         assert!(
-            matches!(&answer[0], Err(BackendError::Failed(m)) if m.contains("close its chain"))
+            matches!(&answer[0], Err(BackendError::Failed(m @ Fault::OpenChain)) if m.to_string().contains("close its chain"))
         );
         assert!(applied(&answer[1]));
         assert_eq!(credits(&actor, b).await, 4);
@@ -239,7 +244,7 @@ async fn a_batch_refused_as_too_large_lowers_the_limit_and_is_resent() {
 #[actix_rt::test]
 async fn calls_to_a_dead_address_fail_within_the_timeout() {
     bounded(30, async {
-        let config = TigerBeetleConfig {
+        let config = TigerBeetleSettings {
             addresses: format!("127.0.0.1:{}", tb::free_port()),
             request_timeout_ms: 300,
             ..config(253, 100)

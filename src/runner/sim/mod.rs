@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use limits::SimLimits;
-pub use script::Script;
+pub use script::{Script, ScriptError};
 
 /// How to run the simulator.
 #[derive(Debug)]

@@ -4,10 +4,11 @@
 //! `reply`). The step is read from the conversation itself (the number of assistant
 //! messages so far), so the simulator is stateless per conversation and deterministic.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
+use thiserror::Error;
 
 use crate::runner::provider::{ChatMessage, ChatRequest, TokenUsage};
 
@@ -93,16 +94,49 @@ pub enum Reply {
     },
 }
 
+/// Why a script could not be used.
+#[derive(Debug, Error)]
+pub enum ScriptError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The script file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not a script (the parser's message names the field, line and column).
+    #[error("{source}")]
+    Parse {
+        /// The parser's error.
+        source: serde_yaml::Error,
+    },
+    /// The script file is not a script.
+    #[error("{path}: {source}")]
+    InFile {
+        /// The script file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_yaml::Error,
+    },
+}
+
 impl Script {
     /// Reads a script (YAML or JSON).
-    pub fn load(path: &Path) -> Result<Script, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Script::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Script, ScriptError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScriptError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_yaml::from_str(&text).map_err(|source| ScriptError::InFile {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Parses script text.
-    pub fn parse(text: &str) -> Result<Script, String> {
-        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<Script, ScriptError> {
+        serde_yaml::from_str(text).map_err(|source| ScriptError::Parse { source })
     }
 
     /// The rule for a request: the first whose `match` occurs in the question.

@@ -10,7 +10,7 @@ use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateAccountsError}
 use tigerbeetle_unofficial::{Account, Client};
 
 use super::{CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, RefreshCandidate};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Fault};
 
 impl MicrobatchActor {
     /// Runs one unbatched call (`what`, for messages) on the current client within the call
@@ -102,9 +102,11 @@ impl Handler<CreateAccounts> for MicrobatchActor {
                 Err(CreateAccountsError::Send(error)) => {
                     Err(act.send_error(client, error, "create_accounts"))
                 }
-                Err(other) => Err(BackendError::Failed(format!(
-                    "TigerBeetle create_accounts: {other}"
-                ))),
+                Err(other) => Err(Fault::Api {
+                    operation: "create_accounts",
+                    reason: other.to_string(),
+                }
+                .into()),
             },
         )
     }

@@ -40,9 +40,9 @@ use tigerbeetle_unofficial::error::{CreateTransfersError, SendErrorKind};
 use tigerbeetle_unofficial::{transfer, Client, Transfer};
 use tokio::sync::oneshot;
 
-use super::config::{TigerBeetleConfig, DEVELOPMENT_MAX_EVENTS};
 use super::transfers::Failures;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Fault, Outage};
+use crate::settings::TigerBeetleSettings;
 
 mod direct;
 mod messages;
@@ -56,6 +56,10 @@ pub use messages::{
     RefreshCandidate, Submit,
 };
 
+/// Most events per request accepted by a server started with `--development` (a 32 KiB
+/// request); the limit drops to this when a server refuses a larger batch.
+pub const DEVELOPMENT_MAX_EVENTS: usize = 253;
+
 type Reply = oneshot::Sender<Result<Failures, BackendError>>;
 
 struct Queued {
@@ -65,7 +69,7 @@ struct Queued {
 
 /// The batching owner of the TigerBeetle client.
 pub struct MicrobatchActor {
-    config: TigerBeetleConfig,
+    config: TigerBeetleSettings,
     conn: Connection,
     queue: VecDeque<Queued>,
     queued_events: usize,
@@ -94,7 +98,7 @@ impl Actor for MicrobatchActor {
 impl MicrobatchActor {
     /// An actor for `config`; it connects lazily, on the first call. `recorder` records
     /// every batch size (tests).
-    pub fn new(config: TigerBeetleConfig, recorder: Option<BatchRecorder>) -> Self {
+    pub fn new(config: TigerBeetleSettings, recorder: Option<BatchRecorder>) -> Self {
         let max_events = config.batch_max_events.max(1);
         MicrobatchActor {
             config,
@@ -116,24 +120,33 @@ impl MicrobatchActor {
         if chain.is_empty() {
             let _ = reply.send(Ok(Vec::new()));
         } else if chain.len() > self.max_events {
-            let _ = reply.send(Err(BackendError::Failed(format!(
-                "a work item of {} transfers exceeds the TigerBeetle batch limit of {} events \
-                 and cannot be split (tigerbeetle.batch_max_events)",
-                chain.len(),
-                self.max_events
-            ))));
+            let _ = reply.send(Err(Fault::ItemTooLarge {
+                transfers: chain.len(),
+                limit: self.max_events,
+            }
+            .into()));
         } else if chain
             .last()
             .is_some_and(|t| t.flags().contains(transfer::Flags::LINKED))
         {
             // An open chain would link into the next item of the batch.
-            let _ = reply.send(Err(BackendError::Failed(
-                "a work item's last transfer must close its chain (no LINKED flag)".into(),
-            )));
+            let _ = reply.send(Err(Fault::OpenChain.into()));
         } else {
             self.queued_events += chain.len();
             self.queue.push_back(Queued { chain, reply });
         }
+    }
+
+    /// Takes `events` off the count of queued events; more than is counted would be a
+    /// bookkeeping bug (caught in debug builds, clamped at zero otherwise).
+    fn unqueue_events(&mut self, events: usize) {
+        let left = self.queued_events.checked_sub(events);
+        debug_assert!(
+            left.is_some(),
+            "unqueueing {events} events with only {} queued",
+            self.queued_events
+        );
+        self.queued_events = left.unwrap_or(0);
     }
 
     /// Sends now if a full batch is waiting, else makes sure the flush timer runs.
@@ -170,11 +183,30 @@ impl MicrobatchActor {
             let Some(item) = self.queue.pop_front() else {
                 break;
             };
-            self.queued_events -= item.chain.len();
+            // Chain integrity: `enqueue` admitted only closed chains, so no item links into
+            // the next one of the batch.
+            debug_assert!(
+                item.chain
+                    .last()
+                    .is_some_and(|t| !t.flags().contains(transfer::Flags::LINKED)),
+                "a queued work item is empty or leaves its chain open"
+            );
+            self.unqueue_events(item.chain.len());
             events.extend_from_slice(&item.chain);
             ends.push(events.len());
             batch.push(item);
         }
+        debug_assert!(
+            batch.len() == 1 || events.len() <= self.max_events,
+            "a batch of {} events exceeds the limit of {}",
+            events.len(),
+            self.max_events
+        );
+        debug_assert!(
+            !self.queue.is_empty() || self.queued_events == 0,
+            "{} events counted in an empty queue",
+            self.queued_events
+        );
         let client = match self.client() {
             Ok(client) => client,
             Err(e) => {
@@ -265,6 +297,10 @@ impl MicrobatchActor {
                 let mut per_item: Vec<Failures> = vec![Vec::new(); batch.len()];
                 for error in errors.as_slice() {
                     let index = error.index() as usize;
+                    debug_assert!(
+                        index < sent_events,
+                        "TigerBeetle reported event {index} of a batch of {sent_events}"
+                    );
                     let item = ends.partition_point(|&end| end <= index);
                     let start = if item == 0 { 0 } else { ends[item - 1] };
                     if let Some(failures) = per_item.get_mut(item) {
@@ -287,7 +323,10 @@ impl MicrobatchActor {
                 }
             }
             Ok(Err(other)) => {
-                let e = BackendError::Failed(format!("TigerBeetle create_transfers: {other}"));
+                let e = BackendError::from(Fault::Api {
+                    operation: "create_transfers",
+                    reason: other.to_string(),
+                });
                 for item in batch {
                     let _ = item.reply.send(Err(e.clone()));
                 }
@@ -322,10 +361,11 @@ impl MicrobatchActor {
         );
         for item in batch.into_iter().rev() {
             if item.chain.len() > self.max_events {
-                let _ = item.reply.send(Err(BackendError::Failed(format!(
-                    "a work item of {} transfers exceeds the TigerBeetle server's batch limit",
-                    item.chain.len()
-                ))));
+                let _ = item.reply.send(Err(Fault::ItemTooLarge {
+                    transfers: item.chain.len(),
+                    limit: self.max_events,
+                }
+                .into()));
             } else {
                 self.queued_events += item.chain.len();
                 self.queue.push_front(item);
@@ -354,12 +394,35 @@ impl Handler<Submit> for MicrobatchActor {
                 .into_iter()
                 .map(|answer| {
                     answer.unwrap_or_else(|_| {
-                        Err(BackendError::Unavailable(
-                            "the TigerBeetle batcher stopped".into(),
-                        ))
+                        Err(Outage::Stopped {
+                            worker: "the TigerBeetle batcher",
+                        }
+                        .into())
                     })
                 })
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "unqueueing 3 events with only 2 queued")]
+    fn unqueueing_more_events_than_counted_is_a_bug() {
+        let mut actor = MicrobatchActor::new(TigerBeetleSettings::default(), None);
+        actor.queued_events = 2;
+        actor.unqueue_events(3);
+    }
+
+    #[test]
+    fn unqueueing_counts_down_to_zero() {
+        let mut actor = MicrobatchActor::new(TigerBeetleSettings::default(), None);
+        actor.queued_events = 5;
+        actor.unqueue_events(2);
+        actor.unqueue_events(3);
+        assert_eq!(actor.queued_events, 0);
     }
 }

@@ -22,7 +22,7 @@ use tigerbeetle_unofficial::error::{SendError, SendErrorKind};
 use tigerbeetle_unofficial::Client;
 
 use super::MicrobatchActor;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Fault, Outage};
 
 /// Extra time for a new client's first call, which registers its session (~0.6 s measured).
 pub const FIRST_CALL_ALLOWANCE: Duration = Duration::from_secs(2);
@@ -76,10 +76,11 @@ impl MicrobatchActor {
         Client::new(self.config.cluster, self.config.addresses.as_str())
             .map(Arc::new)
             .map_err(|e| {
-                BackendError::Failed(format!(
-                    "cannot create a TigerBeetle client for addresses {:?}: {e}",
-                    self.config.addresses
-                ))
+                Fault::Client {
+                    addresses: self.config.addresses.clone(),
+                    reason: e.to_string(),
+                }
+                .into()
             })
     }
 
@@ -202,12 +203,13 @@ impl MicrobatchActor {
         }
     }
 
-    pub(super) fn timeout_error(&self, what: &str, bound: Duration) -> BackendError {
-        BackendError::Unavailable(format!(
-            "TigerBeetle at {} did not answer {what} within {} ms",
-            self.config.addresses,
-            bound.as_millis()
-        ))
+    pub(super) fn timeout_error(&self, what: &'static str, bound: Duration) -> BackendError {
+        Outage::TimedOut {
+            addresses: self.config.addresses.clone(),
+            operation: what,
+            timeout_ms: u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+        }
+        .into()
     }
 
     /// A send failure; an evicted or shut-down session is replaced on the next call.
@@ -215,7 +217,7 @@ impl MicrobatchActor {
         &mut self,
         client: &Arc<Client>,
         error: SendError,
-        what: &str,
+        what: &'static str,
     ) -> BackendError {
         if matches!(
             error.kind(),
@@ -224,6 +226,10 @@ impl MicrobatchActor {
             warn!("TigerBeetle {what}: {error}; a new client will be started");
             self.discard_client(client);
         }
-        BackendError::Unavailable(format!("TigerBeetle {what} failed: {error}"))
+        Outage::SendFailed {
+            operation: what,
+            reason: error.to_string(),
+        }
+        .into()
     }
 }

@@ -264,8 +264,8 @@ pub fn shared() -> &'static TbServer {
 
 /// Backend settings for a test server: a `--development` server takes at most 253 events
 /// per request, so batches stay within that.
-pub fn config(server: &TbServer) -> ratelimiter::tigerbeetle::TigerBeetleConfig {
-    ratelimiter::tigerbeetle::TigerBeetleConfig {
+pub fn config(server: &TbServer) -> ratelimiter::tigerbeetle::TigerBeetleSettings {
+    ratelimiter::tigerbeetle::TigerBeetleSettings {
         addresses: server.address(),
         cluster: 0,
         request_timeout_ms: 5_000,

@@ -8,11 +8,9 @@
 
 #[path = "bdd/steps.rs"]
 mod steps;
-/// The TigerBeetle server the integration tests start (this runner uses the shared one only).
+/// The throwaway TigerBeetle server (this runner uses the shared one only).
 #[cfg(feature = "tigerbeetle")]
-#[allow(dead_code)]
-#[path = "it/support/tigerbeetle.rs"]
-mod tigerbeetle;
+use ratelimiter::tigerbeetle::testing as tigerbeetle;
 #[path = "bdd/world.rs"]
 mod world;
 

@@ -6,22 +6,30 @@
 //!
 //! - Settings: [`TigerBeetleSettings`] (defined with the server settings, the one type for
 //!   them, so a build without this feature still parses and checks them).
-//! - [`ids`]: the id scheme: every account and transfer id derives from a label.
-//! - [`accounts`]: the operator, limit and debt accounts, their ids, what balances mean.
-//! - [`transfers`]: deterministic transfer labels, chain builders, failure verdicts.
-//! - [`microbatch`]: [`MicrobatchActor`], the batching owner of the TigerBeetle client.
-//! - [`book`]: in-memory hints and lease metadata.
-//! - [`backend`]: [`TigerBeetleBackend`], the [`crate::backend::Backend`] implementation.
-//! - [`complete`]: voids, re-reserves and debt on `complete`.
+//! - [`backend`]: [`TigerBeetleBackend`], the [`crate::backend::Backend`] implementation,
+//!   and the public face of this module, with [`BatchRecorder`] / [`BatchStats`] (what the
+//!   microbatcher sent) and [`FIRST_CALL_ALLOWANCE`] (how long a new client's first call
+//!   may take on top of `request_timeout_ms`).
+//! - [`testing`]: a throwaway TigerBeetle server for tests and benchmarks, and read-only
+//!   looks at its ledger.
+//!
+//! Internal (crate-only):
+//! - `ids`: the id scheme: every account and transfer id derives from a label.
+//! - `accounts`: the operator, limit and debt accounts, their ids, what balances mean.
+//! - `transfers`: deterministic transfer labels, chain builders, failure verdicts.
+//! - `microbatch`: `MicrobatchActor`, the batching owner of the TigerBeetle client.
+//! - `book`: in-memory hints and lease metadata.
+//! - `complete`: voids, re-reserves and debt on `complete`.
 
-pub mod accounts;
+pub(crate) mod accounts;
 pub mod backend;
 pub(crate) mod book;
 pub(crate) mod complete;
-pub mod ids;
-pub mod microbatch;
-pub mod transfers;
+pub(crate) mod ids;
+pub(crate) mod microbatch;
+pub mod testing;
+pub(crate) mod transfers;
 
 pub use crate::settings::{TigerBeetleSettings, TIGERBEETLE_MAX_BATCH_EVENTS};
 pub use backend::TigerBeetleBackend;
-pub use microbatch::{BatchRecord, BatchRecorder, BatchStats, MicrobatchActor};
+pub use microbatch::{BatchRecord, BatchRecorder, BatchStats, FIRST_CALL_ALLOWANCE};

@@ -119,9 +119,7 @@ async fn failed_save_of_a_new_key_leaves_no_trace_in_tigerbeetle() {
         let key = format!("it:{}:daily", LeaseId::new());
         failed_define_leaves_no_trace(backend, &key, dir.path()).await;
         assert!(
-            tb::account(ratelimiter::tigerbeetle::accounts::limit_id(&key))
-                .await
-                .is_some(),
+            tb::limit_account(&key).await.is_some(),
             "the account exists once the definition is saved"
         );
     })

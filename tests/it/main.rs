@@ -43,6 +43,4 @@ mod tigerbeetle_backend;
 #[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_chaos;
 #[cfg(feature = "tigerbeetle")]
-mod tigerbeetle_microbatch;
-#[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_throughput;

@@ -7,15 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::bound::bounded;
 use crate::support::limits::{concurrency, rolling, unique_key};
-use crate::support::tigerbeetle::{self as tb, EXPIRY_SLACK_MS};
+use crate::support::tigerbeetle::{self as tb, LeaseTransfer, EXPIRY_SLACK_MS};
 use ratelimiter::backend::Backend;
 use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitDefinition, LimitState, LimitStatus, Requirement,
     ReserveRequest, ReserveResponse, RetryPolicy, SystemClock,
 };
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
-use ratelimiter::tigerbeetle::accounts::debt_id;
-use ratelimiter::tigerbeetle::ids::id_for_label;
 use ratelimiter::tigerbeetle::TigerBeetleBackend;
 
 fn key(name: &str) -> String {
@@ -72,10 +70,6 @@ async fn complete(s: &LimiterService, lease: LeaseId, actuals: &[(&str, u64)]) {
     assert!(answer.ok, "complete failed: {}", answer.error);
 }
 
-fn reserve_id(lease: LeaseId, key: &str) -> u128 {
-    id_for_label(&format!("xfer:reserve:{lease}:{key}"))
-}
-
 #[actix_rt::test]
 async fn a_multi_key_reserve_is_one_linked_chain() {
     bounded(60, async {
@@ -86,13 +80,15 @@ async fn a_multi_key_reserve_is_one_linked_chain() {
         assert!(!answer.allowed && answer.retry_after_ms > 0);
         assert_eq!(tb::limit_balance(&a).await, (10, 0, 0), "a took nothing");
         assert_eq!(tb::limit_balance(&b).await, (2, 0, 1));
-        assert!(tb::transfer(reserve_id(denied, &a)).await.is_none());
+        assert!(tb::lease_transfer(LeaseTransfer::Reserve, denied, &a)
+            .await
+            .is_none());
 
         let (allowed, answer) = reserve(&s, &[(&a, 5), (&b, 1)]).await;
         assert!(answer.allowed);
         assert_eq!(tb::limit_balance(&a).await, (10, 0, 5));
         assert_eq!(tb::limit_balance(&b).await, (2, 0, 2));
-        let pending = tb::transfer(reserve_id(allowed, &a))
+        let pending = tb::lease_transfer(LeaseTransfer::Reserve, allowed, &a)
             .await
             .expect("pending exists");
         assert_eq!(pending.amount(), 5);
@@ -159,7 +155,7 @@ async fn concurrency_holds_are_released_on_complete_and_on_timeout() {
         assert_eq!(tb::limit_balance(&k).await.2, 1);
         complete(&s, first, &[]).await;
         assert_eq!(tb::limit_balance(&k).await.2, 0, "void released the hold");
-        let void = tb::transfer(id_for_label(&format!("xfer:void:{first}:{k}"))).await;
+        let void = tb::lease_transfer(LeaseTransfer::Void, first, &k).await;
         assert!(void.is_some());
 
         let (second, answer) = reserve(&s, &[(&k, 1)]).await;
@@ -191,7 +187,7 @@ async fn reconcile_frees_slack_at_once_and_keeps_the_rest_until_the_window_ends(
         let (slack, answer) = reserve(&s, &[(&k, 70)]).await;
         assert!(answer.allowed, "the slack is free at once");
         assert!(reconciled.elapsed() < Duration::from_millis(500));
-        let rereserve = tb::transfer(id_for_label(&format!("xfer:rereserve:{lease}:{k}")))
+        let rereserve = tb::lease_transfer(LeaseTransfer::Rereserve, lease, &k)
             .await
             .expect("re-reservation exists");
         assert_eq!(rereserve.amount(), 30);
@@ -226,9 +222,9 @@ async fn overage_that_does_not_fit_is_posted_to_the_debt_account() {
         let (s, _) = instance(&[rolling(&k, 100, 60)]).await;
         let (lease, _) = reserve(&s, &[(&k, 100)]).await;
         complete(&s, lease, &[(&k, 150)]).await;
-        let debt = tb::account(debt_id(&k)).await.expect("debt account exists");
+        let debt = tb::debt_account(&k).await.expect("debt account exists");
         assert_eq!((debt.debits_posted(), debt.credits_posted()), (50, 0));
-        let record = tb::transfer(id_for_label(&format!("xfer:debt:{lease}:{k}")))
+        let record = tb::lease_transfer(LeaseTransfer::Debt, lease, &k)
             .await
             .expect("debt transfer exists");
         assert_eq!(record.amount(), 50);
@@ -245,7 +241,7 @@ async fn overage_that_does_not_fit_is_posted_to_the_debt_account() {
         s.define(rolling(&fits, 100, 60)).await.unwrap();
         let (lease, _) = reserve(&s, &[(&fits, 10)]).await;
         complete(&s, lease, &[(&fits, 30)]).await;
-        let overage = tb::transfer(id_for_label(&format!("xfer:rereserve:{lease}:{fits}")))
+        let overage = tb::lease_transfer(LeaseTransfer::Rereserve, lease, &fits)
             .await
             .expect("overage pending exists");
         assert_eq!(overage.amount(), 20);

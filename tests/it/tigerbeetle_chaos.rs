@@ -16,8 +16,7 @@ use ratelimiter::model::{
 };
 use ratelimiter::registry::Registry;
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
-use ratelimiter::tigerbeetle::microbatch::FIRST_CALL_ALLOWANCE;
-use ratelimiter::tigerbeetle::{TigerBeetleBackend, TigerBeetleSettings};
+use ratelimiter::tigerbeetle::{TigerBeetleBackend, TigerBeetleSettings, FIRST_CALL_ALLOWANCE};
 
 const CLIENTS: usize = 50;
 const REQUEST_TIMEOUT_MS: u64 = 500;

@@ -46,6 +46,8 @@ use crate::settings::TigerBeetleSettings;
 
 mod direct;
 mod messages;
+#[cfg(test)]
+mod server_tests;
 mod session;
 
 use session::Connection;

@@ -1,6 +1,6 @@
 //! Helpers shared by every integration test: time bounds, limit-definition builders, a real
 //! HTTP server, Cogni fixtures, a scripted limiter for the scheduler, and (with the
-//! `tigerbeetle` feature) a TigerBeetle server started by the tests.
+//! `tigerbeetle` feature) the library's throwaway TigerBeetle server and ledger looks.
 
 pub mod bound;
 pub mod cogni;
@@ -8,4 +8,4 @@ pub mod http;
 pub mod limits;
 pub mod scheduler;
 #[cfg(feature = "tigerbeetle")]
-pub mod tigerbeetle;
+pub use ratelimiter::tigerbeetle::testing as tigerbeetle;

@@ -1,22 +1,34 @@
-//! The microbatch actor against a real server: items are never split, batches never exceed
-//! the limit (checked with the batch recorder), a partial batch leaves within the flush
-//! interval and a full one at once, failures reach the right item, a server that refuses a
-//! batch as too large lowers the limit, and a dead address fails within the timeout.
+//! The microbatch actor against a real server (started by [`crate::tigerbeetle::testing`]):
+//! items are never split, batches never exceed the limit (checked with the batch recorder), a
+//! partial batch leaves within the flush interval and a full one at once, failures reach the
+//! right item, a server that refuses a batch as too large lowers the limit, and a dead
+//! address fails within the timeout.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::support::bound::bounded;
-use crate::support::tigerbeetle as tb;
 use actix::prelude::*;
 use futures::future::join_all;
-use ratelimiter::backend::{BackendError, Fault};
-use ratelimiter::tigerbeetle::microbatch::{
-    CreateAccounts, GetStats, LookupAccounts, Submit, FIRST_CALL_ALLOWANCE,
-};
-use ratelimiter::tigerbeetle::transfers::{link, Failures};
-use ratelimiter::tigerbeetle::{BatchRecorder, MicrobatchActor, TigerBeetleSettings};
 use tigerbeetle_unofficial::error::CreateTransferErrorKind as Kind;
 use tigerbeetle_unofficial::{Account, Transfer};
+
+use super::{
+    BatchRecorder, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, Submit,
+    FIRST_CALL_ALLOWANCE,
+};
+use crate::backend::{BackendError, Fault};
+use crate::settings::TigerBeetleSettings;
+use crate::tigerbeetle::testing as tb;
+use crate::tigerbeetle::transfers::{link, Failures};
+
+/// Runs an async test body, failing the test if it takes longer than `secs` seconds.
+async fn bounded<F: Future>(secs: u64, body: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), body)
+        .await
+        .unwrap_or_else(|_| panic!("test did not finish within its {secs} s bound"))
+}
 
 fn config(batch_max_events: usize, flush_interval_us: u64) -> TigerBeetleSettings {
     TigerBeetleSettings {

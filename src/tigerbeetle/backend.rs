@@ -2,14 +2,14 @@
 //!
 //! - `define` creates the key's accounts (idempotent: `exists` is fine) and funds the
 //!   difference between the capacity wanted and the capacity TigerBeetle holds, with a
-//!   history-stamped label (see [`super::transfers`]) so restarts and several instances
+//!   history-stamped label (see the crate-internal `transfers` module) so restarts and several instances
 //!   never fund twice.
 //! - `reserve` sends one linked chain of pending transfers through the microbatcher:
 //!   TigerBeetle takes all or nothing and refuses what does not fit (`exceeds_credits`).
-//! - `complete` is in [`super::complete`].
+//! - `complete` is in the crate-internal `complete` module.
 //! - `usage` and `try_decrease` read the limit account's balances.
 //!
-//! In memory (the [`Book`]) only hints and lease metadata are kept; see [`super::book`]. A
+//! In memory (the crate-internal `book`) only hints and lease metadata are kept. A
 //! denied rolling reserve is hinted exactly when this process's own reservations explain
 //! the denial, with the §4 table otherwise.
 

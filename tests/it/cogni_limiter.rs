@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::support::bound::bounded;
-use crate::support::cogni::{repo, sim, write};
+use crate::support::cogni::{repo, run_every_task, sim, write};
 use async_trait::async_trait;
 use ratelimiter::client::model_limits;
 use ratelimiter::client::{BatchConfig, BatchingLimiter, Limiter, LimiterError, LocalLimiter};
@@ -17,7 +17,7 @@ use ratelimiter::model::{
 use ratelimiter::runner::config::{LimiterMode, LoadedConfig};
 use ratelimiter::runner::eval::{TaskStatus, Verdict};
 use ratelimiter::runner::limiter_setup::RunLimiter;
-use ratelimiter::runner::run::{run_tasks, run_tasks_with, select_tasks, RunError, RunOptions};
+use ratelimiter::runner::run::{run_tasks_with, select_tasks, RunError, RunOptions};
 use ratelimiter::runner::sim::SimLimits;
 
 const TPM: &str = "global:llm:sim:sim-1:tpm";
@@ -210,13 +210,7 @@ async fn limiter_set_up_errors_name_the_field() {
             "{ mode: embedded, limits_path: limits/none.json }",
             1,
         );
-        let err = run_tasks(
-            &loaded,
-            select_tasks(&loaded, &[]).unwrap(),
-            &RunOptions::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = run_every_task(&loaded).await.unwrap_err();
         assert!(matches!(err, RunError::Limiter(_)));
         assert_eq!(err.exit_code(), 2);
         let message = err.to_string();
@@ -241,13 +235,7 @@ async fn an_unreachable_remote_limiter_is_a_runtime_error() {
         let rate_limiter =
             format!("{{ mode: remote, base_url: 'http://{closed}', request_timeout_ms: 200 }}");
         let loaded = project(dir.path(), &server.base_url(), &rate_limiter, 1);
-        let report = run_tasks(
-            &loaded,
-            select_tasks(&loaded, &[]).unwrap(),
-            &RunOptions::default(),
-        )
-        .await
-        .unwrap();
+        let report = run_every_task(&loaded).await.unwrap();
         let task = &report.tasks[0];
         assert_eq!(task.status, TaskStatus::Error);
         let error = task.questions[0].error.clone().unwrap();
@@ -277,13 +265,7 @@ async fn a_question_asking_more_than_a_capacity_fails_at_once_naming_it() {
         );
         let loaded = project(dir.path(), &server.base_url(), &rate_limiter, 2);
         let started = std::time::Instant::now();
-        let report = run_tasks(
-            &loaded,
-            select_tasks(&loaded, &[]).unwrap(),
-            &RunOptions::default(),
-        )
-        .await
-        .unwrap();
+        let report = run_every_task(&loaded).await.unwrap();
         assert!(
             started.elapsed() < std::time::Duration::from_secs(5),
             "no retry loop"

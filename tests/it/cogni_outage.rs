@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::bound::bounded;
-use crate::support::cogni::{repo, sim, write};
+use crate::support::cogni::{repo, run_every_task, sim, write};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use ratelimiter::runner::config::LoadedConfig;
 use ratelimiter::runner::eval::TaskStatus;
-use ratelimiter::runner::run::{run_tasks, select_tasks, RunOptions};
 use ratelimiter::runner::sim::SimLimits;
 use serde_json::json;
 
@@ -63,12 +62,7 @@ async fn a_question_that_cannot_be_admitted_says_the_limiter_was_unreachable() {
         let path = write(dir.path(), ".cogni/config.yml", &config);
         let loaded = LoadedConfig::load(&path).unwrap();
         let started = Instant::now();
-        let report = run_tasks(
-            &loaded,
-            select_tasks(&loaded, &[]).unwrap(),
-            &RunOptions::default(),
-        )
-        .await
+        let report = run_every_task(&loaded).await
         .unwrap();
         let elapsed = started.elapsed();
         let task = &report.tasks[0];

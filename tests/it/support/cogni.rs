@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use ratelimiter::runner::agent::{Agent, AgentSettings};
 use ratelimiter::runner::config::BudgetConfig;
+use ratelimiter::runner::config::LoadedConfig;
 use ratelimiter::runner::gate::{CallGate, DirectGate};
 use ratelimiter::runner::output::Output;
 use ratelimiter::runner::pipeline::{CallPipeline, RetryPolicy, VerboseHook};
 use ratelimiter::runner::provider::{Endpoint, OpenAiProvider};
 use ratelimiter::runner::questions::Question;
+use ratelimiter::runner::results::RunReport;
+use ratelimiter::runner::run::{run_tasks, select_tasks, RunError, RunOptions};
 use ratelimiter::runner::sim::{Script, SimConfig, SimLimits, SimServer};
 use ratelimiter::runner::tools::{RepoTools, ToolLimits};
 
@@ -101,4 +104,9 @@ pub fn agent(server: &SimServer, root: &Path, settings: AgentSettings, output: O
     let pipeline = pipeline(server, Arc::new(DirectGate))
         .with_hook(Arc::new(VerboseHook::new(output.clone())));
     Agent::new("t", settings, pipeline, Arc::new(tools), output)
+}
+
+/// Runs every task of `loaded` with default options, as `cogni run` with no task ids does.
+pub async fn run_every_task(loaded: &LoadedConfig) -> Result<RunReport, RunError> {
+    run_tasks(loaded, select_tasks(loaded, &[])?, &RunOptions::default()).await
 }

@@ -209,13 +209,19 @@ impl LimiterService {
         self.backend.name()
     }
 
-    /// `Ok` when the service can answer with its backend; else what is not ready (the
-    /// registry is loaded before the service exists, so only the backend can be missing).
+    /// `Ok` unless the backend is known to be down (no call to it); else what is not ready.
+    /// The registry is loaded before the service exists, so only the backend can be missing.
     pub fn readiness(&self) -> Result<(), String> {
         match self.backend.down() {
             Some(down) => Err(self.backend.describe(&down)),
             None => Ok(()),
         }
+    }
+
+    /// For `GET /readyz`: like [`LimiterService::readiness`], and the backend must also answer
+    /// a probe within its probe timeout (`backend_probe_timeout_ms`).
+    pub async fn check_ready(&self) -> Result<(), String> {
+        self.backend.check_ready().await
     }
 
     /// What the outage handling counted since start (outages, reserves refused or allowed

@@ -117,10 +117,11 @@ async fn healthz(service: web::Data<LimiterService>) -> HttpResponse {
     })
 }
 
-/// 200 while the backend answers; 503 naming what is not ready (e.g. the backend is down
-/// since when, and why), so a load balancer can route around this instance.
+/// 200 while the backend answers a probe within its timeout (the registry is loaded before
+/// the server starts); 503 naming what is not ready (e.g. the backend is down since when, and
+/// why), so a load balancer can route around this instance.
 async fn readyz(service: web::Data<LimiterService>) -> HttpResponse {
-    match service.readiness() {
+    match service.check_ready().await {
         Ok(()) => HttpResponse::Ok().json(Ready { ready: true }),
         Err(message) => HttpResponse::ServiceUnavailable().json(ErrorBody {
             error: "not_ready".into(),

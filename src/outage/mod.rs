@@ -146,6 +146,29 @@ impl OutageGuard {
         self.shared.settings
     }
 
+    /// For `/readyz`: the outage in progress if any, otherwise one probe of the backend
+    /// bounded by `probe_timeout_ms`. Read-only: a failed check does not start an outage
+    /// (the next call that fails does). The error names what is not ready.
+    pub async fn check_ready(&self) -> Result<(), String> {
+        if let Some(down) = self.down() {
+            return Err(self.describe(&down));
+        }
+        let shared = &self.shared;
+        let bound = Duration::from_millis(shared.settings.probe_timeout_ms);
+        match tokio::time::timeout(bound, shared.inner.probe()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!(
+                "backend {} failed its readiness probe: {e}",
+                shared.inner.name()
+            )),
+            Err(_) => Err(format!(
+                "backend {} did not answer its readiness probe within {} ms",
+                shared.inner.name(),
+                shared.settings.probe_timeout_ms
+            )),
+        }
+    }
+
     /// One line describing an outage, for answers and `/readyz`.
     pub fn describe(&self, down: &Down) -> String {
         let ago_ms = self.shared.clock.now_ms().saturating_sub(down.since_ms);

@@ -247,3 +247,27 @@ async fn allow_admits_without_accounting_while_down() {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn readyz_probes_a_backend_no_call_has_found_down_yet() {
+    bounded(10, async {
+        let (backend, service, api) = start(BackendDownPolicy::Deny).await;
+        backend.down.store(true, Ordering::SeqCst);
+        assert!(service.readiness().is_ok(), "no call has failed yet");
+        let (status, body) = api.call(reqwest::Method::GET, "/readyz", None).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "not_ready");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("backend switched failed its readiness probe")
+                && message.contains("switched off"),
+            "{message}"
+        );
+        backend.down.store(false, Ordering::SeqCst);
+        assert_eq!(
+            api.call(reqwest::Method::GET, "/readyz", None).await,
+            (200, json!({"ready": true}))
+        );
+    })
+    .await;
+}

@@ -6,6 +6,7 @@
 //! - [`backend`]: the storage trait both backends implement.
 //! - [`actors`]: the in-memory backend as actors (one per key), the decrease applier.
 //! - [`outage`]: the known-down state shared by every backend (fail fast, probe, policy).
+//! - [`snapshot`]: the memory backend's live reservations, saved at stop and loaded at start.
 //! - [`service`]: the limiter service: control plane (definitions) and data plane (reserve/complete).
 //! - [`client`]: the client library (Limiter trait, clients, batcher, scheduler).
 //! - `http` (feature `server`): the `ratelimiterd` HTTP API.
@@ -25,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod actors;
+mod atomic_file;
 pub mod backend;
 pub mod client;
 #[cfg(feature = "server")]
@@ -38,5 +40,6 @@ pub mod runner;
 pub mod service;
 #[cfg(feature = "server")]
 pub mod settings;
+pub mod snapshot;
 #[cfg(feature = "tigerbeetle")]
 pub mod tigerbeetle;

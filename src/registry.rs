@@ -4,13 +4,12 @@
 //! of limits files ([`crate::limits_file`]), which are only ever read.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use log::warn;
 use thiserror::Error;
 
+use crate::atomic_file::{self, SyncDir};
 use crate::limits_file::{parse_limits_file, LimitsFileError};
 use crate::model::LimitState;
 
@@ -31,13 +30,6 @@ pub enum RegistryError {
     },
 }
 
-/// Makes a directory's entries (the rename of a save) durable.
-type SyncDir = fn(&Path) -> std::io::Result<()>;
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
 /// The registry file of one `ratelimiterd`.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -54,7 +46,7 @@ impl Registry {
         Registry {
             path: path.into(),
             save_lock: Arc::new(Mutex::new(())),
-            sync_dir,
+            sync_dir: atomic_file::sync_dir,
         }
     }
 
@@ -63,10 +55,9 @@ impl Registry {
         &self.path
     }
 
+    #[cfg(test)]
     fn tmp_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".tmp");
-        PathBuf::from(name)
+        atomic_file::tmp_path(&self.path)
     }
 
     /// Loads the registry; a missing file is an empty registry, a corrupt one is an error
@@ -94,40 +85,14 @@ impl Registry {
             path: self.path.clone(),
             source,
         };
-        let json =
+        let mut json =
             serde_json::to_vec_pretty(states).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let dir = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&dir).map_err(write_err)?;
+        json.push(b'\n');
         let _guard = self
             .save_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let tmp = self.tmp_path();
-        let result = (|| {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, &self.path)
-        })();
-        if let Err(source) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(write_err(source));
-        }
-        // Make the rename itself durable; the new file is in place whatever happens here.
-        if let Err(e) = (self.sync_dir)(&dir) {
-            warn!(
-                "registry {}: saved, but syncing directory {} failed ({e}); the change is in \
-                 place but may be lost on a power failure",
-                self.path.display(),
-                dir.display()
-            );
-        }
-        Ok(())
+        atomic_file::replace(&self.path, &json, self.sync_dir, "registry").map_err(write_err)
     }
 }
 

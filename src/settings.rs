@@ -54,6 +54,9 @@ impl BackendKind {
     }
 }
 
+/// Default time between periodic reservation snapshots of the memory backend.
+pub const DEFAULT_SNAPSHOT_INTERVAL_MS: u64 = 1000;
+
 /// Every setting of `ratelimiterd`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,6 +80,10 @@ pub struct ServerSettings {
     /// Most leases in flight (reserved, not completed, holds not expired) in either backend's
     /// lease table, and separately most settled leases (denied ids, completed leases).
     pub lease_capacity: usize,
+    /// Memory backend: time between periodic saves of the live reservations beside the
+    /// registry (saved also at a graceful stop); 0 saves only at stop. Bounds what a crash
+    /// loses.
+    pub snapshot_interval_ms: u64,
     /// HTTP worker threads.
     pub workers: usize,
     /// TigerBeetle connection (used with `backend: tigerbeetle`).
@@ -102,6 +109,7 @@ impl Default for ServerSettings {
             decrease_interval_ms: 250,
             retry: RetryPolicy::default(),
             lease_capacity: DEFAULT_MAX_LEASES,
+            snapshot_interval_ms: DEFAULT_SNAPSHOT_INTERVAL_MS,
             workers: crate::http::server::default_workers(),
             tigerbeetle: TigerBeetleSettings::default(),
             backend_down: BackendDownPolicy::Deny,
@@ -219,6 +227,12 @@ impl ServerSettings {
         )?;
         self.retry.validate()?;
         check_range("lease_capacity", self.lease_capacity as u64, 1, 100_000_000)?;
+        check_range(
+            "snapshot_interval_ms",
+            self.snapshot_interval_ms,
+            0,
+            3_600_000,
+        )?;
         check_range("workers", self.workers as u64, 1, 1024)?;
         check_range(
             "backend_probe_interval_ms",

@@ -19,6 +19,10 @@ use super::limit_actor::{
 };
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{Hold, LeaseOutcome, LeaseTable};
+mod snapshot;
+
+pub use snapshot::{BlockAllUntil, RestoreSnapshot, RestoreSummary, TakeSnapshot};
+
 use crate::model::{
     CompleteCommand, LimitDefinition, LimitKind, ReserveCommand, RetryPolicy, SharedClock, Usage,
 };
@@ -82,6 +86,9 @@ pub struct ReserveCoordinator {
     leases: LeaseTable,
     /// Repeats of a reserve that is still being decided, answered when it settles.
     waiters: HashMap<crate::model::LeaseId, Vec<Waiter>>,
+    /// Counts changes of the live state (reserves, completes, definitions), so a periodic
+    /// snapshot is skipped when nothing changed.
+    generation: u64,
 }
 
 impl Actor for ReserveCoordinator {
@@ -97,6 +104,7 @@ impl ReserveCoordinator {
             keys: HashMap::new(),
             leases: LeaseTable::new(max_leases),
             waiters: HashMap::new(),
+            generation: 0,
         }
     }
 
@@ -166,6 +174,7 @@ impl Handler<Reserve> for ReserveCoordinator {
         if !began {
             return ready(Err(Fault::LeaseInProgress { lease }.into()));
         }
+        self.generation += 1;
         // Sent now, in order: a batch's items reach each key actor in array order.
         let takes: Vec<_> = actors
             .iter()
@@ -232,6 +241,7 @@ impl Handler<Complete> for ReserveCoordinator {
         let Some((_, holds)) = self.leases.start_complete(command.lease, now_ms) else {
             return ready(Ok(()));
         };
+        self.generation += 1;
         let lease = command.lease;
         let mut acks: Vec<BoxFuture<'static, Result<(), MailboxError>>> = Vec::new();
         for hold in holds {
@@ -265,6 +275,7 @@ impl Handler<Define> for ReserveCoordinator {
     type Result = ();
 
     fn handle(&mut self, Define(definition): Define, _: &mut Context<Self>) {
+        self.generation += 1;
         let kind = definition.kind;
         let hold_ms = self.policy.hold_ms(&definition);
         match self.keys.get_mut(&definition.key) {

@@ -9,7 +9,8 @@
 use actix::prelude::*;
 
 use crate::model::{
-    DenyStreak, LeaseId, LimitDefinition, LimitKind, Overage, Reservations, RetryPolicy, Usage,
+    DenyStreak, KeySnapshot, LeaseId, LimitDefinition, LimitKind, Overage, ReservationRecord,
+    Reservations, RetryPolicy, Usage,
 };
 
 /// Shortest time an overage reservation is kept (SPEC §4: "at least 1 s").
@@ -81,6 +82,34 @@ pub struct TryDecrease {
     pub to: u64,
     /// "Now" for expiry.
     pub now_ms: i64,
+}
+
+/// Asks for the key's live reservations and debt, for a snapshot.
+#[derive(Debug, Message)]
+#[rtype(result = "KeySnapshot")]
+pub struct ExportKey {
+    /// "Now" for expiry: only what is live then is exported.
+    pub now_ms: i64,
+}
+
+/// Adds a snapshot's live reservations and debt to the key (at start, before any reserve).
+/// Answers how many reservations were still live and taken in.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct ImportKey {
+    /// What the snapshot holds for this key.
+    pub snapshot: KeySnapshot,
+    /// "Now": reservations already expired are dropped.
+    pub now_ms: i64,
+}
+
+/// Counts the key's whole capacity in use until `until_ms`: what a start does when it cannot
+/// know what was reserved before (an unreadable snapshot), so that nothing is granted twice.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BlockUntil {
+    /// When the capacity is free again (Unix ms).
+    pub until_ms: i64,
 }
 
 /// One key's state.
@@ -263,6 +292,59 @@ impl Handler<TryDecrease> for LimitActor {
             true
         } else {
             false
+        }
+    }
+}
+
+impl Handler<ExportKey> for LimitActor {
+    type Result = MessageResult<ExportKey>;
+
+    fn handle(&mut self, msg: ExportKey, _: &mut Context<Self>) -> Self::Result {
+        self.reservations.expire(msg.now_ms);
+        MessageResult(KeySnapshot {
+            key: self.definition.key.clone(),
+            debt: self.debt,
+            reservations: self
+                .reservations
+                .iter()
+                .map(|(lease, amount, expires_at_ms)| ReservationRecord {
+                    lease,
+                    amount,
+                    expires_at_ms,
+                })
+                .collect(),
+        })
+    }
+}
+
+impl Handler<ImportKey> for LimitActor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: ImportKey, _: &mut Context<Self>) -> usize {
+        self.reservations.expire(msg.now_ms);
+        // Debt is accounting only and never shrinks: importing twice must not double it.
+        self.debt = self.debt.max(msg.snapshot.debt);
+        let mut imported = 0;
+        for record in msg.snapshot.reservations {
+            if record.expires_at_ms > msg.now_ms && record.amount > 0 {
+                // May exceed a capacity lowered meanwhile: over-counting is the safe side.
+                self.reservations
+                    .insert(record.lease, record.amount, record.expires_at_ms);
+                imported += 1;
+            }
+        }
+        imported
+    }
+}
+
+impl Handler<BlockUntil> for LimitActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BlockUntil, _: &mut Context<Self>) {
+        let taken = self.definition.capacity;
+        if taken > 0 {
+            self.reservations
+                .insert(LeaseId::new(), taken, msg.until_ms);
         }
     }
 }

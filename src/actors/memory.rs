@@ -5,10 +5,16 @@ use std::sync::Arc;
 use actix::prelude::*;
 use async_trait::async_trait;
 
-use super::coordinator::{Complete, Decrease, Define, KeyUsage, Ping, Reserve, ReserveCoordinator};
+pub use super::coordinator::RestoreSummary;
+use super::coordinator::{
+    BlockAllUntil, Complete, Decrease, Define, KeyUsage, Ping, Reserve, ReserveCoordinator,
+    RestoreSnapshot, TakeSnapshot,
+};
 use crate::backend::{Backend, BackendError, Outage, ReserveOutcome};
 use crate::model::leases::DEFAULT_MAX_LEASES;
-use crate::model::{CompleteCommand, LimitState, ReserveCommand, RetryPolicy, SharedClock, Usage};
+use crate::model::{
+    CompleteCommand, LimitState, MemorySnapshot, ReserveCommand, RetryPolicy, SharedClock, Usage,
+};
 
 /// The memory backend's handle; cheap to share.
 #[derive(Debug, Clone)]
@@ -38,6 +44,39 @@ impl MemoryBackend {
     ) -> Arc<Self> {
         let coordinator = ReserveCoordinator::new(clock, policy, max_leases).start();
         Arc::new(MemoryBackend { coordinator })
+    }
+}
+
+impl MemoryBackend {
+    /// A snapshot of every live reservation, hold, debt and remembered lease, with the
+    /// generation of the state it shows; `None` if the state is still at `unless_generation`.
+    pub async fn snapshot(
+        &self,
+        unless_generation: Option<u64>,
+    ) -> Result<Option<(u64, MemorySnapshot)>, BackendError> {
+        self.coordinator
+            .send(TakeSnapshot { unless_generation })
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Takes a snapshot's live state back in (at start, after the definitions and before any
+    /// reserve). Expired entries and keys not defined now are dropped.
+    pub async fn restore(&self, snapshot: MemorySnapshot) -> Result<RestoreSummary, BackendError> {
+        self.coordinator
+            .send(RestoreSnapshot(snapshot))
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Counts every key's whole capacity in use until `since_ms` plus its longest hold: what
+    /// was reserved before `since_ms` is unknown, so nothing may be granted twice. Answers how
+    /// many keys are blocked.
+    pub async fn block_all_until(&self, since_ms: i64) -> Result<usize, BackendError> {
+        self.coordinator
+            .send(BlockAllUntil { since_ms })
+            .await
+            .map_err(mailbox)?
     }
 }
 

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use actix::Actor;
 use clap::Parser;
-use log::info;
+use log::{error, info};
 
-use ratelimiter::actors::{DecreaseApplier, MemoryBackend};
+use ratelimiter::actors::{
+    restore_snapshot, DecreaseApplier, MemoryBackend, SaveNow, SnapshotKeeper,
+};
 use ratelimiter::backend::Backend;
 use ratelimiter::limits_file::read_limits_file;
 use ratelimiter::model::{SharedClock, SystemClock};
@@ -18,6 +20,7 @@ use ratelimiter::outage::BackendDownPolicy;
 use ratelimiter::registry::Registry;
 use ratelimiter::service::{LimiterService, RegistrySource};
 use ratelimiter::settings::{BackendKind, Overrides, ServerSettings, ENV_PREFIX};
+use ratelimiter::snapshot::SnapshotFile;
 
 /// The command line: `--config` plus one flag per setting.
 #[derive(Debug, Parser)]
@@ -85,7 +88,7 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
         }
     };
     let clock: SharedClock = Arc::new(SystemClock);
-    let backend = start_backend(&settings, clock).await?;
+    let (backend, memory) = start_backend(&settings, Arc::clone(&clock)).await?;
     let registry = Registry::new(&settings.registry);
     let service = LimiterService::start(
         backend,
@@ -123,8 +126,23 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
         },
         settings.backend_probe_interval_ms
     );
+    // The memory backend's live reservations: loaded before serving, saved periodically and
+    // after the last request at a graceful stop.
+    let keeper = match memory {
+        Some(memory) => {
+            let file = SnapshotFile::beside_registry(&settings.registry);
+            restore_snapshot(&memory, &file, &clock)
+                .await
+                .map_err(|e| Fatal::Runtime(format!("reservation snapshot: {e}")))?;
+            let every = Duration::from_millis(settings.snapshot_interval_ms);
+            Some(SnapshotKeeper::new(memory, file, every, clock).start())
+        }
+        None => None,
+    };
+    // After the restore: a pending decrease must see the reservations made before the stop.
     let interval = Duration::from_millis(settings.decrease_interval_ms);
     DecreaseApplier::new(Arc::clone(&service), interval).start();
+
     let signals = ShutdownSignals::install()
         .map_err(|e| Fatal::Runtime(format!("cannot watch SIGINT/SIGTERM: {e}")))?;
     let bound = ratelimiter::http::bind(service, settings.http(), settings.listen.as_str())
@@ -136,10 +154,18 @@ async fn run(settings: ServerSettings, config: Option<PathBuf>) -> Result<(), Fa
         info!("{signal} received; finishing requests in flight, then stopping");
         handle.stop(true).await;
     });
-    bound
+    let served = bound
         .server
         .await
-        .map_err(|e| Fatal::Runtime(format!("server failed: {e}")))?;
+        .map_err(|e| Fatal::Runtime(format!("server failed: {e}")));
+    if let Some(keeper) = keeper {
+        match keeper.send(SaveNow).await {
+            Ok(Ok(_)) => info!("live reservations saved"),
+            Ok(Err(e)) => error!("{e}; the next start will not know this run's reservations"),
+            Err(e) => error!("cannot save live reservations: {e}"),
+        }
+    }
+    served?;
     info!("ratelimiterd stopped");
     Ok(())
 }
@@ -187,19 +213,20 @@ impl ShutdownSignals {
     }
 }
 
-/// Starts the configured backend.
+/// Starts the configured backend; the memory backend is also returned as itself (its live
+/// state is saved and restored by the binary).
 async fn start_backend(
     settings: &ServerSettings,
     clock: SharedClock,
-) -> Result<Arc<dyn Backend>, Fatal> {
+) -> Result<(Arc<dyn Backend>, Option<Arc<MemoryBackend>>), Fatal> {
     let policy = settings.retry;
     match settings.backend {
-        BackendKind::Memory => Ok(MemoryBackend::start_with_lease_capacity(
-            clock,
-            policy,
-            settings.lease_capacity,
-        )),
-        BackendKind::Tigerbeetle => tigerbeetle_backend(settings, clock).await,
+        BackendKind::Memory => {
+            let memory =
+                MemoryBackend::start_with_lease_capacity(clock, policy, settings.lease_capacity);
+            Ok((Arc::clone(&memory) as Arc<dyn Backend>, Some(memory)))
+        }
+        BackendKind::Tigerbeetle => Ok((tigerbeetle_backend(settings, clock).await?, None)),
     }
 }
 

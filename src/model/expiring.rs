@@ -57,6 +57,13 @@ impl<V> ExpiringMap<V> {
         self.entries.remove(&lease).map(|(value, _)| (lease, value))
     }
 
+    /// Every value with its lease and forget time, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (LeaseId, &V, i64)> + '_ {
+        self.entries
+            .iter()
+            .map(|(lease, (value, at))| (*lease, value, *at))
+    }
+
     /// Forgets every value due at or before `now_ms`; returns how many.
     pub(crate) fn purge(&mut self, now_ms: i64) -> usize {
         let mut purged = 0;

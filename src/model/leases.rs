@@ -17,6 +17,7 @@
 //!
 //! Expired entries of both parts are purged on every access; every operation is O(log n).
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::definition::LimitKind;
@@ -24,7 +25,7 @@ use super::expiring::ExpiringMap;
 use super::LeaseId;
 
 /// Capacity one allowed lease holds on one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// The limit key.
     pub key: String,
@@ -51,6 +52,62 @@ pub enum LeaseOutcome {
         /// The hint given at the denial, repeated to a client that retries the same id.
         retry_after_ms: u64,
     },
+}
+
+/// One remembered lease as saved in a snapshot: what it ended as and until when it is kept.
+/// Leases still being decided are never saved (their reserve has not answered yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LeaseRecord {
+    /// Allowed, `complete` not run yet: its holds are released by a later `complete`.
+    Allowed {
+        /// The lease id.
+        lease: LeaseId,
+        /// When it was reserved (Unix ms).
+        reserved_at_ms: i64,
+        /// When the table forgets it (its longest hold has passed).
+        forget_at_ms: i64,
+        /// What it holds on each key.
+        holds: Vec<Hold>,
+    },
+    /// Allowed and completed: a replayed reserve is answered allowed again.
+    Completed {
+        /// The lease id.
+        lease: LeaseId,
+        /// When it was reserved (Unix ms).
+        reserved_at_ms: i64,
+        /// When the table forgets it.
+        forget_at_ms: i64,
+    },
+    /// Denied: the id can never be allowed.
+    Denied {
+        /// The lease id.
+        lease: LeaseId,
+        /// The hint given at the denial.
+        retry_after_ms: u64,
+        /// When the table forgets it.
+        forget_at_ms: i64,
+    },
+}
+
+impl LeaseRecord {
+    /// The lease id.
+    pub fn lease(&self) -> LeaseId {
+        match self {
+            LeaseRecord::Allowed { lease, .. }
+            | LeaseRecord::Completed { lease, .. }
+            | LeaseRecord::Denied { lease, .. } => *lease,
+        }
+    }
+
+    /// When the table forgets it.
+    pub fn forget_at_ms(&self) -> i64 {
+        match self {
+            LeaseRecord::Allowed { forget_at_ms, .. }
+            | LeaseRecord::Completed { forget_at_ms, .. }
+            | LeaseRecord::Denied { forget_at_ms, .. } => *forget_at_ms,
+        }
+    }
 }
 
 /// A reserve was refused because every slot of the table holds a lease in flight.
@@ -255,6 +312,83 @@ impl LeaseTable {
         };
         self.settle(lease, Settled::Completed { reserved_at_ms }, forget_at_ms);
         Some((reserved_at_ms, holds))
+    }
+
+    /// Every lease remembered at `now_ms` except those still being decided, for a snapshot.
+    pub fn export(&mut self, now_ms: i64) -> Vec<LeaseRecord> {
+        self.purge(now_ms);
+        let in_flight =
+            self.in_flight
+                .iter()
+                .filter_map(|(lease, entry, forget_at_ms)| match entry {
+                    InFlight::Pending => None,
+                    InFlight::Allowed {
+                        reserved_at_ms,
+                        holds,
+                    } => Some(LeaseRecord::Allowed {
+                        lease,
+                        reserved_at_ms: *reserved_at_ms,
+                        forget_at_ms,
+                        holds: holds.clone(),
+                    }),
+                });
+        let settled = self
+            .settled
+            .iter()
+            .map(|(lease, entry, forget_at_ms)| match *entry {
+                Settled::Completed { reserved_at_ms } => LeaseRecord::Completed {
+                    lease,
+                    reserved_at_ms,
+                    forget_at_ms,
+                },
+                Settled::Denied { retry_after_ms } => LeaseRecord::Denied {
+                    lease,
+                    retry_after_ms,
+                    forget_at_ms,
+                },
+            });
+        in_flight.chain(settled).collect()
+    }
+
+    /// Remembers `records` (from [`LeaseTable::export`]) as of `now_ms`: those already due are
+    /// skipped, a lease the table knows already is kept as it is. Allowed leases are taken in
+    /// even beyond the table's bound (they hold capacity that `complete` must be able to
+    /// release); settled ones obey the bound like any other. Returns how many were taken in.
+    pub fn import(&mut self, records: Vec<LeaseRecord>, now_ms: i64) -> usize {
+        self.purge(now_ms);
+        let mut imported = 0;
+        for record in records {
+            let lease = record.lease();
+            let forget_at_ms = record.forget_at_ms();
+            if forget_at_ms <= now_ms
+                || self.in_flight.contains(&lease)
+                || self.settled.contains(&lease)
+            {
+                continue;
+            }
+            match record {
+                LeaseRecord::Allowed {
+                    reserved_at_ms,
+                    holds,
+                    ..
+                } => self.in_flight.insert(
+                    lease,
+                    InFlight::Allowed {
+                        reserved_at_ms,
+                        holds,
+                    },
+                    forget_at_ms,
+                ),
+                LeaseRecord::Completed { reserved_at_ms, .. } => {
+                    self.settle(lease, Settled::Completed { reserved_at_ms }, forget_at_ms)
+                }
+                LeaseRecord::Denied { retry_after_ms, .. } => {
+                    self.settle(lease, Settled::Denied { retry_after_ms }, forget_at_ms)
+                }
+            }
+            imported += 1;
+        }
+        imported
     }
 
     /// Stores a settled lease, forgetting the settled ones due soonest if full (callers
@@ -482,5 +616,46 @@ mod tests {
         table.allow(lease, reserved_at, holds.clone(), MINUTE);
         assert_eq!((table.in_flight(), table.len()), (1, 1));
         assert_eq!(table.start_complete(lease, 2), Some((reserved_at, holds)));
+    }
+
+    #[test]
+    fn export_and_import_carry_every_settled_and_allowed_lease_but_not_pending_ones() {
+        let mut table = LeaseTable::new(10);
+        let open = allowed(&mut table, 0, LimitKind::Concurrency, MINUTE);
+        let done = allowed(&mut table, 0, LimitKind::Rolling, MINUTE);
+        table.start_complete(done, 1).unwrap();
+        let refused = LeaseId::new();
+        table.begin(refused, 1).unwrap();
+        table.deny(refused, 1, 250, DAY);
+        let deciding = LeaseId::new();
+        table.begin(deciding, 2).unwrap();
+        let records = table.export(2);
+        assert_eq!(records.len(), 3, "{records:?}");
+        let json = serde_json::to_string(&records).unwrap();
+        let records: Vec<LeaseRecord> = serde_json::from_str(&json).unwrap();
+
+        let mut restored = LeaseTable::new(10);
+        assert_eq!(restored.import(records.clone(), 3), 3);
+        assert_eq!(
+            restored.import(records.clone(), 3),
+            0,
+            "known leases are kept"
+        );
+        assert_eq!(restored.get(deciding, 3), None);
+        assert_eq!(
+            restored.get(refused, 3),
+            Some(LeaseOutcome::Denied {
+                retry_after_ms: 250
+            })
+        );
+        assert_eq!(
+            restored.start_complete(open, 3),
+            Some((0, vec![hold("k", LimitKind::Concurrency)]))
+        );
+        assert!(restored.start_complete(done, 3).is_none(), "completed once");
+        // Due entries are dropped at import: past a minute only the denial is left.
+        let mut later = LeaseTable::new(10);
+        assert_eq!(later.import(records, MINUTE), 1);
+        assert!(later.get(refused, MINUTE).is_some());
     }
 }

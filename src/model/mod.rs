@@ -10,6 +10,7 @@ mod expiring;
 pub(crate) mod leases;
 mod reservations;
 mod retry;
+mod snapshot;
 pub(crate) mod throttle;
 
 pub use api::{
@@ -21,9 +22,10 @@ pub use definition::{
     LimitDefinition, LimitInfo, LimitKind, LimitState, LimitStatus, Overage, Usage,
 };
 pub use errors::{ErrorCode, InvalidRequest};
-pub use leases::{LeaseTableFull, DEFAULT_MAX_LEASES};
+pub use leases::{Hold, LeaseRecord, LeaseTableFull, DEFAULT_MAX_LEASES};
 pub use reservations::Reservations;
 pub use retry::{Backoff, DenyStreak, InvalidRetry, RetryPolicy, DEFAULT_WINDOW_MARGIN_MS};
+pub use snapshot::{KeySnapshot, MemorySnapshot, ReservationRecord, SNAPSHOT_VERSION};
 
 /// A lease id: one ULID per reserve attempt (SPEC §1).
 pub type LeaseId = ulid::Ulid;

@@ -92,6 +92,13 @@ impl Reservations {
         Some((key.0, amount))
     }
 
+    /// Every live reservation as (lease, amount, expires at), in expiry order.
+    pub fn iter(&self) -> impl Iterator<Item = (LeaseId, u64, i64)> + '_ {
+        self.by_expiry
+            .iter()
+            .map(|(&(at, _), &(lease, amount))| (lease, amount, at))
+    }
+
     /// When the earliest live reservation expires.
     pub fn earliest_expiry_ms(&self) -> Option<i64> {
         self.by_expiry.keys().next().map(|&(at, _)| at)

@@ -37,6 +37,10 @@ pub struct Overrides {
     /// Denied and completed leases have a bound of their own of the same size [default: 1000000]
     #[arg(long, value_name = "N")]
     pub lease_capacity: Option<u64>,
+    /// Memory backend: save live reservations beside the registry this often, and at stop
+    /// (0: only at stop); a crash loses at most this much [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub snapshot_interval_ms: Option<u64>,
     /// HTTP worker threads [default: one per CPU core]
     #[arg(long, value_name = "N")]
     pub workers: Option<u64>,
@@ -102,6 +106,7 @@ impl Overrides {
         num("max_body_bytes", self.max_body_bytes);
         num("decrease_interval_ms", self.decrease_interval_ms);
         num("lease_capacity", self.lease_capacity);
+        num("snapshot_interval_ms", self.snapshot_interval_ms);
         num("workers", self.workers);
         num("backend_probe_interval_ms", self.backend_probe_interval_ms);
         num("backend_probe_timeout_ms", self.backend_probe_timeout_ms);

@@ -191,6 +191,7 @@ async fn help_lists_every_flag() {
             "--max-batch-items",
             "--max-body-bytes",
             "--decrease-interval-ms",
+            "--snapshot-interval-ms",
             "--retry-rolling-base-ms",
             "--retry-concurrency-factor",
             "--retry-decreasing-ms",

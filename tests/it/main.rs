@@ -35,6 +35,7 @@ mod model_based;
 #[cfg(feature = "tigerbeetle")]
 mod outage_http;
 mod outage_service;
+mod reservation_snapshot;
 mod scheduler_hints;
 mod service_registry;
 mod stress;

@@ -1,124 +1,81 @@
-//! `ReserveCoordinator`: gives a multi-key reserve its all-or-nothing meaning and owns the
-//! lease table (idempotent reserve and complete, denied lease ids stay denied).
+//! `ReserveCoordinator`: gives a multi-key reserve its all-or-nothing meaning across the key
+//! shards and owns the lease table (idempotent reserve and complete, denied lease ids stay
+//! denied). It runs in the caller's task — an HTTP worker, or the embedding program — rather
+//! than as an actor of its own: a reserve costs one message per shard its keys live on (one
+//! when they share a shard) instead of a hop to a central actor first, and every worker
+//! reaches the shards in parallel.
 //!
-//! Protocol: `TryTake` goes to every involved key actor at once; each takes capacity if it
-//! fits. If any says no, the coordinator sends `Release` to those that took and waits for
-//! them before answering *denied*. Capacity is never over-granted at any instant; a
-//! concurrent reserve may be denied while a tentative take is rolled back, which errs on the
-//! safe side. A reserve repeated while the first is still being decided waits for its answer.
+//! Protocol: `TakeAll` goes to every involved shard at once; each takes its keys all or
+//! nothing. If any shard says no, `ReleaseAll` goes to those that took and is acknowledged
+//! before the answer *denied*. Capacity is never over-granted at any instant; a concurrent
+//! reserve may be denied while a tentative take is rolled back, which errs on the safe side.
+//! A reserve repeated while the first is still being decided waits for its answer.
+//!
+//! Order: the messages of one reserve are sent when it starts, before it first waits, so the
+//! items of a batch (started in array order) reach each shard in array order.
+//!
+//! The lease table sits behind one short lock, never held across a wait; the key directory
+//! (which shard owns a key, its kind and longest hold) behind a read-mostly lock.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use actix::prelude::*;
-use futures::future::{join_all, BoxFuture};
+use futures::future::join_all;
 use log::warn;
 use tokio::sync::oneshot;
 
-use super::limit_actor::{
-    GetUsage, LimitActor, Reconcile, Redefine, Release, TakeResult, TryDecrease, TryTake,
+use super::key_shard::{
+    GetUsage, KeyName, KeyShard, Ping, Put, ReleaseAll, Settle, ShardTake, TakeAll, TryDecrease,
 };
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{Hold, LeaseOutcome, LeaseTable};
+use crate::model::{
+    CompleteCommand, LeaseId, LimitDefinition, LimitKind, ReserveCommand, RetryPolicy, SharedClock,
+    Usage,
+};
+
 mod snapshot;
 
-pub use snapshot::{BlockAllUntil, RestoreSnapshot, RestoreSummary, TakeSnapshot};
+pub use snapshot::RestoreSummary;
 
-use crate::model::{
-    CompleteCommand, LimitDefinition, LimitKind, ReserveCommand, RetryPolicy, SharedClock, Usage,
-};
-
-/// What a key actor that no longer answers means for the caller.
+/// What a shard that no longer answers means for the caller.
 const KEY_ACTOR_STOPPED: Outage = Outage::Stopped {
-    worker: "a key actor",
+    worker: "a key shard actor",
 };
-
-/// Reserve every requirement or none.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<ReserveOutcome, BackendError>")]
-pub struct Reserve(pub ReserveCommand);
-
-/// Release holds and reconcile reservations of a lease.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), BackendError>")]
-pub struct Complete(pub CompleteCommand);
-
-/// Create a key or replace its definition.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Define(pub LimitDefinition);
-
-/// Live usage of a key.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Usage, BackendError>")]
-pub struct KeyUsage(pub String);
-
-/// Answers `Ok` if the coordinator and every key actor are running.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), BackendError>")]
-pub struct Ping;
-
-/// Apply a pending decrease if enough capacity is free.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<bool, BackendError>")]
-pub struct Decrease {
-    /// The key.
-    pub key: String,
-    /// The new capacity.
-    pub to: u64,
-}
 
 /// What the coordinator knows of a key.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct KeyEntry {
-    actor: Addr<LimitActor>,
+    name: KeyName,
+    shard: usize,
     kind: LimitKind,
     hold_ms: i64,
 }
 
 type Waiter = oneshot::Sender<Result<ReserveOutcome, BackendError>>;
 
-/// The memory backend's front actor.
+/// The lease table and the repeats waiting for a lease being decided.
+#[derive(Debug)]
+struct LeaseBook {
+    table: LeaseTable,
+    waiters: HashMap<LeaseId, Vec<Waiter>>,
+}
+
+/// The memory backend's coordinator over its key shards.
 #[derive(Debug)]
 pub struct ReserveCoordinator {
     clock: SharedClock,
     policy: RetryPolicy,
-    keys: HashMap<String, KeyEntry>,
-    leases: LeaseTable,
-    /// Repeats of a reserve that is still being decided, answered when it settles.
-    waiters: HashMap<crate::model::LeaseId, Vec<Waiter>>,
+    shards: Vec<Addr<KeyShard>>,
+    directory: RwLock<HashMap<KeyName, KeyEntry>>,
+    book: Mutex<LeaseBook>,
     /// Counts changes of the live state (reserves, completes, definitions), so a periodic
     /// snapshot is skipped when nothing changed.
-    generation: u64,
-}
-
-impl Actor for ReserveCoordinator {
-    type Context = Context<Self>;
-}
-
-impl ReserveCoordinator {
-    /// A coordinator with no keys, remembering at most `max_leases` leases.
-    pub fn new(clock: SharedClock, policy: RetryPolicy, max_leases: usize) -> Self {
-        ReserveCoordinator {
-            clock,
-            policy,
-            keys: HashMap::new(),
-            leases: LeaseTable::new(max_leases),
-            waiters: HashMap::new(),
-            generation: 0,
-        }
-    }
-
-    fn unknown(key: &str) -> BackendError {
-        Fault::UnknownKey {
-            backend: "memory",
-            key: key.to_string(),
-        }
-        .into()
-    }
-}
-
-fn ready<T: 'static>(value: T) -> ResponseActFuture<ReserveCoordinator, T> {
-    Box::pin(fut::ready(value))
+    generation: AtomicU64,
 }
 
 /// The answer a remembered lease gets again.
@@ -132,220 +89,403 @@ fn replay(outcome: LeaseOutcome) -> Option<ReserveOutcome> {
     }
 }
 
-impl Handler<Reserve> for ReserveCoordinator {
-    type Result = ResponseActFuture<Self, Result<ReserveOutcome, BackendError>>;
+fn stopped<E>(_: E) -> BackendError {
+    BackendError::from(KEY_ACTOR_STOPPED)
+}
 
-    fn handle(&mut self, Reserve(command): Reserve, _: &mut Context<Self>) -> Self::Result {
-        let now_ms = self.clock.now_ms();
-        let lease = command.lease;
-        if let Some(outcome) = self.leases.get(lease, now_ms) {
-            if let Some(answer) = replay(outcome) {
-                return ready(Ok(answer));
-            }
-            let (tx, rx) = oneshot::channel();
-            self.waiters.entry(lease).or_default().push(tx);
-            return Box::pin(fut::wrap_future(async move {
-                rx.await.unwrap_or_else(|_| Err(Outage::Abandoned.into()))
-            }));
+fn unknown(key: &str) -> BackendError {
+    Fault::UnknownKey {
+        backend: "memory",
+        key: key.to_string(),
+    }
+    .into()
+}
+
+/// The shard (of `shards`) that owns `key`: a fixed hash of the key.
+pub fn shard_of(key: &str, shards: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % shards.max(1) as u64) as usize
+}
+
+/// One shard's part of a reserve: its keys with their amounts, in request order.
+type ShardItems = (usize, Vec<(KeyName, u64)>);
+
+/// Groups `items` by shard, keeping request order within each shard.
+fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> Vec<ShardItems> {
+    let mut groups: Vec<ShardItems> = Vec::new();
+    for (shard, key, amount) in items {
+        match groups.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, group)) => group.push((key, amount)),
+            None => groups.push((shard, vec![(key, amount)])),
         }
-        let mut holds = Vec::with_capacity(command.requirements.len());
-        let mut actors = Vec::with_capacity(command.requirements.len());
-        let mut longest_hold_ms = 0;
-        for requirement in command.requirements {
-            let Some(entry) = self.keys.get(&requirement.key) else {
-                return ready(Err(Self::unknown(&requirement.key)));
-            };
-            longest_hold_ms = longest_hold_ms.max(entry.hold_ms);
-            actors.push(entry.actor.clone());
-            holds.push(Hold {
-                key: requirement.key,
-                amount: requirement.amount,
-                kind: entry.kind,
+    }
+    groups
+}
+
+/// Rolls back a reserve whose caller stopped waiting before it was decided: whatever its
+/// shards took is released (after the takes, in each shard's mailbox order), the lease is
+/// forgotten so the client may retry it, and repeats waiting for it are answered.
+struct Undecided<'a> {
+    coordinator: &'a ReserveCoordinator,
+    lease: LeaseId,
+    groups: Vec<(usize, Vec<KeyName>)>,
+    armed: bool,
+}
+
+impl Drop for Undecided<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for (shard, keys) in self.groups.drain(..) {
+            self.coordinator.shards[shard].do_send(ReleaseAll {
+                lease: self.lease,
+                keys,
             });
         }
-        // `get` found nothing at this same `now_ms`, so the lease must be new here; a lease
-        // already being decided is answered by the waiters above, never decided twice. The
-        // table refuses only when every slot holds a lease in flight.
-        let began = match self.leases.begin(lease, now_ms) {
-            Ok(began) => began,
-            Err(full) => return ready(Err(full.into())),
-        };
-        debug_assert!(began, "lease {lease} was unknown a moment ago");
-        if !began {
-            return ready(Err(Fault::LeaseInProgress { lease }.into()));
+        let mut book = self.coordinator.book();
+        book.table.abandon(self.lease);
+        for waiter in book.waiters.remove(&self.lease).unwrap_or_default() {
+            let _ = waiter.send(Err(Outage::Abandoned.into()));
         }
-        self.generation += 1;
-        // Sent now, in order: a batch's items reach each key actor in array order.
-        let takes: Vec<_> = actors
-            .iter()
-            .zip(&holds)
-            .map(|(actor, hold)| {
-                actor.send(TryTake {
+    }
+}
+
+impl ReserveCoordinator {
+    /// A coordinator over `shards`, remembering at most `max_leases` leases.
+    pub fn new(
+        clock: SharedClock,
+        policy: RetryPolicy,
+        max_leases: usize,
+        shards: Vec<Addr<KeyShard>>,
+    ) -> Self {
+        ReserveCoordinator {
+            clock,
+            policy,
+            shards,
+            directory: RwLock::new(HashMap::new()),
+            book: Mutex::new(LeaseBook {
+                table: LeaseTable::new(max_leases),
+                waiters: HashMap::new(),
+            }),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn book(&self) -> MutexGuard<'_, LeaseBook> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn directory(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyName, KeyEntry>> {
+        self.directory.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry(&self, key: &str) -> Option<KeyEntry> {
+        self.directory().get(key).cloned()
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn shard_of(&self, key: &str) -> usize {
+        shard_of(key, self.shards.len())
+    }
+
+    /// Reserves every requirement or none.
+    pub async fn reserve(&self, command: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
+        let now_ms = self.clock.now_ms();
+        let lease = command.lease;
+        let mut holds = Vec::with_capacity(command.requirements.len());
+        let mut items = Vec::with_capacity(command.requirements.len());
+        let mut longest_hold_ms = 0;
+        let waiting = {
+            let mut book = self.book();
+            match book.table.get(lease, now_ms) {
+                Some(outcome) => match replay(outcome) {
+                    Some(answer) => return Ok(answer),
+                    None => {
+                        let (tx, rx) = oneshot::channel();
+                        book.waiters.entry(lease).or_default().push(tx);
+                        Some(rx)
+                    }
+                },
+                None => {
+                    let directory = self.directory();
+                    for requirement in command.requirements {
+                        let Some(entry) = directory.get(requirement.key.as_str()) else {
+                            return Err(unknown(&requirement.key));
+                        };
+                        longest_hold_ms = longest_hold_ms.max(entry.hold_ms);
+                        items.push((entry.shard, Arc::clone(&entry.name), requirement.amount));
+                        holds.push(Hold {
+                            key: requirement.key,
+                            amount: requirement.amount,
+                            kind: entry.kind,
+                        });
+                    }
+                    drop(directory);
+                    // `get` found nothing under this same lock, so the lease is new here; the
+                    // table refuses only when every slot holds a lease in flight.
+                    if !book.table.begin(lease, now_ms)? {
+                        return Err(Fault::LeaseInProgress { lease }.into());
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(rx) = waiting {
+            return rx.await.unwrap_or_else(|_| Err(Outage::Abandoned.into()));
+        }
+        self.changed();
+        let groups = by_shard(items.into_iter());
+        let mut undecided = Undecided {
+            coordinator: self,
+            lease,
+            groups: groups
+                .iter()
+                .map(|(shard, items)| (*shard, items.iter().map(|(k, _)| Arc::clone(k)).collect()))
+                .collect(),
+            armed: true,
+        };
+        // Sent now, before the first wait: a batch's items reach each shard in array order.
+        let takes: Vec<_> = groups
+            .into_iter()
+            .map(|(shard, items)| {
+                self.shards[shard].send(TakeAll {
                     lease,
-                    amount: hold.amount,
+                    items,
                     now_ms,
                 })
             })
             .collect();
-        let decide = async move {
-            let answers = join_all(takes).await;
-            let mut denied_hint = None;
-            let mut failed = false;
-            let mut taken = Vec::new();
-            for (actor, answer) in actors.iter().zip(answers) {
-                match answer {
-                    Ok(TakeResult::Taken) => taken.push(actor.clone()),
-                    Ok(TakeResult::NotFit { retry_after_ms }) => {
-                        denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
-                    }
-                    Err(_) => failed = true,
-                }
+        let answers = join_all(takes).await;
+        let result = self.decide(lease, now_ms, &undecided.groups, answers).await;
+        undecided.armed = false;
+        let mut book = self.book();
+        match &result {
+            Ok(ReserveOutcome::Allowed { .. }) => {
+                book.table.allow(lease, now_ms, holds, longest_hold_ms)
             }
-            if denied_hint.is_none() && !failed {
-                return Ok(ReserveOutcome::Allowed {
-                    reserved_at_ms: now_ms,
-                });
+            Ok(ReserveOutcome::Denied { retry_after_ms }) => {
+                book.table
+                    .deny(lease, now_ms, *retry_after_ms, longest_hold_ms)
             }
-            join_all(taken.iter().map(|actor| actor.send(Release { lease }))).await;
-            match denied_hint {
-                Some(retry_after_ms) if !failed => Ok(ReserveOutcome::Denied { retry_after_ms }),
-                _ => Err(BackendError::from(KEY_ACTOR_STOPPED)),
-            }
-        };
-        Box::pin(
-            fut::wrap_future(decide).map(move |result, act: &mut Self, _| {
-                match &result {
-                    Ok(ReserveOutcome::Allowed { .. }) => {
-                        act.leases.allow(lease, now_ms, holds, longest_hold_ms)
-                    }
-                    Ok(ReserveOutcome::Denied { retry_after_ms }) => {
-                        act.leases
-                            .deny(lease, now_ms, *retry_after_ms, longest_hold_ms)
-                    }
-                    Err(_) => act.leases.abandon(lease),
-                }
-                for waiter in act.waiters.remove(&lease).unwrap_or_default() {
-                    let _ = waiter.send(result.clone());
-                }
-                result
-            }),
-        )
+            Err(_) => book.table.abandon(lease),
+        }
+        for waiter in book.waiters.remove(&lease).unwrap_or_default() {
+            let _ = waiter.send(result.clone());
+        }
+        result
     }
-}
 
-impl Handler<Complete> for ReserveCoordinator {
-    type Result = ResponseActFuture<Self, Result<(), BackendError>>;
+    /// Turns the shards' answers into the outcome, rolling back what was taken if anything
+    /// did not fit (acknowledged before the denial is answered).
+    async fn decide(
+        &self,
+        lease: LeaseId,
+        now_ms: i64,
+        groups: &[(usize, Vec<KeyName>)],
+        answers: Vec<Result<ShardTake, MailboxError>>,
+    ) -> Result<ReserveOutcome, BackendError> {
+        let mut denied_hint = None;
+        let mut failure = None;
+        let mut taken = Vec::new();
+        for ((shard, keys), answer) in groups.iter().zip(answers) {
+            match answer {
+                Ok(ShardTake::Taken) => taken.push((*shard, keys.clone())),
+                Ok(ShardTake::NotFit { retry_after_ms }) => {
+                    denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
+                }
+                Ok(ShardTake::Unknown(key)) => failure = Some(unknown(&key)),
+                Err(e) => failure = Some(stopped(e)),
+            }
+        }
+        if denied_hint.is_none() && failure.is_none() {
+            return Ok(ReserveOutcome::Allowed {
+                reserved_at_ms: now_ms,
+            });
+        }
+        let releases: Vec<_> = taken
+            .into_iter()
+            .map(|(shard, keys)| self.shards[shard].send(ReleaseAll { lease, keys }))
+            .collect();
+        join_all(releases).await;
+        match (failure, denied_hint) {
+            (None, Some(retry_after_ms)) => Ok(ReserveOutcome::Denied { retry_after_ms }),
+            (Some(failure), _) => Err(failure),
+            (None, None) => Err(stopped(())),
+        }
+    }
 
-    fn handle(&mut self, Complete(command): Complete, _: &mut Context<Self>) -> Self::Result {
+    /// Releases the holds and reconciles the reservations of an allowed lease (once; any
+    /// other lease is a no-op).
+    pub async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
         let now_ms = self.clock.now_ms();
-        let Some((_, holds)) = self.leases.start_complete(command.lease, now_ms) else {
-            return ready(Ok(()));
+        let Some((_, holds)) = self.book().table.start_complete(command.lease, now_ms) else {
+            return Ok(());
         };
-        self.generation += 1;
+        self.changed();
         let lease = command.lease;
-        let mut acks: Vec<BoxFuture<'static, Result<(), MailboxError>>> = Vec::new();
-        for hold in holds {
-            let Some(entry) = self.keys.get(&hold.key) else {
-                continue;
-            };
-            match hold.kind {
-                LimitKind::Concurrency => acks.push(Box::pin(entry.actor.send(Release { lease }))),
-                LimitKind::Rolling => {
-                    if let Some(actual) = command.actuals.iter().find(|a| a.key == hold.key) {
-                        acks.push(Box::pin(entry.actor.send(Reconcile {
+        let mut settles: Vec<Settle> = Vec::new();
+        let mut shard_ids: Vec<usize> = Vec::new();
+        {
+            let directory = self.directory();
+            for hold in holds {
+                let Some(entry) = directory.get(hold.key.as_str()) else {
+                    continue;
+                };
+                let at = match shard_ids.iter().position(|&s| s == entry.shard) {
+                    Some(at) => at,
+                    None => {
+                        shard_ids.push(entry.shard);
+                        settles.push(Settle {
                             lease,
-                            actual: actual.actual_amount,
+                            releases: Vec::new(),
+                            reconciles: Vec::new(),
                             now_ms,
-                        })));
+                        });
+                        settles.len() - 1
+                    }
+                };
+                match hold.kind {
+                    LimitKind::Concurrency => settles[at].releases.push(Arc::clone(&entry.name)),
+                    LimitKind::Rolling => {
+                        if let Some(actual) = command.actuals.iter().find(|a| a.key == hold.key) {
+                            settles[at]
+                                .reconciles
+                                .push((Arc::clone(&entry.name), actual.actual_amount));
+                        }
                     }
                 }
             }
         }
-        Box::pin(fut::wrap_future(async move {
-            let all = join_all(acks).await;
-            if all.iter().any(Result::is_err) {
-                return Err(BackendError::from(KEY_ACTOR_STOPPED));
-            }
-            Ok(())
-        }))
+        let acks: Vec<_> = shard_ids
+            .into_iter()
+            .zip(settles)
+            .map(|(shard, settle)| self.shards[shard].send(settle))
+            .collect();
+        for ack in join_all(acks).await {
+            ack.map_err(stopped)?;
+        }
+        Ok(())
     }
-}
 
-impl Handler<Define> for ReserveCoordinator {
-    type Result = ();
+    /// Creates a key on its shard, or replaces its definition.
+    pub async fn define(&self, definition: LimitDefinition) -> Result<(), BackendError> {
+        let entry = KeyEntry {
+            name: Arc::from(definition.key.as_str()),
+            shard: self.shard_of(&definition.key),
+            kind: definition.kind,
+            hold_ms: self.policy.hold_ms(&definition),
+        };
+        // The shard knows the key before any reserve can find it in the directory.
+        self.shards[entry.shard]
+            .send(Put(definition))
+            .await
+            .map_err(stopped)?;
+        self.changed();
+        let mut directory = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        directory.insert(Arc::clone(&entry.name), entry);
+        Ok(())
+    }
 
-    fn handle(&mut self, Define(definition): Define, _: &mut Context<Self>) {
-        self.generation += 1;
-        let kind = definition.kind;
-        let hold_ms = self.policy.hold_ms(&definition);
-        match self.keys.get_mut(&definition.key) {
-            Some(entry) => {
-                entry.hold_ms = hold_ms;
-                entry.actor.do_send(Redefine(definition));
-            }
-            None => {
-                let key = definition.key.clone();
-                let actor = LimitActor::new(definition, self.policy).start();
-                self.keys.insert(
-                    key,
-                    KeyEntry {
-                        actor,
-                        kind,
-                        hold_ms,
-                    },
-                );
+    /// Live usage of a key.
+    pub async fn usage(&self, key: &str) -> Result<Usage, BackendError> {
+        let entry = self.entry(key).ok_or_else(|| unknown(key))?;
+        let request = GetUsage {
+            key: entry.name,
+            now_ms: self.clock.now_ms(),
+        };
+        self.shards[entry.shard]
+            .send(request)
+            .await
+            .map_err(stopped)?
+            .ok_or_else(|| unknown(key))
+    }
+
+    /// Applies a pending decrease if enough capacity is free; answers whether it did.
+    pub async fn try_decrease(&self, key: &str, to: u64) -> Result<bool, BackendError> {
+        let entry = self.entry(key).ok_or_else(|| unknown(key))?;
+        let request = TryDecrease {
+            key: entry.name,
+            to,
+            now_ms: self.clock.now_ms(),
+        };
+        self.shards[entry.shard]
+            .send(request)
+            .await
+            .map_err(stopped)?
+            .ok_or_else(|| unknown(key))
+    }
+
+    /// `Ok` if every shard runs.
+    pub async fn ping(&self) -> Result<(), BackendError> {
+        for (shard, answer) in join_all(self.shards.iter().map(|s| s.send(Ping)))
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            if let Err(e) = answer {
+                warn!("key shard {shard} stopped: {e}");
+                return Err(stopped(e));
             }
         }
+        Ok(())
     }
 }
 
-impl Handler<KeyUsage> for ReserveCoordinator {
-    type Result = ResponseActFuture<Self, Result<Usage, BackendError>>;
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-    fn handle(&mut self, KeyUsage(key): KeyUsage, _: &mut Context<Self>) -> Self::Result {
-        let Some(entry) = self.keys.get(&key) else {
-            return ready(Err(Self::unknown(&key)));
+    use super::*;
+    use crate::model::{ManualClock, Requirement};
+
+    #[actix_rt::test]
+    async fn a_reserve_dropped_mid_way_gives_back_what_it_took_and_can_be_retried() {
+        let arbiter = Arbiter::new();
+        let policy = RetryPolicy::default();
+        let shard = KeyShard::start_in_arbiter(&arbiter.handle(), move |_| KeyShard::new(policy));
+        let coordinator = ReserveCoordinator::new(ManualClock::new(0), policy, 10, vec![shard]);
+        coordinator
+            .define(LimitDefinition::concurrency("k", 1, 600))
+            .await
+            .unwrap();
+        // The shard's thread is busy: nothing is decided while the reserve is polled.
+        arbiter.spawn(async { std::thread::sleep(Duration::from_millis(200)) });
+        let command = ReserveCommand {
+            lease: LeaseId::new(),
+            job_id: None,
+            requirements: vec![Requirement {
+                key: "k".into(),
+                amount: 1,
+            }],
         };
-        let request = entry.actor.send(GetUsage {
-            now_ms: self.clock.now_ms(),
-        });
-        Box::pin(fut::wrap_future(async move {
-            request
-                .await
-                .map_err(|_| BackendError::from(KEY_ACTOR_STOPPED))
-        }))
-    }
-}
-
-impl Handler<Decrease> for ReserveCoordinator {
-    type Result = ResponseActFuture<Self, Result<bool, BackendError>>;
-
-    fn handle(&mut self, msg: Decrease, _: &mut Context<Self>) -> Self::Result {
-        let Some(entry) = self.keys.get(&msg.key) else {
-            return ready(Err(Self::unknown(&msg.key)));
-        };
-        let request = entry.actor.send(TryDecrease {
-            to: msg.to,
-            now_ms: self.clock.now_ms(),
-        });
-        Box::pin(fut::wrap_future(async move {
-            request
-                .await
-                .map_err(|_| BackendError::from(KEY_ACTOR_STOPPED))
-        }))
-    }
-}
-
-impl Handler<Ping> for ReserveCoordinator {
-    type Result = Result<(), BackendError>;
-
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
-        match self.keys.iter().find(|(_, entry)| !entry.actor.connected()) {
-            Some((key, _)) => {
-                warn!("the actor of key {key} stopped");
-                Err(BackendError::from(KEY_ACTOR_STOPPED))
-            }
-            None => Ok(()),
+        {
+            let mut reserve = Box::pin(coordinator.reserve(command.clone()));
+            assert!(futures::poll!(reserve.as_mut()).is_pending());
         }
+        // Queued behind the take and its rollback.
+        assert_eq!(coordinator.usage("k").await.unwrap().in_use, 0);
+        assert!(matches!(
+            coordinator.reserve(command).await,
+            Ok(ReserveOutcome::Allowed { .. })
+        ));
+        arbiter.stop();
+    }
+
+    #[test]
+    fn requirements_are_grouped_by_shard_in_request_order() {
+        let key = |name: &str| -> KeyName { Arc::from(name) };
+        let groups = by_shard([(1, key("a"), 1), (0, key("b"), 2), (1, key("c"), 3)].into_iter());
+        assert_eq!(
+            groups,
+            vec![
+                (1, vec![(key("a"), 1), (key("c"), 3)]),
+                (0, vec![(key("b"), 2)])
+            ]
+        );
     }
 }

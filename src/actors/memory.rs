@@ -1,39 +1,74 @@
-//! The in-memory backend: a [`Backend`] whose state lives in actors of this process.
+//! The in-memory backend: a [`Backend`] whose state lives in actors of this process — key
+//! shards spread over one arbiter (thread) per core, coordinated by a
+//! [`ReserveCoordinator`] that runs in each caller's task.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use async_trait::async_trait;
 
+use super::coordinator::ReserveCoordinator;
 pub use super::coordinator::RestoreSummary;
-use super::coordinator::{
-    BlockAllUntil, Complete, Decrease, Define, KeyUsage, Ping, Reserve, ReserveCoordinator,
-    RestoreSnapshot, TakeSnapshot,
-};
-use crate::backend::{Backend, BackendError, Outage, ReserveOutcome};
+use super::key_shard::KeyShard;
+use crate::backend::{Backend, BackendError, ReserveOutcome};
 use crate::model::leases::DEFAULT_MAX_LEASES;
 use crate::model::{
     CompleteCommand, LimitState, MemorySnapshot, ReserveCommand, RetryPolicy, SharedClock, Usage,
 };
 
+/// How the memory backend is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryOptions {
+    /// Most leases in flight, and separately most settled leases (see the lease table).
+    pub lease_capacity: usize,
+    /// Arbiters (threads) the key shards run on, one shard each; keys are spread over them
+    /// by a hash of the key. 0 runs one shard on the caller's own arbiter (no extra thread:
+    /// for single-threaded embedding).
+    pub arbiters: usize,
+}
+
+impl Default for MemoryOptions {
+    fn default() -> Self {
+        MemoryOptions {
+            lease_capacity: DEFAULT_MAX_LEASES,
+            arbiters: default_arbiters(),
+        }
+    }
+}
+
+/// One arbiter per CPU core.
+pub fn default_arbiters() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The shards' arbiters, stopped when the last handle of the backend goes.
+struct ArbiterPool(Vec<Arbiter>);
+
+impl std::fmt::Debug for ArbiterPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ArbiterPool({} arbiters)", self.0.len())
+    }
+}
+
+impl Drop for ArbiterPool {
+    fn drop(&mut self) {
+        for arbiter in &self.0 {
+            arbiter.stop();
+        }
+    }
+}
+
 /// The memory backend's handle; cheap to share.
 #[derive(Debug, Clone)]
 pub struct MemoryBackend {
-    coordinator: Addr<ReserveCoordinator>,
-}
-
-fn mailbox(error: MailboxError) -> BackendError {
-    Outage::MailboxClosed {
-        worker: "memory backend",
-        reason: error.to_string(),
-    }
-    .into()
+    coordinator: Arc<ReserveCoordinator>,
+    _arbiters: Arc<ArbiterPool>,
 }
 
 impl MemoryBackend {
-    /// Starts the coordinator on the current actix arbiter (call inside a running System).
+    /// Starts the backend with the default options (call inside a running actix System).
     pub fn start(clock: SharedClock, policy: RetryPolicy) -> Arc<Self> {
-        Self::start_with_lease_capacity(clock, policy, DEFAULT_MAX_LEASES)
+        Self::start_with(clock, policy, MemoryOptions::default())
     }
 
     /// Like [`MemoryBackend::start`], remembering at most `max_leases` leases.
@@ -42,41 +77,61 @@ impl MemoryBackend {
         policy: RetryPolicy,
         max_leases: usize,
     ) -> Arc<Self> {
-        let coordinator = ReserveCoordinator::new(clock, policy, max_leases).start();
-        Arc::new(MemoryBackend { coordinator })
+        let options = MemoryOptions {
+            lease_capacity: max_leases,
+            ..MemoryOptions::default()
+        };
+        Self::start_with(clock, policy, options)
     }
-}
 
-impl MemoryBackend {
+    /// Starts one key shard on each of `options.arbiters` new arbiters.
+    pub fn start_with(
+        clock: SharedClock,
+        policy: RetryPolicy,
+        options: MemoryOptions,
+    ) -> Arc<Self> {
+        let arbiters: Vec<Arbiter> = (0..options.arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
+        let shards = arbiters
+            .iter()
+            .map(|arbiter| {
+                KeyShard::start_in_arbiter(&arbiter.handle(), move |_| KeyShard::new(policy))
+            })
+            .collect();
+        let coordinator = ReserveCoordinator::new(clock, policy, options.lease_capacity, shards);
+        Arc::new(MemoryBackend {
+            coordinator: Arc::new(coordinator),
+            _arbiters: Arc::new(ArbiterPool(arbiters)),
+        })
+    }
+
+    /// Which of `arbiters` shards owns `key` (for tests and diagnostics: keys are spread by
+    /// a fixed hash).
+    pub fn shard_of(key: &str, arbiters: usize) -> usize {
+        super::coordinator::shard_of(key, arbiters)
+    }
+
     /// A snapshot of every live reservation, hold, debt and remembered lease, with the
     /// generation of the state it shows; `None` if the state is still at `unless_generation`.
     pub async fn snapshot(
         &self,
         unless_generation: Option<u64>,
     ) -> Result<Option<(u64, MemorySnapshot)>, BackendError> {
-        self.coordinator
-            .send(TakeSnapshot { unless_generation })
-            .await
-            .map_err(mailbox)?
+        self.coordinator.snapshot(unless_generation).await
     }
 
     /// Takes a snapshot's live state back in (at start, after the definitions and before any
     /// reserve). Expired entries and keys not defined now are dropped.
     pub async fn restore(&self, snapshot: MemorySnapshot) -> Result<RestoreSummary, BackendError> {
-        self.coordinator
-            .send(RestoreSnapshot(snapshot))
-            .await
-            .map_err(mailbox)?
+        self.coordinator.restore(snapshot).await
     }
 
     /// Counts every key's whole capacity in use until `since_ms` plus its longest hold: what
     /// was reserved before `since_ms` is unknown, so nothing may be granted twice. Answers how
     /// many keys are blocked.
     pub async fn block_all_until(&self, since_ms: i64) -> Result<usize, BackendError> {
-        self.coordinator
-            .send(BlockAllUntil { since_ms })
-            .await
-            .map_err(mailbox)?
+        self.coordinator.block_all_until(since_ms).await
     }
 }
 
@@ -87,44 +142,26 @@ impl Backend for MemoryBackend {
     }
 
     async fn define(&self, state: &LimitState) -> Result<(), BackendError> {
-        self.coordinator
-            .send(Define(state.definition.clone()))
-            .await
-            .map_err(mailbox)
+        self.coordinator.define(state.definition.clone()).await
     }
 
     async fn reserve(&self, command: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
-        self.coordinator
-            .send(Reserve(command))
-            .await
-            .map_err(mailbox)?
+        self.coordinator.reserve(command).await
     }
 
     async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
-        self.coordinator
-            .send(Complete(command))
-            .await
-            .map_err(mailbox)?
+        self.coordinator.complete(command).await
     }
 
     async fn usage(&self, key: &str) -> Result<Usage, BackendError> {
-        self.coordinator
-            .send(KeyUsage(key.to_string()))
-            .await
-            .map_err(mailbox)?
+        self.coordinator.usage(key).await
     }
 
     async fn try_decrease(&self, key: &str, to: u64) -> Result<bool, BackendError> {
-        self.coordinator
-            .send(Decrease {
-                key: key.to_string(),
-                to,
-            })
-            .await
-            .map_err(mailbox)?
+        self.coordinator.try_decrease(key, to).await
     }
 
     async fn probe(&self) -> Result<(), BackendError> {
-        self.coordinator.send(Ping).await.map_err(mailbox)?
+        self.coordinator.ping().await
     }
 }

@@ -1,15 +1,17 @@
-//! Actors: state owners. The in-memory backend (one [`limit_actor::LimitActor`] per key, a
-//! [`coordinator::ReserveCoordinator`] giving multi-key reserves their all-or-nothing
-//! meaning, wrapped as [`memory::MemoryBackend`]) and the
+//! Actors: state owners. The in-memory backend — [`key_shard::KeyShard`] actors, one per
+//! arbiter (core), each the single owner of the keys hashed to it ([`key_state::KeyState`]
+//! each), and the [`coordinator::ReserveCoordinator`] giving multi-key reserves their
+//! all-or-nothing meaning, wrapped as [`memory::MemoryBackend`] — the
 //! [`decrease_applier::DecreaseApplier`] that retries pending decreases, and the
 //! [`snapshot_keeper::SnapshotKeeper`] that saves the memory backend's live state.
 
 mod coordinator;
 mod decrease_applier;
-mod limit_actor;
+mod key_shard;
+mod key_state;
 mod memory;
 mod snapshot_keeper;
 
 pub use decrease_applier::{DecreaseApplier, PendingDecreases};
-pub use memory::{MemoryBackend, RestoreSummary};
+pub use memory::{default_arbiters, MemoryBackend, MemoryOptions, RestoreSummary};
 pub use snapshot_keeper::{restore_snapshot, SaveNow, SnapshotKeeper};

@@ -11,7 +11,7 @@ use clap::Parser;
 use log::{error, info};
 
 use ratelimiter::actors::{
-    restore_snapshot, DecreaseApplier, MemoryBackend, SaveNow, SnapshotKeeper,
+    restore_snapshot, DecreaseApplier, MemoryBackend, MemoryOptions, SaveNow, SnapshotKeeper,
 };
 use ratelimiter::backend::Backend;
 use ratelimiter::limits_file::read_limits_file;
@@ -222,8 +222,15 @@ async fn start_backend(
     let policy = settings.retry;
     match settings.backend {
         BackendKind::Memory => {
-            let memory =
-                MemoryBackend::start_with_lease_capacity(clock, policy, settings.lease_capacity);
+            let options = MemoryOptions {
+                lease_capacity: settings.lease_capacity,
+                arbiters: settings.memory_arbiters,
+            };
+            info!(
+                "memory backend: keys spread over {} arbiter(s)",
+                settings.memory_arbiters
+            );
+            let memory = MemoryBackend::start_with(clock, policy, options);
             Ok((Arc::clone(&memory) as Arc<dyn Backend>, Some(memory)))
         }
         BackendKind::Tigerbeetle => Ok((tigerbeetle_backend(settings, clock).await?, None)),

@@ -37,6 +37,10 @@ pub struct Overrides {
     /// Denied and completed leases have a bound of their own of the same size [default: 1000000]
     #[arg(long, value_name = "N")]
     pub lease_capacity: Option<u64>,
+    /// Memory backend: arbiters (threads) the keys are spread over; 0 runs them on the main
+    /// thread [default: one per CPU core]
+    #[arg(long, value_name = "N")]
+    pub memory_arbiters: Option<u64>,
     /// Memory backend: save live reservations beside the registry this often, and at stop
     /// (0: only at stop); a crash loses at most this much [default: 1000]
     #[arg(long, value_name = "MS")]
@@ -107,6 +111,7 @@ impl Overrides {
         num("decrease_interval_ms", self.decrease_interval_ms);
         num("lease_capacity", self.lease_capacity);
         num("snapshot_interval_ms", self.snapshot_interval_ms);
+        num("memory_arbiters", self.memory_arbiters);
         num("workers", self.workers);
         num("backend_probe_interval_ms", self.backend_probe_interval_ms);
         num("backend_probe_timeout_ms", self.backend_probe_timeout_ms);

@@ -192,6 +192,7 @@ async fn help_lists_every_flag() {
             "--max-body-bytes",
             "--decrease-interval-ms",
             "--snapshot-interval-ms",
+            "--memory-arbiters",
             "--retry-rolling-base-ms",
             "--retry-concurrency-factor",
             "--retry-decreasing-ms",

@@ -1,9 +1,10 @@
-//! The conformance suite against the in-memory backend, with a manual clock (no sleeps).
+//! The conformance suite against the in-memory backend, with a manual clock (no sleeps):
+//! with its keys on one arbiter, and spread over four (multi-key reserves cross threads).
 
 use std::sync::Arc;
 
 use crate::conformance::Harness;
-use ratelimiter::actors::MemoryBackend;
+use ratelimiter::actors::{MemoryBackend, MemoryOptions};
 use ratelimiter::model::{ManualClock, RetryPolicy};
 use ratelimiter::service::LimiterService;
 
@@ -12,9 +13,13 @@ struct MemoryHarness {
     service: Arc<LimiterService>,
 }
 
-async fn memory_harness() -> MemoryHarness {
+async fn memory_harness(arbiters: usize) -> MemoryHarness {
     let clock = ManualClock::new(1_700_000_000_000);
-    let backend = MemoryBackend::start(clock.clone(), RetryPolicy::default());
+    let options = MemoryOptions {
+        arbiters,
+        ..MemoryOptions::default()
+    };
+    let backend = MemoryBackend::start_with(clock.clone(), RetryPolicy::default(), options);
     let service = LimiterService::in_memory(backend)
         .await
         .expect("service starts");
@@ -31,4 +36,12 @@ impl Harness for MemoryHarness {
     }
 }
 
-conformance_suite!(memory_harness(), 5);
+mod one_arbiter {
+    use super::memory_harness;
+    conformance_suite!(memory_harness(1), 5);
+}
+
+mod four_arbiters {
+    use super::memory_harness;
+    conformance_suite!(memory_harness(4), 5);
+}

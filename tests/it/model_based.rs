@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::limits::spread_over_arbiters;
 use proptest::prelude::*;
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::model::{
@@ -273,7 +274,11 @@ impl Reference {
 
 async fn run(ops: Vec<Op>) {
     let clock = ManualClock::new(0);
-    let backend = MemoryBackend::start(clock.clone(), RetryPolicy::default());
+    let backend = MemoryBackend::start_with(
+        clock.clone(),
+        RetryPolicy::default(),
+        spread_over_arbiters(&(0..3).map(|i| definition(i, 1).key).collect::<Vec<_>>()),
+    );
     let service: Arc<LimiterService> = LimiterService::in_memory(backend).await.unwrap();
     let mut reference = Reference::default();
     for (i, capacity) in [(0usize, 10u64), (1, 6), (2, 2)] {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::limits::of_kind;
+use crate::support::limits::{of_kind, spread_over_arbiters};
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::model::{
     Actual, CompleteRequest, LeaseId, LimitKind, ManualClock, Requirement, ReserveRequest,
@@ -59,7 +59,11 @@ async fn worker(service: Arc<LimiterService>, counters: Arc<Counters>) {
 async fn many_tasks_on_many_threads_keep_every_limit() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let clock = ManualClock::new(0);
-        let backend = MemoryBackend::start(clock.clone(), RetryPolicy::default());
+        let backend = MemoryBackend::start_with(
+            clock.clone(),
+            RetryPolicy::default(),
+            spread_over_arbiters(&["conc".to_string(), "tpm".to_string()]),
+        );
         let service = LimiterService::in_memory(backend).await.unwrap();
         service
             .define(of_kind(

@@ -1,36 +1,15 @@
-//! The coordinator's side of a snapshot: it gathers every key actor's live state with its own
+//! The coordinator's side of a snapshot: it gathers every shard's live key state with the
 //! lease table, and at start gives a loaded snapshot back to them.
 
-use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
 use futures::future::join_all;
 
-use super::{ready, ReserveCoordinator, KEY_ACTOR_STOPPED};
-use crate::actors::limit_actor::{BlockUntil, ExportKey, ImportKey};
+use super::{stopped, KeyName, ReserveCoordinator};
+use crate::actors::key_shard::{BlockKeys, ExportKeys, ImportKeys};
 use crate::backend::BackendError;
-use crate::model::{MemorySnapshot, SNAPSHOT_VERSION};
-
-/// Takes a snapshot of the live state, unless nothing changed since `unless_generation`.
-/// Answers the state's generation with the snapshot.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<(u64, MemorySnapshot)>, BackendError>")]
-pub struct TakeSnapshot {
-    /// The generation of the last snapshot saved; `None` takes one whatever changed.
-    pub unless_generation: Option<u64>,
-}
-
-/// Gives a loaded snapshot back to the lease table and the key actors (at start).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<RestoreSummary, BackendError>")]
-pub struct RestoreSnapshot(pub MemorySnapshot);
-
-/// Counts every key's whole capacity in use until `since_ms` plus the key's longest hold
-/// (see [`BlockUntil`]): used when a snapshot exists but cannot be read.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<usize, BackendError>")]
-pub struct BlockAllUntil {
-    /// When the unreadable snapshot was written (Unix ms).
-    pub since_ms: i64,
-}
+use crate::model::{KeySnapshot, MemorySnapshot, SNAPSHOT_VERSION};
 
 /// What a restore took in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,100 +24,85 @@ pub struct RestoreSummary {
     pub unknown_keys: Vec<String>,
 }
 
-impl Handler<TakeSnapshot> for ReserveCoordinator {
-    type Result = ResponseActFuture<Self, Result<Option<(u64, MemorySnapshot)>, BackendError>>;
-
-    fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
-        let generation = self.generation;
-        if msg.unless_generation == Some(generation) {
-            return ready(Ok(None));
+impl ReserveCoordinator {
+    /// A snapshot of the live state with its generation, unless the state is still at
+    /// `unless_generation`.
+    pub async fn snapshot(
+        &self,
+        unless_generation: Option<u64>,
+    ) -> Result<Option<(u64, MemorySnapshot)>, BackendError> {
+        let generation = self.generation.load(Ordering::Relaxed);
+        if unless_generation == Some(generation) {
+            return Ok(None);
         }
         let now_ms = self.clock.now_ms();
-        let leases = self.leases.export(now_ms);
-        let exports: Vec<_> = self
-            .keys
-            .values()
-            .map(|entry| entry.actor.send(ExportKey { now_ms }))
-            .collect();
-        Box::pin(fut::wrap_future(async move {
-            let mut keys = Vec::with_capacity(exports.len());
-            for export in join_all(exports).await {
-                let key = export.map_err(|_| BackendError::from(KEY_ACTOR_STOPPED))?;
-                if !key.is_empty() {
-                    keys.push(key);
-                }
-            }
-            keys.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok(Some((
-                generation,
-                MemorySnapshot {
-                    version: SNAPSHOT_VERSION,
-                    taken_at_ms: now_ms,
-                    keys,
-                    leases,
-                },
-            )))
-        }))
+        let leases = self.book().table.export(now_ms);
+        let exports = join_all(self.shards.iter().map(|s| s.send(ExportKeys { now_ms }))).await;
+        let mut keys = Vec::new();
+        for export in exports {
+            keys.extend(export.map_err(stopped)?);
+        }
+        keys.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Some((
+            generation,
+            MemorySnapshot {
+                version: SNAPSHOT_VERSION,
+                taken_at_ms: now_ms,
+                keys,
+                leases,
+            },
+        )))
     }
-}
 
-impl Handler<RestoreSnapshot> for ReserveCoordinator {
-    type Result = ResponseActFuture<Self, Result<RestoreSummary, BackendError>>;
-
-    fn handle(
-        &mut self,
-        RestoreSnapshot(snapshot): RestoreSnapshot,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        self.generation += 1;
+    /// Takes a snapshot's live state back in (at start, after the definitions and before any
+    /// reserve). Expired entries and keys not defined now are dropped.
+    pub async fn restore(&self, snapshot: MemorySnapshot) -> Result<RestoreSummary, BackendError> {
+        self.changed();
         let now_ms = self.clock.now_ms();
         let mut summary = RestoreSummary {
-            leases: self.leases.import(snapshot.leases, now_ms),
+            leases: self.book().table.import(snapshot.leases, now_ms),
             ..RestoreSummary::default()
         };
-        let mut imports = Vec::new();
+        let mut per_shard: HashMap<usize, Vec<KeySnapshot>> = HashMap::new();
         for key in snapshot.keys {
-            match self.keys.get(&key.key) {
-                Some(entry) => imports.push(entry.actor.send(ImportKey {
-                    snapshot: key,
-                    now_ms,
-                })),
+            match self.entry(&key.key) {
+                Some(entry) => per_shard.entry(entry.shard).or_default().push(key),
                 None => summary.unknown_keys.push(key.key),
             }
         }
-        Box::pin(fut::wrap_future(async move {
-            for imported in join_all(imports).await {
-                let imported = imported.map_err(|_| BackendError::from(KEY_ACTOR_STOPPED))?;
-                if imported > 0 {
-                    summary.keys += 1;
-                    summary.reservations += imported;
-                }
-            }
-            Ok(summary)
-        }))
+        let imports = per_shard
+            .into_iter()
+            .map(|(shard, keys)| self.shards[shard].send(ImportKeys { keys, now_ms }));
+        for imported in join_all(imports).await {
+            let (keys, reservations) = imported.map_err(stopped)?;
+            summary.keys += keys;
+            summary.reservations += reservations;
+        }
+        Ok(summary)
     }
-}
 
-impl Handler<BlockAllUntil> for ReserveCoordinator {
-    type Result = ResponseActFuture<Self, Result<usize, BackendError>>;
-
-    fn handle(&mut self, msg: BlockAllUntil, _: &mut Context<Self>) -> Self::Result {
-        self.generation += 1;
+    /// Counts every key's whole capacity in use until `since_ms` plus the key's longest hold:
+    /// used when a snapshot exists but cannot be read. Answers how many keys are blocked.
+    pub async fn block_all_until(&self, since_ms: i64) -> Result<usize, BackendError> {
+        self.changed();
         let now_ms = self.clock.now_ms();
-        let blocks: Vec<_> = self
-            .keys
-            .values()
-            .filter_map(|entry| {
-                let until_ms = msg.since_ms.saturating_add(entry.hold_ms);
-                (until_ms > now_ms).then(|| entry.actor.send(BlockUntil { until_ms }))
-            })
-            .collect();
-        Box::pin(fut::wrap_future(async move {
-            let count = blocks.len();
-            for block in join_all(blocks).await {
-                block.map_err(|_| BackendError::from(KEY_ACTOR_STOPPED))?;
+        let mut per_shard: HashMap<usize, Vec<(KeyName, i64)>> = HashMap::new();
+        for entry in self.directory().values() {
+            let until_ms = since_ms.saturating_add(entry.hold_ms);
+            if until_ms > now_ms {
+                per_shard
+                    .entry(entry.shard)
+                    .or_default()
+                    .push((entry.name.clone(), until_ms));
             }
-            Ok(count)
-        }))
+        }
+        let count = per_shard.values().map(Vec::len).sum();
+        let blocks = per_shard
+            .into_iter()
+            .map(|(shard, keys)| self.shards[shard].send(BlockKeys(keys)));
+        for block in join_all(blocks).await {
+            block.map_err(stopped)?;
+        }
+        Ok(count)
     }
 }

@@ -1,5 +1,6 @@
 //! Limit-definition builders shared by the tests.
 
+use ratelimiter::actors::{MemoryBackend, MemoryOptions};
 use ratelimiter::model::{LeaseId, LimitDefinition, LimitKind};
 
 /// A rolling definition with a window in seconds.
@@ -21,4 +22,20 @@ pub fn of_kind(key: &str, kind: LimitKind, capacity: u64, seconds: u64) -> Limit
 /// never mix their limits.
 pub fn unique_key(prefix: &str, name: &str) -> String {
     format!("{prefix}:{}:{name}", LeaseId::new())
+}
+
+/// Options whose key shards put `keys` on at least two different arbiters, so multi-key
+/// reserves cross arbiters (threads).
+pub fn spread_over_arbiters(keys: &[String]) -> MemoryOptions {
+    let arbiters = (2..=8)
+        .find(|&n| {
+            let shards: std::collections::HashSet<_> =
+                keys.iter().map(|k| MemoryBackend::shard_of(k, n)).collect();
+            shards.len() > 1
+        })
+        .expect("some arbiter count spreads the keys");
+    MemoryOptions {
+        arbiters,
+        ..MemoryOptions::default()
+    }
 }

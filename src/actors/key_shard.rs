@@ -1,0 +1,300 @@
+//! `KeyShard`: the actor that owns the live state of every key hashed to it (a
+//! [`KeyState`] each). The memory backend runs one shard per arbiter — one per core by
+//! default — so keys are spread over every core while each key keeps exactly one owner.
+//!
+//! Messages carry every item of one request that lives on this shard, so a request whose keys
+//! all live on one shard costs one message; a take is all or nothing within the shard (what
+//! fitted is given back before answering when anything did not fit).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::key_state::{KeyState, TakeResult};
+use crate::model::{KeySnapshot, LeaseId, LimitDefinition, RetryPolicy, Usage};
+
+/// A key's name, shared (not copied) between the directory, messages and the shard.
+pub type KeyName = Arc<str>;
+
+/// Largest number of queued messages per shard before senders wait (effectively unbounded:
+/// callers are bounded by the HTTP layer and the batch size).
+const MAILBOX_CAPACITY: usize = 1 << 20;
+
+/// Takes every item for `lease`, all or nothing within this shard.
+#[derive(Debug, Message)]
+#[rtype(result = "ShardTake")]
+pub struct TakeAll {
+    /// The lease taking capacity.
+    pub lease: LeaseId,
+    /// Keys of this shard with their amounts, in request order.
+    pub items: Vec<(KeyName, u64)>,
+    /// The caller's "now", shared by every key of one reserve.
+    pub now_ms: i64,
+}
+
+/// The answer to [`TakeAll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardTake {
+    /// Every item was taken.
+    Taken,
+    /// Something did not fit; nothing is held. The largest hint of the keys that did not fit.
+    NotFit {
+        /// The retry-after hint.
+        retry_after_ms: u64,
+    },
+    /// A key is not defined on this shard; nothing is held.
+    Unknown(KeyName),
+}
+
+/// Gives back what `lease` holds on these keys (rollback of a take elsewhere).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReleaseAll {
+    /// The lease.
+    pub lease: LeaseId,
+    /// The keys it took on this shard.
+    pub keys: Vec<KeyName>,
+}
+
+/// Completes `lease` on this shard: releases its concurrency holds and reconciles its rolling
+/// reservations with the actual usage.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Settle {
+    /// The lease.
+    pub lease: LeaseId,
+    /// Concurrency keys to release.
+    pub releases: Vec<KeyName>,
+    /// Rolling keys with their actual usage.
+    pub reconciles: Vec<(KeyName, u64)>,
+    /// The caller's "now".
+    pub now_ms: i64,
+}
+
+/// Creates a key or replaces its definition.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Put(pub LimitDefinition);
+
+/// Live usage of a key; `None` if the key is not on this shard.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Usage>")]
+pub struct GetUsage {
+    /// The key.
+    pub key: KeyName,
+    /// "Now" for expiry.
+    pub now_ms: i64,
+}
+
+/// Lowers a key's capacity if enough is free; `None` if the key is not on this shard.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<bool>")]
+pub struct TryDecrease {
+    /// The key.
+    pub key: KeyName,
+    /// The new capacity.
+    pub to: u64,
+    /// "Now" for expiry.
+    pub now_ms: i64,
+}
+
+/// The live state of every key of this shard that holds something, for a snapshot.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<KeySnapshot>")]
+pub struct ExportKeys {
+    /// "Now": only what is live then is exported.
+    pub now_ms: i64,
+}
+
+/// Takes snapshot state back in; answers (keys with something live, reservations) taken in.
+#[derive(Debug, Message)]
+#[rtype(result = "(usize, usize)")]
+pub struct ImportKeys {
+    /// One entry per key of this shard.
+    pub keys: Vec<KeySnapshot>,
+    /// "Now": expired reservations are dropped.
+    pub now_ms: i64,
+}
+
+/// Counts each key's whole capacity in use until its time (an unusable snapshot).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BlockKeys(pub Vec<(KeyName, i64)>);
+
+/// Answers when the shard runs.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Ping;
+
+/// The owner of the keys hashed to one shard.
+#[derive(Debug)]
+pub struct KeyShard {
+    policy: RetryPolicy,
+    keys: HashMap<KeyName, KeyState>,
+}
+
+impl KeyShard {
+    /// A shard with no keys.
+    pub fn new(policy: RetryPolicy) -> Self {
+        KeyShard {
+            policy,
+            keys: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for KeyShard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<TakeAll> for KeyShard {
+    type Result = MessageResult<TakeAll>;
+
+    fn handle(&mut self, msg: TakeAll, _: &mut Context<Self>) -> Self::Result {
+        if let Some((key, _)) = msg.items.iter().find(|(k, _)| !self.keys.contains_key(k)) {
+            return MessageResult(ShardTake::Unknown(Arc::clone(key)));
+        }
+        // Every key is tried (a key that fits counts an allow for its deny streak, as when
+        // each key decided alone); the hint is the largest of the keys that did not fit.
+        let mut denied_hint: Option<u64> = None;
+        for (key, amount) in &msg.items {
+            let Some(state) = self.keys.get_mut(key) else {
+                continue;
+            };
+            if let TakeResult::NotFit { retry_after_ms } =
+                state.try_take(msg.lease, *amount, msg.now_ms)
+            {
+                denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
+            }
+        }
+        match denied_hint {
+            None => MessageResult(ShardTake::Taken),
+            Some(retry_after_ms) => {
+                for (key, _) in &msg.items {
+                    if let Some(state) = self.keys.get_mut(key) {
+                        state.release(msg.lease);
+                    }
+                }
+                MessageResult(ShardTake::NotFit { retry_after_ms })
+            }
+        }
+    }
+}
+
+impl Handler<ReleaseAll> for KeyShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseAll, _: &mut Context<Self>) {
+        for key in &msg.keys {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.release(msg.lease);
+            }
+        }
+    }
+}
+
+impl Handler<Settle> for KeyShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settle, _: &mut Context<Self>) {
+        for key in &msg.releases {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.release(msg.lease);
+            }
+        }
+        for (key, actual) in &msg.reconciles {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.reconcile(msg.lease, *actual, msg.now_ms);
+            }
+        }
+    }
+}
+
+impl Handler<Put> for KeyShard {
+    type Result = ();
+
+    fn handle(&mut self, Put(definition): Put, _: &mut Context<Self>) {
+        match self.keys.get_mut(definition.key.as_str()) {
+            Some(state) => state.redefine(definition),
+            None => {
+                let key: KeyName = Arc::from(definition.key.as_str());
+                self.keys
+                    .insert(key, KeyState::new(definition, self.policy));
+            }
+        }
+    }
+}
+
+impl Handler<GetUsage> for KeyShard {
+    type Result = Option<Usage>;
+
+    fn handle(&mut self, msg: GetUsage, _: &mut Context<Self>) -> Option<Usage> {
+        let state = self.keys.get_mut(&msg.key)?;
+        state.expire(msg.now_ms);
+        Some(state.usage())
+    }
+}
+
+impl Handler<TryDecrease> for KeyShard {
+    type Result = Option<bool>;
+
+    fn handle(&mut self, msg: TryDecrease, _: &mut Context<Self>) -> Option<bool> {
+        let state = self.keys.get_mut(&msg.key)?;
+        Some(state.try_decrease(msg.to, msg.now_ms))
+    }
+}
+
+impl Handler<ExportKeys> for KeyShard {
+    type Result = MessageResult<ExportKeys>;
+
+    fn handle(&mut self, msg: ExportKeys, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.keys
+                .values_mut()
+                .map(|state| state.export(msg.now_ms))
+                .filter(|key| !key.is_empty())
+                .collect(),
+        )
+    }
+}
+
+impl Handler<ImportKeys> for KeyShard {
+    type Result = MessageResult<ImportKeys>;
+
+    fn handle(&mut self, msg: ImportKeys, _: &mut Context<Self>) -> Self::Result {
+        let (mut keys, mut reservations) = (0, 0);
+        for snapshot in msg.keys {
+            if let Some(state) = self.keys.get_mut(snapshot.key.as_str()) {
+                let imported = state.import(snapshot, msg.now_ms);
+                if imported > 0 {
+                    keys += 1;
+                    reservations += imported;
+                }
+            }
+        }
+        MessageResult((keys, reservations))
+    }
+}
+
+impl Handler<BlockKeys> for KeyShard {
+    type Result = ();
+
+    fn handle(&mut self, BlockKeys(keys): BlockKeys, _: &mut Context<Self>) {
+        for (key, until_ms) in keys {
+            if let Some(state) = self.keys.get_mut(&key) {
+                state.block_until(until_ms);
+            }
+        }
+    }
+}
+
+impl Handler<Ping> for KeyShard {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}

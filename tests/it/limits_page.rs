@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::support::bound::{bounded, within};
 use crate::support::browser::{self, eval, wait_for};
-use crate::support::daemon::Daemon;
-use crate::support::http::{encode, reserve_body, TestServer, HTTP_BOUND_SECS};
+use crate::support::daemon::{BlockingApi, Daemon};
+use crate::support::http::{TestServer, HTTP_BOUND_SECS};
 
 /// Upper bound of one browser test (a browser start, a binary start, a few seconds of polling).
 const PAGE_BOUND_SECS: u64 = 90;
@@ -85,81 +85,6 @@ fn start_daemon(dir: &Path, listen: &str) -> Daemon {
     )
 }
 
-/// The HTTP API of a running daemon, called from a synchronous browser test.
-struct Api {
-    runtime: tokio::runtime::Runtime,
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(daemon: &Daemon) -> Api {
-        Api {
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime"),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("a client"),
-            base: daemon.url(""),
-        }
-    }
-
-    fn send(&self, request: reqwest::RequestBuilder) -> Value {
-        self.runtime.block_on(async {
-            let response = request.send().await.expect("the API answers");
-            let status = response.status();
-            let body: Value = response.json().await.expect("a JSON answer");
-            assert_eq!(status, StatusCode::OK, "{body}");
-            body
-        })
-    }
-
-    /// Reserves `amount` of `key` and expects it allowed; returns the lease id.
-    fn reserve(&self, key: &str, amount: u64) -> String {
-        let body = reserve_body(&[(key, amount)]);
-        let answer = self.send(
-            self.client
-                .post(format!("{}/v1/reserve", self.base))
-                .json(&body),
-        );
-        assert_eq!(
-            answer["allowed"], true,
-            "reserve {amount} of {key}: {answer}"
-        );
-        body["lease_id"].as_str().expect("a lease id").to_string()
-    }
-
-    fn complete(&self, lease_id: &str, key: &str, actual: u64) {
-        let body =
-            json!({"lease_id": lease_id, "actuals": [{"key": key, "actual_amount": actual}]});
-        let answer = self.send(
-            self.client
-                .post(format!("{}/v1/complete", self.base))
-                .json(&body),
-        );
-        assert_eq!(answer["ok"], true, "{answer}");
-    }
-
-    /// PUTs a definition; returns its status (`active` or `decreasing`).
-    fn define(&self, definition: &Value) -> String {
-        let answer = self.send(
-            self.client
-                .put(format!("{}/v1/admin/limits", self.base))
-                .json(definition),
-        );
-        answer["status"].as_str().expect("a status").to_string()
-    }
-
-    /// The `limit` object the admin API gives for `key`.
-    fn limit(&self, key: &str) -> Value {
-        let url = format!("{}/v1/admin/limits/{}", self.base, encode(key));
-        self.send(self.client.get(url))["limit"].clone()
-    }
-}
-
 /// JavaScript for the row of `key` (keys are passed as JSON strings, never spliced raw).
 fn row(key: &str) -> String {
     format!(
@@ -192,7 +117,7 @@ fn names_every_key_and_a_reserve_moves_its_bar_without_a_reload() {
     within(PAGE_BOUND_SECS, || {
         let dir = tempfile::tempdir().unwrap();
         let daemon = start_daemon(dir.path(), "127.0.0.1:0");
-        let api = Api::new(&daemon);
+        let api = BlockingApi::new(&daemon);
         let definitions = example_definitions();
         let browser = browser::launch(1280, 1000);
         let tab = browser::open(&browser, &daemon.url("/"));
@@ -338,7 +263,7 @@ fn at_phone_width_nothing_overflows_and_keys_stay_text() {
     within(PAGE_BOUND_SECS, || {
         let dir = tempfile::tempdir().unwrap();
         let daemon = start_daemon(dir.path(), "127.0.0.1:0");
-        let api = Api::new(&daemon);
+        let api = BlockingApi::new(&daemon);
         // A long key with nowhere to break, and a key that looks like markup.
         let long_key = format!("tenant:{}:llm:daily_tokens", "x".repeat(160));
         let markup_key = "tenant:<img src=x onerror=\"window.injected=1\">:<b>bold</b>&amp;";
@@ -351,12 +276,8 @@ fn at_phone_width_nothing_overflows_and_keys_stay_text() {
         let count = example_definitions().len() + 2;
 
         let browser = browser::launch(1280, 1000);
-        let tab = browser.new_tab().expect("new tab");
-        tab.set_default_timeout(Duration::from_secs(15));
+        let tab = browser::open(&browser, &daemon.url("/"));
         browser::phone_viewport(&tab, 390, 844);
-        tab.navigate_to(&daemon.url("/"))
-            .and_then(|tab| tab.wait_until_navigated())
-            .expect("the page loads");
         wait_for_rows(&tab, count);
         wait_for(
             &tab,

@@ -48,10 +48,7 @@ pub fn launch(width: u32, height: u32) -> Browser {
         .sandbox(false)
         .window_size(Some((width, height)))
         .idle_browser_timeout(Duration::from_secs(300))
-        .args(vec![
-            OsStr::new("--disable-dev-shm-usage"),
-            OsStr::new("--hide-scrollbars"),
-        ])
+        .args(vec![OsStr::new("--hide-scrollbars")])
         .build()
         .expect("launch options");
     Browser::new(options).unwrap_or_else(|e| panic!("Chromium does not start: {e:#}"))

@@ -3,7 +3,8 @@
 #
 #   1. Provisions TigerBeetle (Zig from PyPI, libclang from Debian, the 0.16.78 server built
 #      from the source inside the tigerbeetle-unofficial-sys crate; cached under ~/.cache, so
-#      only the first run on a machine pays the ~4 minutes).
+#      only the first run on a machine pays the ~4 minutes), and Debian's chromium for the
+#      limits page's browser test (scripts/provision-chromium.sh; apt, first run only).
 #   2. Checks formatting and lints (clippy with warnings as errors): the full build, and the
 #      client library alone (`--no-default-features --features client`).
 #   3. Runs every test — unit, model-based, stress, HTTP, conformance on both backends,
@@ -22,6 +23,10 @@ if [[ " $FEATURES " == *" tigerbeetle "* ]]; then
     export TB_BIN
     log "TigerBeetle server: $TB_BIN"
 fi
+
+log "provisioning Chromium (the limits page's browser test)"
+CHROMIUM_BIN="$(scripts/provision-chromium.sh)"
+export CHROMIUM_BIN
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

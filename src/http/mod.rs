@@ -4,6 +4,7 @@
 //! - [`server`]: routes ([`configure`]) and the listening server ([`bind`]).
 //! - [`data`]: reserve/complete and their batch forms.
 //! - [`admin`]: define, list and read limits.
+//! - [`page`]: the live limits page at `GET /`.
 //! - [`body`]: request bodies must be JSON objects.
 //! - [`error`]: every failure as a status code and a JSON `{error, message}` body.
 
@@ -11,6 +12,7 @@ mod admin;
 mod body;
 mod data;
 mod error;
+mod page;
 pub(crate) mod server;
 
 pub use admin::{LimitList, OneLimit, PutLimitResponse};

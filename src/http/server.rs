@@ -86,6 +86,11 @@ pub fn configure(
                     .default_service(web::to(method_not_allowed)),
             )
             .service(
+                web::resource("/")
+                    .route(web::get().to(super::page::index))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
                 web::resource("/healthz")
                     .route(web::get().to(healthz))
                     .default_service(web::to(method_not_allowed)),

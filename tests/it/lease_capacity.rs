@@ -12,7 +12,7 @@ const DAILY: &str = "tenant:acme:llm:daily_tokens";
 const INFLIGHT: &str = "global:llm:openai:gpt-4o:concurrency";
 
 /// The binary with its registry in `dir` and `--lease-capacity capacity`.
-async fn daemon(dir: &std::path::Path, capacity: usize) -> Daemon {
+fn daemon(dir: &std::path::Path, capacity: usize) -> Daemon {
     let registry = dir.join("limits.json");
     let capacity = capacity.to_string();
     let args = [
@@ -21,7 +21,7 @@ async fn daemon(dir: &std::path::Path, capacity: usize) -> Daemon {
         "--lease-capacity",
         &capacity,
     ];
-    Daemon::start(dir, &args).await
+    Daemon::start_local(dir, &args)
 }
 
 fn lease() -> String {
@@ -46,7 +46,7 @@ fn denied(answer: &Value) -> bool {
 async fn a_denial_storm_on_a_daily_key_keeps_a_concurrency_hold_completable() {
     bounded(30, async {
         let dir = tempfile::tempdir().unwrap();
-        let daemon = daemon(dir.path(), 3).await;
+        let daemon = daemon(dir.path(), 3);
         daemon.define(daily()).await;
         daemon.define(inflight(1)).await;
         let hold = lease();
@@ -66,7 +66,7 @@ async fn a_denial_storm_on_a_daily_key_keeps_a_concurrency_hold_completable() {
             denied(&retried),
             "the newest denied id stays denied: {retried}"
         );
-        let log = daemon.log().join("\n");
+        let log = daemon.log();
         assert!(!log.contains("lease table is full"), "{log}");
     })
     .await;
@@ -76,7 +76,7 @@ async fn a_denial_storm_on_a_daily_key_keeps_a_concurrency_hold_completable() {
 async fn a_full_table_of_live_leases_refuses_with_backend_error_and_one_warning() {
     bounded(30, async {
         let dir = tempfile::tempdir().unwrap();
-        let daemon = daemon(dir.path(), 3).await;
+        let daemon = daemon(dir.path(), 3);
         daemon.define(inflight(10)).await;
         let live: Vec<String> = (0..3).map(|_| lease()).collect();
         for id in &live {
@@ -98,11 +98,11 @@ async fn a_full_table_of_live_leases_refuses_with_backend_error_and_one_warning(
         // An admin change logs a line after the refusals: every warning is in by then.
         daemon.define(inflight(11)).await;
         let lines = daemon.log_until("capacity 11").await;
-        let warnings: Vec<&String> = lines
-            .iter()
+        let warnings: Vec<&str> = lines
+            .lines()
             .filter(|l| l.contains("lease table is full"))
             .collect();
-        assert_eq!(warnings.len(), 1, "{lines:#?}");
+        assert_eq!(warnings.len(), 1, "{lines}");
         for needle in [
             "WARN",
             "backend_error",

@@ -1,9 +1,10 @@
 //! Helpers shared by every integration test: time bounds, limit-definition builders, a real
-//! HTTP server, a real `ratelimiterd` process, Cogni fixtures, a scripted limiter for the
-//! scheduler, and (with the `tigerbeetle` feature) the library's throwaway TigerBeetle server
-//! and ledger looks.
+//! HTTP server, the real `ratelimiterd` binary, headless Chromium, Cogni fixtures, a scripted
+//! limiter for the scheduler, and (with the `tigerbeetle` feature) the library's throwaway
+//! TigerBeetle server and ledger looks.
 
 pub mod bound;
+pub mod browser;
 pub mod cogni;
 pub mod daemon;
 pub mod http;

@@ -37,6 +37,7 @@ mod model_based;
 #[cfg(feature = "tigerbeetle")]
 mod outage_http;
 mod outage_service;
+mod readyz_binary;
 mod reservation_snapshot;
 mod scheduler_hints;
 mod service_registry;

@@ -218,6 +218,12 @@ impl LimiterService {
         }
     }
 
+    /// The backend's own Prometheus metrics (see [`Backend::metrics`]).
+    #[cfg(feature = "server")]
+    pub fn backend_metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.backend.metrics()
+    }
+
     /// What the outage handling counted since start (outages, reserves refused or allowed
     /// without accounting, completes dropped, ...).
     pub fn outage_stats(&self) -> OutageStats {

@@ -31,6 +31,7 @@ mod http_admin;
 mod http_api;
 mod http_invalid;
 mod lease_capacity;
+mod metrics;
 mod model_based;
 #[cfg(feature = "tigerbeetle")]
 mod outage_http;

@@ -1,9 +1,11 @@
 //! Helpers shared by every integration test: time bounds, limit-definition builders, a real
-//! HTTP server, Cogni fixtures, a scripted limiter for the scheduler, and (with the
-//! `tigerbeetle` feature) the library's throwaway TigerBeetle server and ledger looks.
+//! HTTP server, a reader of Prometheus scrapes, Cogni fixtures, a scripted limiter for the
+//! scheduler, and (with the `tigerbeetle` feature) the library's throwaway TigerBeetle server
+//! and ledger looks.
 
 pub mod bound;
 pub mod cogni;
+pub mod exposition;
 pub mod http;
 pub mod limits;
 pub mod scheduler;

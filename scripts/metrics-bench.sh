@@ -73,15 +73,22 @@ load() {
 # Scrapes about 10 times a second until killed; one line per scrape: seconds, bytes.
 scrape_loop() {
     while :; do
-        curl -sf -o /dev/null -w '%{time_total} %{size_download}\n' "$URL/metrics" || echo "failed 0"
+        curl -sf -o /dev/null -w '%{time_total} %{size_download}\n' "$URL${SCRAPE_PATH:-/metrics}" || echo "failed 0"
         sleep 0.1
     done
+}
+
+# CPU time (ms) the server has used so far.
+server_cpu() {
+    awk -v tck="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / tck)}' "/proc/$SERVER_PID/stat"
 }
 
 ref_sum=0
 scr_sum=0
 for round in $(seq "$ROUNDS"); do
+    cpu0="$(server_cpu)"
     read -r ref ref_p99 < <(load)
+    cpu1="$(server_cpu)"
     scrape_loop >>"$WORK/scrapes.txt" &
     SCRAPER_PID=$!
     started="$(date +%s.%N)"
@@ -89,8 +96,10 @@ for round in $(seq "$ROUNDS"); do
     kill "$SCRAPER_PID"
     wait "$SCRAPER_PID" 2>/dev/null || true
     SCRAPER_PID=""
+    cpu2="$(server_cpu)"
     elapsed="$(python3 -c "import time; print(time.time() - $started)")"
-    echo "round $round: reference $ref reserves/s (p99 $ref_p99 ms), with scrapes $scr reserves/s (p99 $scr_p99 ms; scraping for ${elapsed%.*} s)"
+    echo "round $round: reference $ref reserves/s (p99 $ref_p99 ms, server CPU $((cpu1 - cpu0)) ms)," \
+        "with scrapes $scr reserves/s (p99 $scr_p99 ms, server CPU $((cpu2 - cpu1)) ms; scraping for ${elapsed%.*} s)"
     ref_sum="$(python3 -c "print($ref_sum + $ref)")"
     scr_sum="$(python3 -c "print($scr_sum + $scr)")"
 done

@@ -118,27 +118,25 @@ impl ApiMetrics {
 
     /// Every metric in the Prometheus text format: the API's counters and histograms, the
     /// limits' gauges (left out, with a warning, when the backend cannot report usage), the
-    /// backend's own metrics and whether it is up. Each scrape gathers them in a registry of
-    /// its own, which sorts them and refuses duplicates.
+    /// backend's own metrics and whether it is up. The collectors are gathered by a registry
+    /// of this scrape's own (which refuses duplicates); every family is sorted by name.
     pub async fn render(&self, service: &LimiterService) -> Result<String, MetricsError> {
         let registry = Registry::new();
         registry.register(Box::new(self.reserve_total.clone()))?;
         registry.register(Box::new(self.complete_total.clone()))?;
         registry.register(Box::new(self.request_duration.clone()))?;
-        match service.list().await {
-            Ok(limits) => {
-                for gauges in limits::gauges(&limits)? {
-                    registry.register(Box::new(gauges))?;
-                }
-            }
-            Err(e) => warn!("metrics: limit usage left out of this scrape: {e}"),
-        }
         for collector in service.backend_metrics() {
             registry.register(collector)?;
         }
         registry.register(backend_up(service)?)?;
+        let mut families = registry.gather();
+        match service.list().await {
+            Ok(limits) => families.extend(limits::families(&limits)),
+            Err(e) => warn!("metrics: limit usage left out of this scrape: {e}"),
+        }
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = String::new();
-        TextEncoder::new().encode_utf8(&registry.gather(), &mut text)?;
+        TextEncoder::new().encode_utf8(&families, &mut text)?;
         Ok(text)
     }
 }

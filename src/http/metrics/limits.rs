@@ -95,14 +95,14 @@ mod tests {
         assert_eq!(families.len(), 5);
         let in_use = families
             .iter()
-            .find(|f| f.get_name() == "ratelimiter_limit_in_use")
+            .find(|f| f.name() == "ratelimiter_limit_in_use")
             .unwrap();
         let values: Vec<(String, f64)> = in_use
             .get_metric()
             .iter()
             .map(|m| {
                 (
-                    m.get_label()[0].get_value().to_string(),
+                    m.get_label()[0].value().to_string(),
                     m.get_gauge().get_value(),
                 )
             })

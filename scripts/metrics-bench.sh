@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Metrics benchmark: does scraping GET /metrics slow the hot path? One release ratelimiterd
 # (memory backend) holds the load-test limits plus KEYS more (every scrape reports all of
-# them); ratelimiter-loadtest runs ROUNDS pairs of rounds against it: a reference round
-# without scrapes, then the same load with a scrape loop of about 10 scrapes/s, alternating,
-# all in one run. Prints each round, the mean reserves/s of both kinds, their ratio, and the
-# scrapes' count, size and median time.
+# them); ratelimiter-loadtest runs ROUNDS rounds of three kinds against it, all in one run:
+# `reference` (no scrapes), `healthz` (a client polling /healthz 10 times a second: the cost
+# of the polling itself on this machine) and `metrics` (the same client scraping /metrics 10
+# times a second). Prints every round, then per kind the mean reserves/s and its ratio to the
+# reference, the median p99, the server's CPU time, and the scrapes' count, size and time.
 #
 # Every step is bounded (load durations, polling loops with a fixed number of tries), and
 # every process started here is stopped on exit.
@@ -12,7 +13,7 @@
 # Usage: scripts/metrics-bench.sh [BIN_DIR] [DURATION] [ROUNDS] [KEYS]
 #   BIN_DIR   directory holding ratelimiterd and ratelimiter-loadtest (default: target/release)
 #   DURATION  length of each load round (default: 5s)
-#   ROUNDS    pairs of rounds (default: 3)
+#   ROUNDS    rounds of each kind (default: 3)
 #   KEYS      limits defined besides the load test's three (default: 1000)
 set -euo pipefail
 
@@ -60,7 +61,8 @@ for _ in $(seq 500); do
 done
 curl -sf -o /dev/null "$URL/readyz" || { echo "metrics-bench: ratelimiterd did not start" >&2; exit 1; }
 series="$(curl -sf "$URL/metrics" | grep -c '^ratelimiter_limit_capacity{')"
-echo "== $((KEYS + 3)) limits defined ($series capacity series per scrape); $ROUNDS pairs of $DURATION rounds, concurrency $CONCURRENCY"
+echo "== $((KEYS + 3)) limits defined ($series capacity series per scrape); $ROUNDS rounds of each kind, $DURATION each, concurrency $CONCURRENCY"
+echo "kind reserves/s p99_ms server_cpu_ms"
 
 # Prints the reserves/s and the reserve p99 (ms) of one load round.
 load() {
@@ -70,12 +72,27 @@ load() {
         "$(sed -n 's/^reserve latency ms:.* p99 \([0-9.]*\).*/\1/p' "$WORK/round.txt")"
 }
 
-# Scrapes about 10 times a second until killed; one line per scrape: seconds, bytes.
-scrape_loop() {
-    while :; do
-        curl -sf -o /dev/null -w '%{time_total} %{size_download}\n' "$URL${SCRAPE_PATH:-/metrics}" || echo "failed 0"
-        sleep 0.1
-    done
+# Polls PATH 10 times a second (paced by the clock, one keep-alive connection) until
+# killed; appends one line per request to FILE: seconds, bytes.
+poll_loop() {
+    exec python3 -u - "$URL$1" "$2" <<'EOF'
+import http.client, sys, time, urllib.parse
+url, out = urllib.parse.urlsplit(sys.argv[1]), open(sys.argv[2], "a", buffering=1)
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+due = time.monotonic()
+while True:
+    started = time.monotonic()
+    try:
+        conn.request("GET", url.path)
+        response = conn.getresponse()
+        body = response.read()
+        out.write(f"{time.monotonic() - started} {len(body)}\n" if response.status == 200 else "failed 0\n")
+    except OSError:
+        conn.close()
+        out.write("failed 0\n")
+    due += 0.1
+    time.sleep(max(0.0, due - time.monotonic()))
+EOF
 }
 
 # CPU time (ms) the server has used so far.
@@ -83,36 +100,67 @@ server_cpu() {
     awk -v tck="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / tck)}' "/proc/$SERVER_PID/stat"
 }
 
-ref_sum=0
-scr_sum=0
-for round in $(seq "$ROUNDS"); do
+# One round of KIND: `reference` (no polling), `healthz` (the same polling loop on
+# /healthz: what the polling itself costs) or `metrics` (scrapes). Appends
+# "kind reserves/s p99_ms server_cpu_ms" to results.txt.
+round() {
+    local kind="$1" cpu0 rate p99
     cpu0="$(server_cpu)"
-    read -r ref ref_p99 < <(load)
-    cpu1="$(server_cpu)"
-    scrape_loop >>"$WORK/scrapes.txt" &
-    SCRAPER_PID=$!
-    started="$(date +%s.%N)"
-    read -r scr scr_p99 < <(load)
-    kill "$SCRAPER_PID"
-    wait "$SCRAPER_PID" 2>/dev/null || true
-    SCRAPER_PID=""
-    cpu2="$(server_cpu)"
-    elapsed="$(python3 -c "import time; print(time.time() - $started)")"
-    echo "round $round: reference $ref reserves/s (p99 $ref_p99 ms, server CPU $((cpu1 - cpu0)) ms)," \
-        "with scrapes $scr reserves/s (p99 $scr_p99 ms, server CPU $((cpu2 - cpu1)) ms; scraping for ${elapsed%.*} s)"
-    ref_sum="$(python3 -c "print($ref_sum + $ref)")"
-    scr_sum="$(python3 -c "print($scr_sum + $scr)")"
+    case "$kind" in
+        healthz) poll_loop /healthz "$WORK/healthz.txt" & SCRAPER_PID=$! ;;
+        metrics) poll_loop /metrics "$WORK/scrapes.txt" & SCRAPER_PID=$! ;;
+    esac
+    read -r rate p99 < <(load)
+    if [ -n "$SCRAPER_PID" ]; then
+        kill "$SCRAPER_PID"
+        wait "$SCRAPER_PID" 2>/dev/null || true
+        SCRAPER_PID=""
+    fi
+    echo "$kind $rate $p99 $(( $(server_cpu) - cpu0 ))" | tee -a "$WORK/results.txt"
+}
+
+# The server's CPU per request while idle, 50 requests each: what one scrape costs, next to
+# the admin list it reads (the same usage reads) and /healthz.
+for path in /healthz /v1/admin/limits /metrics; do
+    cpu0="$(server_cpu)"
+    for _ in $(seq 50); do curl -sf -o /dev/null "$URL$path"; done
+    echo "idle: GET $path costs $(( ($(server_cpu) - cpu0) * 1000 / 50 )) µs of server CPU"
 done
 
-python3 - "$WORK/scrapes.txt" "$ref_sum" "$scr_sum" "$ROUNDS" "$DURATION" <<'EOF'
+# The order of the three kinds rotates every round, so drift on a shared machine hits each
+# kind alike.
+for r in $(seq "$ROUNDS"); do
+    case $(( r % 3 )) in
+        1) order="reference healthz metrics" ;;
+        2) order="metrics reference healthz" ;;
+        0) order="healthz metrics reference" ;;
+    esac
+    for kind in $order; do
+        round "$kind"
+    done
+done
+
+python3 - "$WORK" "$ROUNDS" "$DURATION" <<'EOF'
 import statistics, sys
-path, ref, scr, rounds, duration = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-rows = [line.split() for line in open(path)]
-failed = sum(1 for r in rows if r[0] == "failed")
-ok = [(float(t), int(b)) for t, b in rows if t != "failed"]
+work, rounds, duration = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rows = [line.split() for line in open(f"{work}/results.txt")]
+def column(kind, i):
+    return [float(r[i]) for r in rows if r[0] == kind]
 seconds = rounds * float(duration.rstrip("s"))
-print(f"mean reserves/s: reference {ref / rounds:.0f}, with scrapes {scr / rounds:.0f}, ratio {scr / ref:.3f}")
-print(f"scrapes: {len(ok)} ok, {failed} failed, ~{len(ok) / seconds:.1f}/s; "
-      f"median {statistics.median(t for t, _ in ok) * 1000:.1f} ms, "
-      f"{statistics.median(b for _, b in ok) / 1024:.0f} KiB each")
+# Server CPU per reserve (with its complete), in µs: the hot path's cost, which shared-machine
+# noise moves far less than throughput.
+def cpu_per_reserve(kind):
+    return sum(column(kind, 3)) * 1000 / (sum(column(kind, 1)) * float(duration.rstrip("s")))
+ref_rate, ref_cpu = statistics.mean(column("reference", 1)), cpu_per_reserve("reference")
+for kind in ("reference", "healthz", "metrics"):
+    rates, p99s = column(kind, 1), column(kind, 2)
+    print(f"{kind:9}: mean {statistics.mean(rates):6.0f} reserves/s (ratio {statistics.mean(rates) / ref_rate:.3f}), "
+          f"median p99 {statistics.median(p99s):5.2f} ms, server CPU {cpu_per_reserve(kind):5.1f} µs "
+          f"per reserve (ratio {cpu_per_reserve(kind) / ref_cpu:.3f})")
+for name, path in (("healthz polls", "healthz.txt"), ("scrapes", "scrapes.txt")):
+    rows = [line.split() for line in open(f"{work}/{path}")]
+    ok = [(float(t), int(b)) for t, b in rows if t != "failed"]
+    print(f"{name}: {len(ok)} ok, {len(rows) - len(ok)} failed, ~{len(ok) / seconds:.1f}/s; "
+          f"median {statistics.median(t for t, _ in ok) * 1000:.1f} ms, "
+          f"{statistics.median(b for _, b in ok) / 1024:.0f} KiB each")
 EOF

@@ -30,7 +30,7 @@ use crate::registry::{Registry, RegistryError};
 
 mod admin;
 
-pub use admin::AdminError;
+pub use admin::{AdminError, LIST_CONCURRENCY};
 
 /// Why the service could not start.
 #[derive(Debug, Error)]

@@ -1,21 +1,28 @@
 //! `GET /metrics` against the real HTTP server (and the real `ratelimiterd` binary): counter
-//! values after known reserves, denials, completes and invalid requests, the limit gauges
-//! (including a pending decrease), the route histogram, escaping, per-instance counts, and
-//! the TigerBeetle batcher's histograms. Every scrape is parsed strictly.
+//! values after known reserves, denials, completes, invalid requests and backend errors, the
+//! limit gauges (including a pending decrease, and their absence while the backend is down),
+//! the route histogram, escaping, per-instance counts, and the TigerBeetle batcher's
+//! histograms. Every scrape is parsed strictly.
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use ratelimiter::backend::{Backend, BackendError, Outage, ReserveOutcome};
+use ratelimiter::http;
+use ratelimiter::model::{CompleteCommand, LimitState, ReserveCommand, Usage};
+use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+
 use crate::support::bound::bounded;
 use crate::support::exposition::{parse, Exposition};
 use crate::support::http::{
-    complete_body, concurrency, encode, reserve_body, reserve_body_for, rolling, TestServer,
-    HTTP_BOUND_SECS,
+    complete_body, concurrency, encode, reserve_body, reserve_body_for, rolling, test_http,
+    TestServer, HTTP_BOUND_SECS,
 };
 
 const RESERVES: &str = "ratelimiter_reserve_total";
@@ -269,6 +276,84 @@ async fn every_server_instance_counts_its_own_traffic() {
     .await;
 }
 
+/// A backend that holds definitions but never answers a reserve, a usage read or a probe.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl Backend for Unreachable {
+    fn name(&self) -> &'static str {
+        "unreachable"
+    }
+    async fn define(&self, _: &LimitState) -> Result<(), BackendError> {
+        Ok(())
+    }
+    async fn reserve(&self, _: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
+        Err(Outage::Abandoned.into())
+    }
+    async fn complete(&self, _: CompleteCommand) -> Result<(), BackendError> {
+        Err(Outage::Abandoned.into())
+    }
+    async fn usage(&self, _: &str) -> Result<Usage, BackendError> {
+        Err(Outage::Abandoned.into())
+    }
+    async fn try_decrease(&self, _: &str, _: u64) -> Result<bool, BackendError> {
+        Err(Outage::Abandoned.into())
+    }
+    async fn probe(&self) -> Result<(), BackendError> {
+        Err(Outage::Abandoned.into())
+    }
+}
+
+#[actix_rt::test]
+async fn backend_errors_are_counted_and_a_scrape_still_answers_while_it_is_down() {
+    bounded(HTTP_BOUND_SECS, async {
+        let service = LimiterService::start(
+            Arc::new(Unreachable),
+            RegistrySource::InMemory,
+            vec![LimitState::active(rolling("k", 5, 60))],
+            ServiceSettings::default(),
+        )
+        .await
+        .expect("service starts");
+        let bound = http::bind(service, test_http(), "127.0.0.1:0").unwrap();
+        let handle = bound.server.handle();
+        actix_rt::spawn(bound.server);
+        let base = format!("http://{}", bound.addr);
+        let client = reqwest::Client::new();
+        for _ in 0..2 {
+            let answer: serde_json::Value = client
+                .post(format!("{base}/v1/reserve"))
+                .json(&reserve_body(&[("k", 1)]))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(answer["error"], "backend_error", "{answer}");
+        }
+        let answer: serde_json::Value = client
+            .post(format!("{base}/v1/complete"))
+            .json(&complete_body(&ulid::Ulid::new().to_string(), &[]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["error"], "backend_error", "{answer}");
+        let m = scrape(&client, &base).await;
+        assert_eq!(reserves(&m, "error"), 2.0);
+        assert_eq!(reserves(&m, "allowed"), 0.0);
+        assert_eq!(completes(&m, "error"), 1.0);
+        assert_eq!(m.get("ratelimiter_backend_up", &[]), 0.0);
+        // Usage cannot be read while the backend is down: the limit gauges are left out.
+        assert!(m.series("ratelimiter_limit_capacity").is_empty());
+        handle.stop(false).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_binary_serves_metrics_for_the_example_limits() {
     bounded(30, async {
@@ -324,11 +409,7 @@ async fn the_binary_serves_metrics_for_the_example_limits() {
 
 #[cfg(feature = "tigerbeetle")]
 mod tigerbeetle {
-    use std::sync::Arc;
-
-    use ratelimiter::http;
-    use ratelimiter::model::{LimitState, RetryPolicy, SystemClock};
-    use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
+    use ratelimiter::model::{RetryPolicy, SystemClock};
     use ratelimiter::tigerbeetle::TigerBeetleBackend;
 
     use super::*;
@@ -354,8 +435,7 @@ mod tigerbeetle {
             )
             .await
             .expect("service starts");
-            let bound =
-                http::bind(service, crate::support::http::test_http(), "127.0.0.1:0").unwrap();
+            let bound = http::bind(service, test_http(), "127.0.0.1:0").unwrap();
             let handle = bound.server.handle();
             actix_rt::spawn(bound.server);
             let base = format!("http://{}", bound.addr);

@@ -6,7 +6,8 @@
 //!   per request, labelled by route pattern (never the raw path).
 //! - Scrape time: the `ratelimiter_limit_*` gauges are computed from the service's states and
 //!   live usage (what `GET /v1/admin/limits` shows), and the backend adds its own families
-//!   (TigerBeetle batch sizes and request durations). Nothing of that touches the hot path.
+//!   (TigerBeetle batch sizes and request durations). None of it runs on the reserve path;
+//!   the usage reads share the backend with it (their cost is in BENCHMARKS.md).
 //!
 //! - [`outcome`]: the `outcome` label values.
 //! - `limits`: the scrape-time limit gauges.

@@ -245,4 +245,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A cheap call proving the backend answers again after an outage (`Unavailable` if not).
     async fn probe(&self) -> Result<(), BackendError>;
+
+    /// The backend's own Prometheus metrics (e.g. TigerBeetle request sizes and durations),
+    /// gathered by each scrape of `GET /metrics`; none by default. They belong to this
+    /// backend instance, not to the process.
+    #[cfg(feature = "server")]
+    fn metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        Vec::new()
+    }
 }

@@ -30,7 +30,7 @@ use crate::registry::{Registry, RegistryError};
 
 mod admin;
 
-pub use admin::AdminError;
+pub use admin::{AdminError, LIST_CONCURRENCY};
 
 /// Why the service could not start.
 #[derive(Debug, Error)]
@@ -222,6 +222,12 @@ impl LimiterService {
     /// a probe within its probe timeout (`backend_probe_timeout_ms`).
     pub async fn check_ready(&self) -> Result<(), String> {
         self.backend.check_ready().await
+    }
+
+    /// The backend's own Prometheus metrics (see [`Backend::metrics`]).
+    #[cfg(feature = "server")]
+    pub fn backend_metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.backend.metrics()
     }
 
     /// What the outage handling counted since start (outages, reserves refused or allowed

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::body::Object;
 use super::error::ApiError;
+use super::metrics::{outcome, ApiMetrics};
 use crate::model::{
     BatchResponse, CompleteRequest, CompleteResponse, ErrorCode, ReserveRequest, ReserveResponse,
 };
@@ -22,31 +23,66 @@ pub struct RawBatch {
     pub requests: Vec<serde_json::Value>,
 }
 
+/// A JSON body as extracted: a failed extraction (already turned into an [`ApiError`]
+/// answer by the app's `JsonConfig`) is kept, so that it is counted as `invalid`.
+type Body<T> = Result<Json<Object<T>>, actix_web::Error>;
+
 /// `POST /v1/reserve`.
 pub async fn reserve(
     service: web::Data<LimiterService>,
-    body: Json<Object<ReserveRequest>>,
-) -> Result<Json<ReserveResponse>, ApiError> {
-    Ok(Json(service.reserve(&body.into_inner().0).await?))
+    metrics: web::Data<ApiMetrics>,
+    body: Body<ReserveRequest>,
+) -> Result<Json<ReserveResponse>, actix_web::Error> {
+    let answer: Result<ReserveResponse, actix_web::Error> = match body {
+        Ok(body) => service
+            .reserve(&body.into_inner().0)
+            .await
+            .map_err(|e| ApiError::from(e).into()),
+        Err(e) => Err(e),
+    };
+    metrics.count_reserve(
+        answer
+            .as_ref()
+            .map_or(outcome::Reserve::Invalid, outcome::Reserve::of),
+    );
+    Ok(Json(answer?))
 }
 
 /// `POST /v1/complete`.
 pub async fn complete(
     service: web::Data<LimiterService>,
-    body: Json<Object<CompleteRequest>>,
-) -> Result<Json<CompleteResponse>, ApiError> {
-    Ok(Json(service.complete(&body.into_inner().0).await?))
+    metrics: web::Data<ApiMetrics>,
+    body: Body<CompleteRequest>,
+) -> Result<Json<CompleteResponse>, actix_web::Error> {
+    let answer: Result<CompleteResponse, actix_web::Error> = match body {
+        Ok(body) => service
+            .complete(&body.into_inner().0)
+            .await
+            .map_err(|e| ApiError::from(e).into()),
+        Err(e) => Err(e),
+    };
+    metrics.count_complete(
+        answer
+            .as_ref()
+            .map_or(outcome::Complete::Invalid, outcome::Complete::of),
+    );
+    Ok(Json(answer?))
 }
 
-/// `POST /v1/reserve/batch`.
+/// `POST /v1/reserve/batch`. Each item is counted; a batch refused as a whole (unreadable,
+/// empty or too large) counts as one `invalid` reserve.
 pub async fn reserve_batch(
     service: web::Data<LimiterService>,
-    body: Json<Object<RawBatch>>,
-) -> Result<Json<BatchResponse<ReserveResponse>>, ApiError> {
-    let items = check_size(
-        body.into_inner().into_inner().requests,
-        service.settings().max_batch_items,
-    )?;
+    metrics: web::Data<ApiMetrics>,
+    body: Body<RawBatch>,
+) -> Result<Json<BatchResponse<ReserveResponse>>, actix_web::Error> {
+    let items = match batch_items(body, service.settings().max_batch_items) {
+        Ok(items) => items,
+        Err(e) => {
+            metrics.count_reserve(outcome::Reserve::Invalid);
+            return Err(e);
+        }
+    };
     let (valid, slots) = parse_items::<ReserveRequest>(items, "reserve");
     let answers = service.reserve_batch(&valid).await;
     let results = merge(
@@ -55,18 +91,26 @@ pub async fn reserve_batch(
         || ReserveResponse::error(ErrorCode::InvalidRequest, 0),
         || ReserveResponse::error(ErrorCode::BackendError, 0),
     );
+    for result in &results {
+        metrics.count_reserve(outcome::Reserve::of(result));
+    }
     Ok(Json(BatchResponse { results }))
 }
 
-/// `POST /v1/complete/batch`.
+/// `POST /v1/complete/batch`. Each item is counted; a batch refused as a whole counts as one
+/// `invalid` complete.
 pub async fn complete_batch(
     service: web::Data<LimiterService>,
-    body: Json<Object<RawBatch>>,
-) -> Result<Json<BatchResponse<CompleteResponse>>, ApiError> {
-    let items = check_size(
-        body.into_inner().into_inner().requests,
-        service.settings().max_batch_items,
-    )?;
+    metrics: web::Data<ApiMetrics>,
+    body: Body<RawBatch>,
+) -> Result<Json<BatchResponse<CompleteResponse>>, actix_web::Error> {
+    let items = match batch_items(body, service.settings().max_batch_items) {
+        Ok(items) => items,
+        Err(e) => {
+            metrics.count_complete(outcome::Complete::Invalid);
+            return Err(e);
+        }
+    };
     let (valid, slots) = parse_items::<CompleteRequest>(items, "complete");
     let answers = service.complete_batch(&valid).await;
     let results = merge(
@@ -75,7 +119,18 @@ pub async fn complete_batch(
         || CompleteResponse::error(ErrorCode::InvalidRequest),
         || CompleteResponse::error(ErrorCode::BackendError),
     );
+    for result in &results {
+        metrics.count_complete(outcome::Complete::of(result));
+    }
     Ok(Json(BatchResponse { results }))
+}
+
+/// The items of a batch body that was read and holds 1..=`max` items.
+fn batch_items(
+    body: Body<RawBatch>,
+    max: usize,
+) -> Result<Vec<serde_json::Value>, actix_web::Error> {
+    Ok(check_size(body?.into_inner().into_inner().requests, max)?)
 }
 
 /// A batch must hold 1..=`max` items.

@@ -7,16 +7,21 @@
 //! - [`page`]: the live limits page at `GET /`.
 //! - [`body`]: request bodies must be JSON objects.
 //! - [`error`]: every failure as a status code and a JSON `{error, message}` body.
+//! - `metrics`: `GET /metrics` (Prometheus), outcome counters, the request timer.
 
 mod admin;
 mod body;
 mod data;
 mod error;
+mod metrics;
 mod page;
 pub(crate) mod server;
 
 pub use admin::{LimitList, OneLimit, PutLimitResponse};
 pub use error::{ApiError, ErrorBody};
+pub use metrics::{
+    outcome, time_request, ApiMetrics, MetricsError, DURATION_BUCKETS, UNMATCHED_ROUTE,
+};
 pub use server::{
     bind, configure, BoundServer, Health, HttpSettings, Ready, DEFAULT_MAX_BODY_BYTES,
 };

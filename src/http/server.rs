@@ -10,6 +10,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use serde::{Deserialize, Serialize};
 
 use super::error::{json_error_handler, ApiError, ErrorBody};
+use super::metrics::{self, ApiMetrics, MetricsError};
 use super::{admin, data};
 use crate::service::LimiterService;
 
@@ -59,12 +60,15 @@ pub struct Ready {
 }
 
 /// Mounts every route of the API, the JSON error handling and the JSON 404 on an app.
-/// Returns a closure that can be called once per server worker.
+/// Returns a closure that can be called once per server worker; every worker shares one
+/// set of metrics (`GET /metrics`), which this call creates. Wrap the app in
+/// `actix_web::middleware::from_fn(`[`time_request`](super::time_request)`)` to time its requests by route.
 pub fn configure(
     service: Arc<LimiterService>,
     http: HttpSettings,
-) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
-    move |cfg: &mut ServiceConfig| {
+) -> Result<impl Fn(&mut ServiceConfig) + Clone + Send + 'static, MetricsError> {
+    let api_metrics = web::Data::new(ApiMetrics::new()?);
+    Ok(move |cfg: &mut ServiceConfig| {
         let json = web::JsonConfig::default()
             .limit(http.max_body_bytes)
             .error_handler(json_error_handler);
@@ -100,8 +104,14 @@ pub fn configure(
                     .route(web::get().to(readyz))
                     .default_service(web::to(method_not_allowed)),
             )
+            .app_data(api_metrics.clone())
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(metrics::metrics))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .default_service(web::to(not_found));
-    }
+    })
 }
 
 fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
@@ -169,12 +179,16 @@ pub fn bind(
     http: HttpSettings,
     listen: impl ToSocketAddrs,
 ) -> std::io::Result<BoundServer> {
-    let routes = configure(service, http);
-    let server = HttpServer::new(move || App::new().configure(routes.clone()))
-        .workers(http.workers.max(1))
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .bind(listen)?;
+    let routes = configure(service, http).map_err(std::io::Error::other)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(metrics::time_request))
+            .configure(routes.clone())
+    })
+    .workers(http.workers.max(1))
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .bind(listen)?;
     let addr = server
         .addrs()
         .first()

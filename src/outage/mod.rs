@@ -427,6 +427,11 @@ impl Backend for OutageGuard {
     async fn probe(&self) -> Result<(), BackendError> {
         self.guarded(self.shared.inner.probe()).await
     }
+
+    #[cfg(feature = "server")]
+    fn metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.shared.inner.metrics()
+    }
 }
 
 #[cfg(test)]

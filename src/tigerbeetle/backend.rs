@@ -25,6 +25,7 @@ use super::accounts::{
     debt_account, debt_id, limit_account, limit_id, operator_account, operator_id, LimitBalance,
 };
 use super::book::Book;
+use super::metrics::TigerBeetleMetrics;
 use super::microbatch::{
     BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor,
     RefreshCandidate, Submit,
@@ -45,6 +46,7 @@ pub struct TigerBeetleBackend {
     pub(super) clock: SharedClock,
     pub(super) policy: RetryPolicy,
     pub(super) book: Mutex<Book>,
+    pub(super) metrics: TigerBeetleMetrics,
 }
 
 fn stopped(error: MailboxError) -> BackendError {
@@ -98,12 +100,19 @@ impl TigerBeetleBackend {
         config.validate().map_err(Fault::Settings)?;
         let addresses = config.addresses.clone();
         let cluster = config.cluster;
-        let batcher = MicrobatchActor::new(config, recorder).start();
+        let metrics = TigerBeetleMetrics::new().map_err(|e| Fault::Api {
+            operation: "metrics",
+            reason: e.to_string(),
+        })?;
+        let batcher = MicrobatchActor::new(config, recorder)
+            .with_metrics(metrics.clone())
+            .start();
         let backend = Arc::new(TigerBeetleBackend {
             batcher,
             clock,
             policy,
             book: Mutex::new(Book::new(max_leases, policy)),
+            metrics,
         });
         backend
             .create_accounts(vec![operator_account()], &["acct:operator".into()])
@@ -359,5 +368,9 @@ impl Backend for TigerBeetleBackend {
             .await
             .map_err(stopped)??;
         Ok(())
+    }
+
+    fn metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.metrics.collectors()
     }
 }

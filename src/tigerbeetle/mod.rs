@@ -18,6 +18,7 @@
 //! - `accounts`: the operator, limit and debt accounts, their ids, what balances mean.
 //! - `transfers`: deterministic transfer labels, chain builders, failure verdicts.
 //! - `microbatch`: `MicrobatchActor`, the batching owner of the TigerBeetle client.
+//! - `metrics`: its Prometheus histograms (request sizes and durations), per backend.
 //! - `book`: in-memory hints and lease metadata.
 //! - `complete`: voids, re-reserves and debt on `complete`.
 
@@ -26,6 +27,7 @@ pub mod backend;
 pub(crate) mod book;
 pub(crate) mod complete;
 pub(crate) mod ids;
+pub(crate) mod metrics;
 pub(crate) mod microbatch;
 pub mod testing;
 pub(crate) mod transfers;

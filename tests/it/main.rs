@@ -33,6 +33,7 @@ mod http_invalid;
 mod lease_capacity;
 mod limits_page;
 mod memory_shards;
+mod metrics;
 mod model_based;
 #[cfg(feature = "tigerbeetle")]
 mod outage_http;

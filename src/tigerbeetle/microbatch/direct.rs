@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateAccountsError};
@@ -16,6 +17,7 @@ impl MicrobatchActor {
     /// Runs one unbatched call (`what`, for messages) on the current client within the call
     /// bound. `interpret` turns the client's answer into the reply; a call that does not
     /// answer in time is counted, starts a fresh-client attempt and becomes `Unavailable`.
+    /// Every call's duration goes to the metrics.
     fn direct_call<T, E, R, Fut>(
         &mut self,
         what: &'static str,
@@ -34,9 +36,11 @@ impl MicrobatchActor {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let timeout = self.call_timeout();
+        let started = Instant::now();
         let request = tokio::time::timeout(timeout, call(Arc::clone(&client)));
         Box::pin(
             fut::wrap_future(request).map(move |result, act: &mut Self, ctx| {
+                act.observe_call(what, started.elapsed());
                 let answer = match result {
                     Ok(answer) => interpret(act, &client, answer),
                     Err(_) => {

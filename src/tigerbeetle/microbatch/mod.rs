@@ -27,7 +27,8 @@
 //! sent again; nothing of it had been sent.
 //!
 //! Every batch is logged at debug level with its size; a [`BatchRecorder`] (a test hook)
-//! records every size.
+//! records every size, and [`TigerBeetleMetrics`] (Prometheus) every size and every request's
+//! duration.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use tigerbeetle_unofficial::error::{CreateTransfersError, SendErrorKind};
 use tigerbeetle_unofficial::{transfer, Client, Transfer};
 use tokio::sync::oneshot;
 
+use super::metrics::TigerBeetleMetrics;
 use super::transfers::Failures;
 use crate::backend::{BackendError, Fault, Outage};
 use crate::settings::TigerBeetleSettings;
@@ -80,6 +82,7 @@ pub struct MicrobatchActor {
     timer: Option<SpawnHandle>,
     recorder: Option<BatchRecorder>,
     stats: BatchStats,
+    metrics: Option<TigerBeetleMetrics>,
 }
 
 impl std::fmt::Debug for MicrobatchActor {
@@ -115,6 +118,21 @@ impl MicrobatchActor {
                 max_events,
                 ..BatchStats::default()
             },
+            metrics: None,
+        }
+    }
+
+    /// Records every request's size and duration in `metrics`.
+    pub fn with_metrics(mut self, metrics: TigerBeetleMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records one unbatched request of `operation` that took `elapsed` (batches are
+    /// recorded with their size by `record`).
+    pub(super) fn observe_call(&self, operation: &str, elapsed: Duration) {
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_call(operation, elapsed);
         }
     }
 
@@ -256,6 +274,9 @@ impl MicrobatchActor {
         }
         if let Some(recorder) = &self.recorder {
             recorder.push(record);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_batch(record.events, started.elapsed());
         }
         self.stats.batches += 1;
         self.stats.items += record.items as u64;

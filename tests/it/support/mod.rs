@@ -1,12 +1,13 @@
 //! Helpers shared by every integration test: time bounds, limit-definition builders, a real
-//! HTTP server, the real `ratelimiterd` binary, headless Chromium, Cogni fixtures, a scripted
-//! limiter for the scheduler, and (with the `tigerbeetle` feature) the library's throwaway
-//! TigerBeetle server and ledger looks.
+//! HTTP server, the real `ratelimiterd` binary, headless Chromium, a reader of Prometheus
+//! scrapes, Cogni fixtures, a scripted limiter for the scheduler, and (with the `tigerbeetle`
+//! feature) the library's throwaway TigerBeetle server and ledger looks.
 
 pub mod bound;
 pub mod browser;
 pub mod cogni;
 pub mod daemon;
+pub mod exposition;
 pub mod http;
 pub mod limits;
 pub mod scheduler;

@@ -6,11 +6,13 @@
 //! - [`admin`]: define, list and read limits.
 //! - [`body`]: request bodies must be JSON objects.
 //! - [`error`]: every failure as a status code and a JSON `{error, message}` body.
+//! - [`openapi`]: the OpenAPI 3.1 document of all of the above, served at `/openapi.json`.
 
 mod admin;
 mod body;
 mod data;
 mod error;
+pub mod openapi;
 pub(crate) mod server;
 
 pub use admin::{LimitList, OneLimit, PutLimitResponse};

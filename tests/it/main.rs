@@ -32,6 +32,7 @@ mod http_api;
 mod http_invalid;
 mod lease_capacity;
 mod model_based;
+mod openapi;
 #[cfg(feature = "tigerbeetle")]
 mod outage_http;
 mod outage_service;

@@ -1,11 +1,12 @@
 //! Helpers shared by every integration test: time bounds, limit-definition builders, a real
-//! HTTP server, Cogni fixtures, a scripted limiter for the scheduler, and (with the
+//! HTTP server, the OpenAPI document, Cogni fixtures, a scripted limiter for the scheduler, and (with the
 //! `tigerbeetle` feature) the library's throwaway TigerBeetle server and ledger looks.
 
 pub mod bound;
 pub mod cogni;
 pub mod http;
 pub mod limits;
+pub mod openapi;
 pub mod scheduler;
 #[cfg(feature = "tigerbeetle")]
 pub use ratelimiter::tigerbeetle::testing as tigerbeetle;

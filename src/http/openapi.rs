@@ -9,7 +9,7 @@ use actix_web::http::header::ContentType;
 use actix_web::web;
 use actix_web::HttpResponse;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem};
-use utoipa::openapi::schema::Type;
+use utoipa::openapi::schema::{Schema, Type};
 use utoipa::openapi::{
     ContentBuilder, ObjectBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder,
 };
@@ -55,6 +55,7 @@ pub fn document() -> Document {
     let mut doc = ApiDoc::openapi();
     add_pages(&mut doc);
     add_method_not_allowed(&mut doc);
+    open_flattened_parts(&mut doc);
     doc
 }
 
@@ -135,6 +136,34 @@ fn add_method_not_allowed(doc: &mut Document) {
     }
 }
 
+/// A type flattened into another (`LimitState` into `LimitInfo`) is rendered as an `allOf`
+/// member; a member that forbids additional properties would forbid the other members'
+/// properties too, so it is left open (the composed object is what the server sends).
+fn open_flattened_parts(doc: &mut Document) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let mut parts = Vec::new();
+    for schema in components.schemas.values() {
+        if let RefOr::T(Schema::AllOf(all_of)) = schema {
+            parts.extend(all_of.items.iter().filter_map(|item| {
+                match item {
+                    RefOr::Ref(reference) => reference
+                        .ref_location
+                        .strip_prefix("#/components/schemas/")
+                        .map(str::to_string),
+                    RefOr::T(_) => None,
+                }
+            }));
+        }
+    }
+    for name in parts {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) {
+            object.additional_properties = None;
+        }
+    }
+}
+
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
         &mut item.get,
@@ -159,6 +188,7 @@ static DOCUMENT: LazyLock<Result<String, String>> =
     get,
     path = "/openapi.json",
     tag = "operations",
+    operation_id = "openapi_document",
     summary = "This OpenAPI 3.1 document",
     responses(
         (status = 200, description = "The document (the same bytes as `docs/openapi.json` in the repository).", body = Object, content_type = "application/json"),

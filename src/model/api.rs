@@ -23,7 +23,10 @@ pub const MAX_JOB_ID_BYTES: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
     /// The limit key.
-    #[cfg_attr(feature = "server", schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm"))]
+    #[cfg_attr(
+        feature = "server",
+        schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
+    )]
     pub key: String,
     /// Units needed; at least 1.
     #[cfg_attr(feature = "server", schema(minimum = 1, example = 2000))]
@@ -116,7 +119,10 @@ impl ReserveResponse {
 #[serde(deny_unknown_fields)]
 pub struct Actual {
     /// The limit key.
-    #[cfg_attr(feature = "server", schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm"))]
+    #[cfg_attr(
+        feature = "server",
+        schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
+    )]
     pub key: String,
     /// Units really used (0 allowed).
     #[cfg_attr(feature = "server", schema(example = 1200))]

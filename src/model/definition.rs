@@ -34,7 +34,10 @@ pub enum Overage {
 pub struct LimitDefinition {
     /// The limit key, e.g. `global:llm:openai:gpt-4o:tpm`: not blank, at most 512 bytes, no
     /// control characters.
-    #[cfg_attr(feature = "server", schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm"))]
+    #[cfg_attr(
+        feature = "server",
+        schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
+    )]
     pub key: String,
     /// Rolling window or concurrency.
     pub kind: LimitKind,

@@ -8,8 +8,8 @@
 
 use crate::support::bound::bounded;
 use crate::support::http::{
-    complete_body, concurrency, encode, lease, reserve_body, reserve_body_for, rolling,
-    TestServer, HTTP_BOUND_SECS,
+    complete_body, concurrency, encode, lease, reserve_body, reserve_body_for, rolling, TestServer,
+    HTTP_BOUND_SECS,
 };
 use crate::support::openapi::{committed_text, OpenApiDoc, COMMITTED};
 use ratelimiter::http::HttpSettings;
@@ -102,12 +102,14 @@ async fn every_documented_operation_is_served_and_other_methods_answer_405() {
             let path = template.replace("{key}", &encode(KEY));
             for method in crate::support::openapi::METHODS {
                 let body = matches!(method, "put" | "post").then(|| json!({}));
-                let (status, content_type, text) = send(&server, method, &path, body.as_ref()).await;
+                let (status, content_type, text) =
+                    send(&server, method, &path, body.as_ref()).await;
                 let what = format!("{} {path}", method.to_uppercase());
                 if PENDING_ROUTES.contains(&template.as_str()) {
                     assert!(
                         status == StatusCode::NOT_FOUND
-                            && (method == "head" || error_code(&text).as_deref() == Some("not_found")),
+                            && (method == "head"
+                                || error_code(&text).as_deref() == Some("not_found")),
                         "{what} is served now ({status} {text:?}): take {template:?} off \
                          PENDING_ROUTES in tests/it/openapi.rs so it is checked like the others"
                     );
@@ -152,7 +154,12 @@ impl Checked {
     }
 
     /// `method template` with `{key}` standing for [`KEY`].
-    async fn call(&self, method: &str, template: &str, body: Option<&Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        template: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         self.call_with_key(method, template, KEY, body).await
     }
 
@@ -174,7 +181,8 @@ impl Checked {
     }
 
     async fn put(&self, definition: Value) -> (StatusCode, Value) {
-        self.call("put", "/v1/admin/limits", Some(&definition)).await
+        self.call("put", "/v1/admin/limits", Some(&definition))
+            .await
     }
 
     async fn reserve(&self, body: Value) -> (StatusCode, Value) {
@@ -186,17 +194,28 @@ impl Checked {
 async fn real_answers_validate_against_the_document() {
     bounded(HTTP_BOUND_SECS, async {
         let api = Checked::start().await;
-        let (status, answer) = api.put(serde_json::to_value(rolling(KEY, 2, 60)).unwrap()).await;
-        assert_eq!((status, &answer["status"]), (StatusCode::OK, &json!("active")));
+        let (status, answer) = api
+            .put(serde_json::to_value(rolling(KEY, 2, 60)).unwrap())
+            .await;
+        assert_eq!(
+            (status, &answer["status"]),
+            (StatusCode::OK, &json!("active"))
+        );
         let inflight = "openapi:llm:model:concurrency";
-        api.put(serde_json::to_value(concurrency(inflight, 1, 30)).unwrap()).await;
+        api.put(serde_json::to_value(concurrency(inflight, 1, 30)).unwrap())
+            .await;
         let (status, answer) = api
             .put(json!({"key": "x", "kind": "rolling", "capacity": 0, "window_seconds": 60}))
             .await;
-        assert_eq!((status, &answer["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_request")));
+        assert_eq!(
+            (status, &answer["error"]),
+            (StatusCode::BAD_REQUEST, &json!("invalid_request"))
+        );
 
         let id = lease();
-        let (_, allowed) = api.reserve(reserve_body_for(&id, &[(KEY, 1), (inflight, 1)])).await;
+        let (_, allowed) = api
+            .reserve(reserve_body_for(&id, &[(KEY, 1), (inflight, 1)]))
+            .await;
         assert_eq!(allowed["allowed"], true, "{allowed}");
         let (_, denied) = api.reserve(reserve_body(&[(inflight, 1)])).await;
         assert_eq!(denied["allowed"], false, "{denied}");
@@ -206,20 +225,36 @@ async fn real_answers_validate_against_the_document() {
         let (_, too_big) = api.reserve(reserve_body(&[(KEY, 3)])).await;
         assert_eq!(too_big["error"], format!("exceeds_capacity:{KEY}"));
         let (status, invalid) = api.reserve(json!({"lease_id": "nope"})).await;
-        assert_eq!((status, &invalid["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_request")));
+        assert_eq!(
+            (status, &invalid["error"]),
+            (StatusCode::BAD_REQUEST, &json!("invalid_request"))
+        );
         let (status, done) = api
-            .call("post", "/v1/complete", Some(&complete_body(&id, &[(KEY, 1)])))
+            .call(
+                "post",
+                "/v1/complete",
+                Some(&complete_body(&id, &[(KEY, 1)])),
+            )
             .await;
-        assert_eq!((status, done), (StatusCode::OK, json!({"ok": true, "error": ""})));
+        assert_eq!(
+            (status, done),
+            (StatusCode::OK, json!({"ok": true, "error": ""}))
+        );
 
         let batch = json!({"requests": [reserve_body(&[(KEY, 1)]), {"lease_id": 5}]});
         let (_, results) = api.call("post", "/v1/reserve/batch", Some(&batch)).await;
         assert_eq!(results["results"][0]["allowed"], true, "{results}");
-        assert_eq!(results["results"][1]["error"], "invalid_request", "{results}");
+        assert_eq!(
+            results["results"][1]["error"], "invalid_request",
+            "{results}"
+        );
         let batch = json!({"requests": [complete_body(&id, &[]), {"lease": "x"}]});
         let (_, results) = api.call("post", "/v1/complete/batch", Some(&batch)).await;
         assert_eq!(results["results"][0]["ok"], true, "{results}");
-        assert_eq!(results["results"][1]["error"], "invalid_request", "{results}");
+        assert_eq!(
+            results["results"][1]["error"], "invalid_request",
+            "{results}"
+        );
         let (status, _) = api
             .call("post", "/v1/complete/batch", Some(&json!({"requests": []})))
             .await;
@@ -274,7 +309,10 @@ async fn transport_errors_validate_against_the_document() {
             .send()
             .await
             .expect("POST");
-        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
         let status = response.status();
         let text = response.text().await.unwrap();
         assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
@@ -296,7 +334,10 @@ async fn served_document_is_the_committed_file_and_openapi_3_1() {
         let server = TestServer::start().await;
         let (status, content_type, text) = send(&server, "get", "/openapi.json", None).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(content_type.starts_with("application/json"), "{content_type}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{content_type}"
+        );
         assert!(
             text == committed_text(),
             "GET /openapi.json differs from {COMMITTED} ({})",
@@ -319,11 +360,18 @@ fn validation_refuses_answers_that_differ_from_the_document() {
     doc.validate(&reserve, &good).unwrap();
     let mut extra = good.clone();
     extra["priority"] = json!(1);
-    assert!(doc.validate(&reserve, &extra).unwrap_err().contains("priority"));
+    assert!(doc
+        .validate(&reserve, &extra)
+        .unwrap_err()
+        .contains("priority"));
     let mut missing = good.clone();
     missing.as_object_mut().unwrap().remove("allowed");
-    assert!(doc.validate(&reserve, &missing).unwrap_err().contains("allowed"));
-    let wrong = json!({"allowed": "yes", "retry_after_ms": 0, "reserved_at_unix_ms": 1, "error": ""});
+    assert!(doc
+        .validate(&reserve, &missing)
+        .unwrap_err()
+        .contains("allowed"));
+    let wrong =
+        json!({"allowed": "yes", "retry_after_ms": 0, "reserved_at_unix_ms": 1, "error": ""});
     assert!(doc.validate(&reserve, &wrong).is_err());
 
     let list = OpenApiDoc::schema_ref("LimitList");
@@ -333,11 +381,14 @@ fn validation_refuses_answers_that_differ_from_the_document() {
         "status": "active", "pending_decrease_to": 0,
         "usage": {"in_use": 0, "available": 1, "debt": 0}
     });
-    doc.validate(&list, &json!({"limits": [limit.clone()]})).unwrap();
+    doc.validate(&list, &json!({"limits": [limit.clone()]}))
+        .unwrap();
     let mut nested = limit.clone();
     nested["usage"]["reserved"] = json!(0);
     assert!(doc.validate(&list, &json!({"limits": [nested]})).is_err());
     let mut flattened = limit;
     flattened["owner"] = json!("x");
-    assert!(doc.validate(&list, &json!({"limits": [flattened]})).is_err());
+    assert!(doc
+        .validate(&list, &json!({"limits": [flattened]}))
+        .is_err());
 }

@@ -204,7 +204,8 @@ fn collect_allof_refs(value: &Value, names: &mut BTreeSet<String>) {
 fn close(schema: &mut Value, close_top: bool) {
     let Value::Object(map) = schema else { return };
     let is_object = map.contains_key("properties") || map.contains_key("allOf");
-    let says = map.contains_key("additionalProperties") || map.contains_key("unevaluatedProperties");
+    let says =
+        map.contains_key("additionalProperties") || map.contains_key("unevaluatedProperties");
     if close_top && is_object && !says {
         map.insert("unevaluatedProperties".into(), Value::Bool(false));
     }

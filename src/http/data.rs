@@ -7,10 +7,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::body::Object;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::metrics::{outcome, ApiMetrics};
 use crate::model::{
-    BatchResponse, CompleteRequest, CompleteResponse, ErrorCode, ReserveRequest, ReserveResponse,
+    BatchRequest, BatchResponse, CompleteRequest, CompleteResponse, ErrorCode, ReserveRequest,
+    ReserveResponse,
 };
 use crate::service::LimiterService;
 
@@ -28,6 +29,19 @@ pub struct RawBatch {
 type Body<T> = Result<Json<Object<T>>, actix_web::Error>;
 
 /// `POST /v1/reserve`.
+#[utoipa::path(
+    post,
+    path = "/v1/reserve",
+    tag = "data",
+    summary = "Reserve every requirement of one call, all or nothing",
+    description = "Takes every requirement or none. A denial is a 200 with `allowed: false`: for capacity with `retry_after_ms` > 0; with `error` `limit_decreasing:<key>` (and a long hint), `unknown_limit_key:<key>` or `exceeds_capacity:<key>` (hint 0, never retry); `backend_error` when the backend fails. Repeating an allowed lease id is allowed again without consuming more; a denied lease id stays denied.",
+    request_body = ReserveRequest,
+    responses(
+        (status = 200, description = "Allowed or denied; see `allowed` and `error`.", body = ReserveResponse),
+        (status = 400, description = "The body is not JSON, not `application/json`, misses a field, has an unknown one, or breaks a rule: `invalid_request` with a message naming the field.", body = ErrorBody),
+        (status = 413, description = "The body exceeds `max_body_bytes` (default 1 MiB): `payload_too_large`.", body = ErrorBody),
+    )
+)]
 pub async fn reserve(
     service: web::Data<LimiterService>,
     metrics: web::Data<ApiMetrics>,
@@ -49,6 +63,19 @@ pub async fn reserve(
 }
 
 /// `POST /v1/complete`.
+#[utoipa::path(
+    post,
+    path = "/v1/complete",
+    tag = "data",
+    summary = "Report what a call really used and release its holds",
+    description = "Releases the concurrency holds of the lease and reconciles rolling reservations with the actual amounts (less frees capacity, more reserves the difference or records debt). Completing twice, or an unknown lease, is `ok` with no effect; `backend_error` when the backend fails.",
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, description = "Applied (or a harmless no-op); see `ok` and `error`.", body = CompleteResponse),
+        (status = 400, description = "The body is not JSON, not `application/json`, misses a field, has an unknown one, or breaks a rule: `invalid_request` with a message naming the field.", body = ErrorBody),
+        (status = 413, description = "The body exceeds `max_body_bytes` (default 1 MiB): `payload_too_large`.", body = ErrorBody),
+    )
+)]
 pub async fn complete(
     service: web::Data<LimiterService>,
     metrics: web::Data<ApiMetrics>,
@@ -71,6 +98,19 @@ pub async fn complete(
 
 /// `POST /v1/reserve/batch`. Each item is counted; a batch refused as a whole (unreadable,
 /// empty or too large) counts as one `invalid` reserve.
+#[utoipa::path(
+    post,
+    path = "/v1/reserve/batch",
+    tag = "data",
+    summary = "Several independent reserves in one request",
+    description = "Each item is a reserve of its own (no atomicity across items), applied in array order; `results[i]` answers `requests[i]`, and an invalid item gets `error: invalid_request` in its own result.",
+    request_body = BatchRequest<ReserveRequest>,
+    responses(
+        (status = 200, description = "One result per request, in order.", body = BatchResponse<ReserveResponse>),
+        (status = 400, description = "A malformed envelope (not JSON, not an object, unknown field, no `requests`) or 0 or more than `max_batch_items` items: `invalid_request`. A malformed item is answered in its own result instead.", body = ErrorBody),
+        (status = 413, description = "The body exceeds `max_body_bytes` (default 1 MiB): `payload_too_large`.", body = ErrorBody),
+    )
+)]
 pub async fn reserve_batch(
     service: web::Data<LimiterService>,
     metrics: web::Data<ApiMetrics>,
@@ -99,6 +139,19 @@ pub async fn reserve_batch(
 
 /// `POST /v1/complete/batch`. Each item is counted; a batch refused as a whole counts as one
 /// `invalid` complete.
+#[utoipa::path(
+    post,
+    path = "/v1/complete/batch",
+    tag = "data",
+    summary = "Several independent completes in one request",
+    description = "Each item is a complete of its own, applied in array order; `results[i]` answers `requests[i]`, and an invalid item gets `error: invalid_request` in its own result.",
+    request_body = BatchRequest<CompleteRequest>,
+    responses(
+        (status = 200, description = "One result per request, in order.", body = BatchResponse<CompleteResponse>),
+        (status = 400, description = "A malformed envelope (not JSON, not an object, unknown field, no `requests`) or 0 or more than `max_batch_items` items: `invalid_request`. A malformed item is answered in its own result instead.", body = ErrorBody),
+        (status = 413, description = "The body exceeds `max_body_bytes` (default 1 MiB): `payload_too_large`.", body = ErrorBody),
+    )
+)]
 pub async fn complete_batch(
     service: web::Data<LimiterService>,
     metrics: web::Data<ApiMetrics>,

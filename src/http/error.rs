@@ -13,12 +13,14 @@ use crate::model::{ErrorCode, InvalidRequest};
 use crate::service::AdminError;
 
 /// The JSON body of every non-200 answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Machine-readable code: `invalid_request`, `unknown_limit_key:<key>`, `backend_error`,
-    /// `registry_error`, `payload_too_large`, `not_found`, `method_not_allowed`.
+    /// `registry_error`, `payload_too_large`, `not_found`, `method_not_allowed`, `not_ready`.
+    #[schema(example = "invalid_request")]
     pub error: String,
     /// Human-readable explanation naming the field or resource at fault.
+    #[schema(example = "requirements[0].amount: must be at least 1")]
     pub message: String,
 }
 

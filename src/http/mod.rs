@@ -8,12 +8,14 @@
 //! - [`body`]: request bodies must be JSON objects.
 //! - [`error`]: every failure as a status code and a JSON `{error, message}` body.
 //! - `metrics`: `GET /metrics` (Prometheus), outcome counters, the request timer.
+//! - [`openapi`]: the OpenAPI 3.1 document of all of the above, served at `/openapi.json`.
 
 mod admin;
 mod body;
 mod data;
 mod error;
 mod metrics;
+pub mod openapi;
 mod page;
 pub(crate) mod server;
 

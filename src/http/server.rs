@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{json_error_handler, ApiError, ErrorBody};
 use super::metrics::{self, ApiMetrics, MetricsError};
-use super::{admin, data};
+use super::{admin, data, openapi};
 use crate::service::LimiterService;
 
 /// Default request-body limit: 1 MiB holds a full batch of 256 large reserves.
@@ -44,7 +44,7 @@ pub fn default_workers() -> usize {
 }
 
 /// Answer of `GET /healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     /// Always `ok` when the server answers.
     pub status: String,
@@ -53,7 +53,7 @@ pub struct Health {
 }
 
 /// Answer of `GET /readyz` when the service can serve (200).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ready {
     /// Always true on a 200; a 503 carries `{"error":"not_ready","message":...}` instead.
     pub ready: bool,
@@ -89,6 +89,7 @@ pub fn configure(
                     .route(web::get().to(admin::get_limit))
                     .default_service(web::to(method_not_allowed)),
             )
+            .service(openapi::resource())
             .service(
                 web::resource("/")
                     .route(web::get().to(super::page::index))
@@ -125,7 +126,15 @@ where
         .default_service(web::to(method_not_allowed))
 }
 
-async fn healthz(service: web::Data<LimiterService>) -> HttpResponse {
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "Always, while the process serves HTTP.", body = Health))
+)]
+pub(super) async fn healthz(service: web::Data<LimiterService>) -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok".into(),
         backend: service.backend_name().into(),
@@ -135,7 +144,17 @@ async fn healthz(service: web::Data<LimiterService>) -> HttpResponse {
 /// 200 while the backend answers a probe within its timeout (the registry is loaded before
 /// the server starts); 503 naming what is not ready (e.g. the backend is down since when, and
 /// why), so a load balancer can route around this instance.
-async fn readyz(service: web::Data<LimiterService>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness: the backend answers and the registry is loaded",
+    responses(
+        (status = 200, description = "Ready to serve.", body = Ready),
+        (status = 503, description = "Not ready: `not_ready`, the message naming what is missing (the backend down since when, and why, or failing or timing out its readiness probe).", body = ErrorBody),
+    )
+)]
+pub(super) async fn readyz(service: web::Data<LimiterService>) -> HttpResponse {
     match service.check_ready().await {
         Ok(()) => HttpResponse::Ok().json(Ready { ready: true }),
         Err(message) => HttpResponse::ServiceUnavailable().json(ErrorBody {
@@ -149,7 +168,8 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::not_found(&req))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+/// The 405 of every route asked with a method it does not serve.
+pub(super) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::method_not_allowed(&req))
 }
 

@@ -18,12 +18,18 @@ pub const MAX_ACTUALS: usize = 32;
 pub const MAX_JOB_ID_BYTES: usize = 128;
 
 /// One key and how much of it a call needs.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
     /// The limit key.
+    #[cfg_attr(
+        feature = "server",
+        schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
+    )]
     pub key: String,
     /// Units needed; at least 1.
+    #[cfg_attr(feature = "server", schema(minimum = 1, example = 2000))]
     pub amount: u64,
 }
 
@@ -38,19 +44,24 @@ impl Requirement {
 }
 
 /// `POST /v1/reserve` body.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
     /// ULID, unique per attempt.
+    #[cfg_attr(feature = "server", schema(example = "01ARZ3NDEKTSV4RRFFQ69G5FAV"))]
     pub lease_id: String,
-    /// Optional id of the logical job, for logs.
+    /// Optional id of the logical job, for logs; at most 128 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", schema(example = "job-42"))]
     pub job_id: Option<String>,
     /// 1..=32 requirements, each key at most once.
+    #[cfg_attr(feature = "server", schema(min_items = 1, max_items = 32))]
     pub requirements: Vec<Requirement>,
 }
 
 /// `POST /v1/reserve` answer.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReserveResponse {
     /// Whether every requirement was taken.
@@ -59,7 +70,9 @@ pub struct ReserveResponse {
     pub retry_after_ms: u64,
     /// When allowed: the Unix time in ms of the reservation.
     pub reserved_at_unix_ms: i64,
-    /// Empty, or one of the machine-readable error strings.
+    /// Empty, or one of the machine-readable error strings: `invalid_request` (a batch item),
+    /// `unknown_limit_key:<key>`, `limit_decreasing:<key>`, `exceeds_capacity:<key>`,
+    /// `backend_error`.
     pub error: String,
 }
 
@@ -101,12 +114,18 @@ impl ReserveResponse {
 }
 
 /// What a call really used of one key.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Actual {
     /// The limit key.
+    #[cfg_attr(
+        feature = "server",
+        schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
+    )]
     pub key: String,
     /// Units really used (0 allowed).
+    #[cfg_attr(feature = "server", schema(example = 1200))]
     pub actual_amount: u64,
 }
 
@@ -121,25 +140,31 @@ impl Actual {
 }
 
 /// `POST /v1/complete` body.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// The lease id of the allowed reserve.
+    #[cfg_attr(feature = "server", schema(example = "01ARZ3NDEKTSV4RRFFQ69G5FAV"))]
     pub lease_id: String,
-    /// Optional id of the logical job, for logs.
+    /// Optional id of the logical job, for logs; at most 128 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", schema(example = "job-42"))]
     pub job_id: Option<String>,
-    /// Actual usage per key; may be empty.
+    /// Actual usage per key, each key at most once; may be empty or absent.
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(max_items = 32))]
     pub actuals: Vec<Actual>,
 }
 
 /// `POST /v1/complete` answer.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompleteResponse {
     /// Whether the complete was applied (or was a harmless no-op).
     pub ok: bool,
-    /// Empty, or one of the machine-readable error strings.
+    /// Empty, or one of the machine-readable error strings: `invalid_request` (a batch
+    /// item), `backend_error`.
     pub error: String,
 }
 
@@ -166,14 +191,17 @@ impl CompleteResponse {
 pub const DEFAULT_MAX_BATCH_ITEMS: usize = 256;
 
 /// Batch envelope: `{ "requests": [...] }`.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest<T> {
-    /// The items, applied in order.
+    /// The items, applied in order: 1 to `max_batch_items` (default 256).
+    #[cfg_attr(feature = "server", schema(min_items = 1))]
     pub requests: Vec<T>,
 }
 
 /// Batch answer: `results[i]` answers `requests[i]`.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchResponse<T> {
     /// One result per request, in order.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::errors::InvalidRequest;
 
 /// How a limit counts: capacity per time window, or calls in flight.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
@@ -15,6 +16,7 @@ pub enum LimitKind {
 }
 
 /// What happens to usage above what was reserved.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overage {
@@ -26,19 +28,26 @@ pub enum Overage {
 }
 
 /// One limit as an operator defines it.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitDefinition {
-    /// The limit key, e.g. `global:llm:openai:gpt-4o:tpm`.
+    /// The limit key, e.g. `global:llm:openai:gpt-4o:tpm`: not blank, at most 512 bytes, no
+    /// control characters.
+    #[cfg_attr(
+        feature = "server",
+        schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
+    )]
     pub key: String,
     /// Rolling window or concurrency.
     pub kind: LimitKind,
     /// Units per window, or calls in flight; always > 0.
+    #[cfg_attr(feature = "server", schema(minimum = 1, example = 30000))]
     pub capacity: u64,
-    /// Window length for rolling limits; 0 for concurrency.
+    /// Window length for rolling limits (1 s to one year); 0 or absent for concurrency.
     #[serde(default)]
     pub window_seconds: u64,
-    /// Hold timeout for concurrency limits; 0 for rolling.
+    /// Hold timeout for concurrency limits (1 s to one year); 0 or absent for rolling.
     #[serde(default)]
     pub timeout_seconds: u64,
     /// Free text naming the unit (`requests`, `tokens`).
@@ -180,6 +189,7 @@ pub fn validate_key(key: &str) -> Result<(), InvalidRequest> {
 }
 
 /// Whether a key takes reservations or waits for a capacity decrease to apply.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitStatus {
@@ -191,6 +201,7 @@ pub enum LimitStatus {
 }
 
 /// A definition plus its control-plane status; the registry file is an array of these.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitState {
@@ -270,6 +281,7 @@ impl LimitState {
 }
 
 /// Live usage of one key.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
     /// Capacity held by live reservations or holds.
@@ -281,6 +293,7 @@ pub struct Usage {
 }
 
 /// A limit's state plus its live usage, as the admin API returns it.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitInfo {
     /// The persisted state.

@@ -35,6 +35,7 @@ mod limits_page;
 mod memory_shards;
 mod metrics;
 mod model_based;
+mod openapi;
 #[cfg(feature = "tigerbeetle")]
 mod outage_http;
 mod outage_service;

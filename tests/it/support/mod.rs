@@ -1,7 +1,7 @@
 //! Helpers shared by every integration test: time bounds, limit-definition builders, a real
 //! HTTP server, the real `ratelimiterd` binary, headless Chromium, a reader of Prometheus
-//! scrapes, Cogni fixtures, a scripted limiter for the scheduler, and (with the `tigerbeetle`
-//! feature) the library's throwaway TigerBeetle server and ledger looks.
+//! scrapes, the OpenAPI document, Cogni fixtures, a scripted limiter for the scheduler, and
+//! (with the `tigerbeetle` feature) the library's throwaway TigerBeetle server and ledger looks.
 
 pub mod bound;
 pub mod browser;
@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod exposition;
 pub mod http;
 pub mod limits;
+pub mod openapi;
 pub mod scheduler;
 #[cfg(feature = "tigerbeetle")]
 pub use ratelimiter::tigerbeetle::testing as tigerbeetle;

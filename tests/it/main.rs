@@ -36,10 +36,10 @@ mod memory_shards;
 mod metrics;
 mod model_based;
 mod openapi;
+mod operations_binary;
 #[cfg(feature = "tigerbeetle")]
 mod outage_http;
 mod outage_service;
-mod readyz_binary;
 mod reservation_snapshot;
 mod scheduler_hints;
 mod service_registry;

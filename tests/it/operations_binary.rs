@@ -1,6 +1,7 @@
-//! `GET /readyz` of the real `ratelimiterd` binary: 200 on the memory backend and on a
-//! running TigerBeetle; 503 `not_ready` naming the backend once TigerBeetle is gone; 200
-//! again after it comes back, without a restart. `/healthz` stays 200 throughout.
+//! The operations routes of the real `ratelimiterd` binary: `GET /readyz` 200 on the memory
+//! backend and on a running TigerBeetle, 503 `not_ready` naming the backend once TigerBeetle
+//! is gone, 200 again after it comes back without a restart (`/healthz` stays 200
+//! throughout); `GET /openapi.json` is the committed document.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,22 @@ async fn ready_on_the_memory_backend_once_listening() {
         let daemon = Daemon::start_local(dir.path(), &[]);
         let (status, body) = get(&daemon, "/readyz").await;
         assert_eq!((status, body), (200, serde_json::json!({"ready": true})));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_committed_openapi_document() {
+    bounded(30, async {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start_local(dir.path(), &[]);
+        let (status, served) = get(&daemon, "/openapi.json").await;
+        assert_eq!(status, 200);
+        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+        let committed: Value =
+            serde_json::from_str(&std::fs::read_to_string(committed).unwrap()).unwrap();
+        assert_eq!(served, committed);
+        assert_eq!(served["openapi"], "3.1.0");
     })
     .await;
 }

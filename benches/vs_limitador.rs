@@ -73,7 +73,12 @@ async fn ratelimiter_op(service: &LimiterService, keys: usize) {
 
 /// Ops/s of `threads` callers, each on its own actix System, sharing one service (built on
 /// the calling System, which keeps running meanwhile).
-async fn ratelimiter_ops(service: Arc<LimiterService>, keys: usize, threads: usize, run: Duration) -> f64 {
+async fn ratelimiter_ops(
+    service: Arc<LimiterService>,
+    keys: usize,
+    threads: usize,
+    run: Duration,
+) -> f64 {
     let start = Instant::now();
     let mut done = Vec::new();
     for _ in 0..threads {
@@ -135,7 +140,12 @@ fn limitador_ops(limiter: &Arc<RateLimiter>, threads: usize, run: Duration) -> f
                             .expect("reserve");
                         assert!(!reserved.limited);
                         limiter
-                            .commit_reservation(&namespace, &ctx, reserved.reservation_id.as_ref(), 50)
+                            .commit_reservation(
+                                &namespace,
+                                &ctx,
+                                reserved.reservation_id.as_ref(),
+                                50,
+                            )
                             .expect("commit");
                     }
                     ops += 64;

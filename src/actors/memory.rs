@@ -84,21 +84,24 @@ impl MemoryBackend {
         Self::start_with(clock, policy, options)
     }
 
-    /// Starts one key shard on each of `options.arbiters` new arbiters.
+    /// Starts one key shard on each of `options.arbiters` new arbiters, or one shard on the
+    /// current arbiter for 0.
     pub fn start_with(
         clock: SharedClock,
         policy: RetryPolicy,
         options: MemoryOptions,
     ) -> Arc<Self> {
-        let arbiters: Vec<Arbiter> = (0..options.arbiters.max(1))
-            .map(|_| Arbiter::new())
-            .collect();
-        let shards = arbiters
-            .iter()
-            .map(|arbiter| {
-                KeyShard::start_in_arbiter(&arbiter.handle(), move |_| KeyShard::new(policy))
-            })
-            .collect();
+        let arbiters: Vec<Arbiter> = (0..options.arbiters).map(|_| Arbiter::new()).collect();
+        let shards = if arbiters.is_empty() {
+            vec![KeyShard::new(policy).start()]
+        } else {
+            arbiters
+                .iter()
+                .map(|arbiter| {
+                    KeyShard::start_in_arbiter(&arbiter.handle(), move |_| KeyShard::new(policy))
+                })
+                .collect()
+        };
         let coordinator = ReserveCoordinator::new(clock, policy, options.lease_capacity, shards);
         Arc::new(MemoryBackend {
             coordinator: Arc::new(coordinator),

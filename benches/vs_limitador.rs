@@ -1,0 +1,196 @@
+//! In process, against limitador: ratelimiter's `LimiterService` reserve + complete through
+//! the memory backend (1 and 4 keys; 1 and 2 arbiters) and limitador 0.14's in-memory
+//! `reserve` + `commit_reservation` (1 and 4 limits), each sequentially from one caller and
+//! from two OS threads at once, all in one run. Prints ops/s (one op = one reserve and its
+//! complete/commit) and the ratios. Numbers go to BENCHMARKS.md.
+//!
+//! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE]` (default 2).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use limitador::limit::{Context, Expression, Limit, Namespace, Predicate};
+use limitador::RateLimiter;
+use ratelimiter::actors::{MemoryBackend, MemoryOptions};
+use ratelimiter::model::{
+    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Requirement, ReserveRequest,
+    RetryPolicy, SystemClock,
+};
+use ratelimiter::service::LimiterService;
+
+const KEYS: [&str; 4] = [
+    "global:llm:openai:gpt-4o:rpm",
+    "global:llm:openai:gpt-4o:tpm",
+    "global:llm:openai:gpt-4o:concurrency",
+    "tenant:acme:llm:daily_tokens",
+];
+/// OS threads of the concurrent cases, the same on both sides.
+const THREADS: usize = 2;
+
+fn definition(key: &str) -> LimitDefinition {
+    let kind = if key.ends_with("concurrency") {
+        LimitKind::Concurrency
+    } else {
+        LimitKind::Rolling
+    };
+    // Large enough never to deny: both sides measure the allow path.
+    LimitDefinition::of_kind(key, kind, u64::MAX / 2, 3600)
+}
+
+async fn service(arbiters: usize) -> Arc<LimiterService> {
+    let options = MemoryOptions {
+        lease_capacity: 4_000_000,
+        arbiters,
+    };
+    let backend = MemoryBackend::start_with(Arc::new(SystemClock), RetryPolicy::default(), options);
+    let service = LimiterService::in_memory(backend)
+        .await
+        .expect("service starts");
+    for key in KEYS {
+        service.define(definition(key)).await.expect("defined");
+    }
+    service
+}
+
+/// One reserve + complete on `keys` keys.
+async fn ratelimiter_op(service: &LimiterService, keys: usize) {
+    let lease = LeaseId::new();
+    let reserve = ReserveRequest::new(
+        lease,
+        KEYS[..keys]
+            .iter()
+            .map(|k| Requirement::new(*k, 100))
+            .collect(),
+    );
+    assert!(service.reserve(&reserve).await.expect("valid").allowed);
+    let actuals = KEYS[..keys].iter().map(|k| Actual::new(*k, 50)).collect();
+    let complete = CompleteRequest::new(lease, actuals);
+    assert!(service.complete(&complete).await.expect("valid").ok);
+}
+
+/// Ops/s of `threads` callers, each on its own actix System, sharing one service (built on
+/// the calling System, which keeps running meanwhile).
+async fn ratelimiter_ops(
+    service: Arc<LimiterService>,
+    keys: usize,
+    threads: usize,
+    run: Duration,
+) -> f64 {
+    let start = Instant::now();
+    let mut done = Vec::new();
+    for _ in 0..threads {
+        let service = Arc::clone(&service);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        std::thread::spawn(move || {
+            let ops = actix_rt::System::new().block_on(async move {
+                let mut ops = 0u64;
+                while start.elapsed() < run {
+                    for _ in 0..64 {
+                        ratelimiter_op(&service, keys).await;
+                    }
+                    ops += 64;
+                }
+                ops
+            });
+            let _ = tx.send(ops);
+        });
+        done.push(rx);
+    }
+    let mut ops = 0;
+    for rx in done {
+        ops += rx.await.expect("caller thread finished");
+    }
+    ops as f64 / start.elapsed().as_secs_f64()
+}
+
+/// limitador's in-memory limiter with `limits` limits in one namespace, every one applying
+/// to every request (no conditions, no variables): `limits` counters per request.
+fn limitador(limits: usize) -> Arc<RateLimiter> {
+    let limiter = RateLimiter::new(10_000);
+    for i in 0..limits {
+        limiter.add_limit(Limit::with_id(
+            format!("limit{i}"),
+            "bench",
+            u64::MAX / 2,
+            3600,
+            Vec::<Predicate>::new(),
+            Vec::<Expression>::new(),
+        ));
+    }
+    Arc::new(limiter)
+}
+
+/// Ops/s of `threads` callers of one limitador, each a reserve and its commit.
+fn limitador_ops(limiter: &Arc<RateLimiter>, threads: usize, run: Duration) -> f64 {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let limiter = Arc::clone(limiter);
+            std::thread::spawn(move || {
+                let namespace = Namespace::from("bench");
+                let ctx = Context::default();
+                let mut ops = 0u64;
+                while start.elapsed() < run {
+                    for _ in 0..64 {
+                        let reserved = limiter
+                            .reserve(&namespace, &ctx, 100, None)
+                            .expect("reserve");
+                        assert!(!reserved.limited);
+                        limiter
+                            .commit_reservation(
+                                &namespace,
+                                &ctx,
+                                reserved.reservation_id.as_ref(),
+                                50,
+                            )
+                            .expect("commit");
+                    }
+                    ops += 64;
+                }
+                ops
+            })
+        })
+        .collect();
+    let ops: u64 = handles.into_iter().map(|h| h.join().expect("caller")).sum();
+    ops as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let secs: f64 = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map_or(2.0, |s| s.parse().expect("seconds per case"));
+    let run = Duration::from_secs_f64(secs);
+    println!("{secs} s per case; one op = one reserve and its complete (commit)");
+    println!(
+        "{:<6} {:<8} {:>14} {:>16} {:>16} {:>9} {:>9}",
+        "keys", "callers", "limitador", "ours, 1 arbiter", "ours, 2 arbiters", "ratio 1", "ratio 2"
+    );
+    let system = actix_rt::System::new();
+    for keys in [1usize, 4] {
+        for threads in [1usize, THREADS] {
+            let reference = limitador_ops(&limitador(keys), threads, run);
+            let mut ours = Vec::new();
+            for arbiters in [1usize, 2] {
+                let ops = system.block_on(async {
+                    let service = service(arbiters).await;
+                    ratelimiter_ops(service, keys, threads, run).await
+                });
+                ours.push(ops);
+            }
+            println!(
+                "{:<6} {:<8} {:>14.0} {:>16.0} {:>16.0} {:>9.2} {:>9.2}",
+                keys,
+                threads,
+                reference,
+                ours[0],
+                ours[1],
+                ours[0] / reference,
+                ours[1] / reference
+            );
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! `KeyShard`: the actor that owns the live state of every key hashed to it (a
-//! [`KeyState`] each). The memory backend runs one shard per arbiter — one per core by
-//! default — so keys are spread over every core while each key keeps exactly one owner.
+//! [`KeyState`] each). The memory backend runs one shard per arbiter (`memory_arbiters`), so
+//! keys can be spread over several threads while each key keeps exactly one owner.
 //!
 //! Messages carry every item of one request that lives on this shard, so a request whose keys
 //! all live on one shard costs one message; a take is all or nothing within the shard (what

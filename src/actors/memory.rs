@@ -1,5 +1,5 @@
 //! The in-memory backend: a [`Backend`] whose state lives in actors of this process — key
-//! shards spread over one arbiter (thread) per core, coordinated by a
+//! shards spread over one or more arbiters (threads), coordinated by a
 //! [`ReserveCoordinator`] that runs in each caller's task.
 
 use std::sync::Arc;
@@ -36,9 +36,11 @@ impl Default for MemoryOptions {
     }
 }
 
-/// One arbiter per CPU core.
+/// One arbiter by default: on a 2-core machine the HTTP workers and a second shard thread
+/// compete for the cores and every multi-key request crosses two threads, which measured
+/// slower (BENCHMARKS.md, issue #9 section). Raise it on larger machines and measure.
 pub fn default_arbiters() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    1
 }
 
 /// The shards' arbiters, stopped when the last handle of the backend goes.

@@ -38,7 +38,7 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     pub lease_capacity: Option<u64>,
     /// Memory backend: arbiters (threads) the keys are spread over; 0 runs them on the main
-    /// thread [default: one per CPU core]
+    /// thread [default: 1]
     #[arg(long, value_name = "N")]
     pub memory_arbiters: Option<u64>,
     /// Memory backend: save live reservations beside the registry this often, and at stop

@@ -391,33 +391,37 @@ impl ReserveCoordinator {
         Ok(())
     }
 
-    /// Live usage of a key.
-    pub async fn usage(&self, key: &str) -> Result<Usage, BackendError> {
+    /// Sends the message `make(key name, now)` to the shard that owns `key`; a shard that no
+    /// longer knows the key answers `None`, which is `unknown_limit_key`.
+    async fn ask_owner<M, R>(
+        &self,
+        key: &str,
+        make: impl FnOnce(KeyName, i64) -> M,
+    ) -> Result<R, BackendError>
+    where
+        M: Message<Result = Option<R>> + Send + 'static,
+        R: Send + 'static,
+        KeyShard: Handler<M>,
+    {
         let entry = self.entry(key).ok_or_else(|| unknown(key))?;
-        let request = GetUsage {
-            key: entry.name,
-            now_ms: self.clock.now_ms(),
-        };
+        let message = make(entry.name, self.clock.now_ms());
         self.shards[entry.shard]
-            .send(request)
+            .send(message)
             .await
             .map_err(stopped)?
             .ok_or_else(|| unknown(key))
     }
 
+    /// Live usage of a key.
+    pub async fn usage(&self, key: &str) -> Result<Usage, BackendError> {
+        self.ask_owner(key, |key, now_ms| GetUsage { key, now_ms })
+            .await
+    }
+
     /// Applies a pending decrease if enough capacity is free; answers whether it did.
     pub async fn try_decrease(&self, key: &str, to: u64) -> Result<bool, BackendError> {
-        let entry = self.entry(key).ok_or_else(|| unknown(key))?;
-        let request = TryDecrease {
-            key: entry.name,
-            to,
-            now_ms: self.clock.now_ms(),
-        };
-        self.shards[entry.shard]
-            .send(request)
+        self.ask_owner(key, |key, now_ms| TryDecrease { key, to, now_ms })
             .await
-            .map_err(stopped)?
-            .ok_or_else(|| unknown(key))
     }
 
     /// `Ok` if every shard runs.

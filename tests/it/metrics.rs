@@ -48,6 +48,26 @@ async fn scrape(client: &reqwest::Client, base: &str) -> Exposition {
     parse(&response.text().await.expect("body readable"))
 }
 
+/// Serves `backend` with `limits` on a free loopback port; the base URL and the server's
+/// handle.
+async fn serve(
+    backend: Arc<dyn Backend>,
+    limits: Vec<LimitState>,
+) -> (String, actix_web::dev::ServerHandle) {
+    let service = LimiterService::start(
+        backend,
+        RegistrySource::InMemory,
+        limits,
+        ServiceSettings::default(),
+    )
+    .await
+    .expect("service starts");
+    let bound = http::bind(service, test_http(), "127.0.0.1:0").unwrap();
+    let handle = bound.server.handle();
+    actix_rt::spawn(bound.server);
+    (format!("http://{}", bound.addr), handle)
+}
+
 fn reserves(m: &Exposition, outcome: &str) -> f64 {
     m.get(RESERVES, &[("outcome", outcome)])
 }
@@ -307,18 +327,8 @@ impl Backend for Unreachable {
 #[actix_rt::test]
 async fn backend_errors_are_counted_and_a_scrape_still_answers_while_it_is_down() {
     bounded(HTTP_BOUND_SECS, async {
-        let service = LimiterService::start(
-            Arc::new(Unreachable),
-            RegistrySource::InMemory,
-            vec![LimitState::active(rolling("k", 5, 60))],
-            ServiceSettings::default(),
-        )
-        .await
-        .expect("service starts");
-        let bound = http::bind(service, test_http(), "127.0.0.1:0").unwrap();
-        let handle = bound.server.handle();
-        actix_rt::spawn(bound.server);
-        let base = format!("http://{}", bound.addr);
+        let limits = vec![LimitState::active(rolling("k", 5, 60))];
+        let (base, handle) = serve(Arc::new(Unreachable), limits).await;
         let client = reqwest::Client::new();
         for _ in 0..2 {
             let answer: serde_json::Value = client
@@ -427,18 +437,8 @@ mod tigerbeetle {
             )
             .await
             .expect("TigerBeetle backend connects");
-            let service = LimiterService::start(
-                backend,
-                RegistrySource::InMemory,
-                vec![LimitState::active(rolling(&key, 2, 60))],
-                ServiceSettings::default(),
-            )
-            .await
-            .expect("service starts");
-            let bound = http::bind(service, test_http(), "127.0.0.1:0").unwrap();
-            let handle = bound.server.handle();
-            actix_rt::spawn(bound.server);
-            let base = format!("http://{}", bound.addr);
+            let limits = vec![LimitState::active(rolling(&key, 2, 60))];
+            let (base, handle) = serve(backend, limits).await;
             let client = reqwest::Client::new();
             for _ in 0..3 {
                 let response = client

@@ -5,13 +5,10 @@
 //! histograms. Every scrape is parsed strictly.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use ratelimiter::backend::{Backend, BackendError, Outage, ReserveOutcome};
 use ratelimiter::http;
@@ -19,6 +16,7 @@ use ratelimiter::model::{CompleteCommand, LimitState, ReserveCommand, Usage};
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 
 use crate::support::bound::bounded;
+use crate::support::daemon::Daemon;
 use crate::support::exposition::{parse, Exposition};
 use crate::support::http::{
     complete_body, concurrency, encode, reserve_body, reserve_body_for, rolling, test_http,
@@ -369,31 +367,17 @@ async fn the_binary_serves_metrics_for_the_example_limits() {
     bounded(30, async {
         let dir = tempfile::tempdir().unwrap();
         let limits = Path::new(env!("CARGO_MANIFEST_DIR")).join("limits/example.json");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratelimiterd"));
-        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("RATELIMITERD_")) {
-            cmd.env_remove(name);
-        }
-        cmd.current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .args(["--listen", "127.0.0.1:0", "--workers", "1", "--limits"])
-            .arg(&limits)
-            .arg("--registry")
-            .arg(dir.path().join("limits.json"))
-            .kill_on_drop(true)
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("ratelimiterd starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("ratelimiterd logs its address before stderr ends");
-            if let Some((_, addr)) = line.rsplit_once("listening on http://") {
-                break addr.trim().to_string();
-            }
-        };
-        let base = format!("http://{addr}");
+        let registry = dir.path().join("limits.json");
+        let daemon = Daemon::start_local(
+            dir.path(),
+            &[
+                "--limits",
+                limits.to_str().unwrap(),
+                "--registry",
+                registry.to_str().unwrap(),
+            ],
+        );
+        let base = daemon.url("");
         let client = reqwest::Client::new();
         let key = "global:llm:openai:gpt-4o:rpm";
         let answer: serde_json::Value = client
@@ -412,7 +396,6 @@ async fn the_binary_serves_metrics_for_the_example_limits() {
         assert_eq!(limit(&m, "in_use", key), 1.0);
         assert_eq!(m.series("ratelimiter_limit_capacity").len(), 10);
         assert_eq!(m.get(DURATION_COUNT, &[("route", "/v1/reserve")]), 1.0);
-        child.kill().await.unwrap();
     })
     .await;
 }

@@ -10,39 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ratelimiter::actors::MemoryBackend;
-use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Requirement, ReserveRequest,
-    RetryPolicy, SystemClock,
-};
+use ratelimiter::actors::MemoryOptions;
+use ratelimiter::model::{Actual, CompleteRequest, LeaseId, Requirement, ReserveRequest};
 use ratelimiter::service::LimiterService;
 
-const KEYS: [&str; 4] = [
-    "global:llm:openai:gpt-4o:rpm",
-    "global:llm:openai:gpt-4o:tpm",
-    "global:llm:openai:gpt-4o:concurrency",
-    "tenant:acme:llm:daily_tokens",
-];
+mod support;
 
-fn definition(key: &str) -> LimitDefinition {
-    let kind = if key.ends_with("concurrency") {
-        LimitKind::Concurrency
-    } else {
-        LimitKind::Rolling
-    };
-    // Large enough never to deny: the benchmark measures the allow path.
-    LimitDefinition::of_kind(key, kind, u64::MAX / 2, 3600)
-}
+use support::KEYS;
 
 async fn service() -> Arc<LimiterService> {
-    let backend = MemoryBackend::start(Arc::new(SystemClock), RetryPolicy::default());
-    let service = LimiterService::in_memory(backend)
-        .await
-        .expect("service starts");
-    for key in KEYS {
-        service.define(definition(key)).await.expect("defined");
-    }
-    service
+    support::service(MemoryOptions::default()).await
 }
 
 fn request(keys: usize) -> ReserveRequest {

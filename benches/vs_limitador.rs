@@ -14,45 +14,24 @@ use std::time::{Duration, Instant};
 
 use limitador::limit::{Context, Expression, Limit, Namespace, Predicate};
 use limitador::RateLimiter;
-use ratelimiter::actors::{MemoryBackend, MemoryOptions};
-use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitKind, Requirement, ReserveRequest,
-    RetryPolicy, SystemClock,
-};
+use ratelimiter::actors::MemoryOptions;
+use ratelimiter::model::{Actual, CompleteRequest, LeaseId, Requirement, ReserveRequest};
 use ratelimiter::service::LimiterService;
 
-const KEYS: [&str; 4] = [
-    "global:llm:openai:gpt-4o:rpm",
-    "global:llm:openai:gpt-4o:tpm",
-    "global:llm:openai:gpt-4o:concurrency",
-    "tenant:acme:llm:daily_tokens",
-];
+mod support;
+
+use support::KEYS;
+
 /// OS threads of the concurrent cases, the same on both sides.
 const THREADS: usize = 2;
 
-fn definition(key: &str) -> LimitDefinition {
-    let kind = if key.ends_with("concurrency") {
-        LimitKind::Concurrency
-    } else {
-        LimitKind::Rolling
-    };
-    // Large enough never to deny: both sides measure the allow path.
-    LimitDefinition::of_kind(key, kind, u64::MAX / 2, 3600)
-}
-
+/// Ours, with a lease table large enough for every lease a case makes.
 async fn service(arbiters: usize) -> Arc<LimiterService> {
-    let options = MemoryOptions {
+    support::service(MemoryOptions {
         lease_capacity: 4_000_000,
         arbiters,
-    };
-    let backend = MemoryBackend::start_with(Arc::new(SystemClock), RetryPolicy::default(), options);
-    let service = LimiterService::in_memory(backend)
-        .await
-        .expect("service starts");
-    for key in KEYS {
-        service.define(definition(key)).await.expect("defined");
-    }
-    service
+    })
+    .await
 }
 
 /// One reserve + complete on `keys` keys.

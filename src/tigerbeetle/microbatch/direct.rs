@@ -1,5 +1,5 @@
-//! The calls the actor makes at once, without batching: account lookups and creation
-//! (rare, and needed right away), plus its statistics. They share the client and its bounds
+//! The calls the actor makes at once, without batching: lookups, queries and account
+//! creation (rare, and needed right away), plus its statistics. They share the client and its bounds
 //! through [`MicrobatchActor::direct_call`].
 
 use std::future::Future;
@@ -8,9 +8,12 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateAccountsError};
-use tigerbeetle_unofficial::{Account, Client};
+use tigerbeetle_unofficial::{Account, Client, Transfer};
 
-use super::{CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, RefreshCandidate};
+use super::{
+    CreateAccounts, GetStats, LookupAccounts, LookupTransfers, MicrobatchActor, QueryAccounts,
+    QueryTransfers, RefreshCandidate,
+};
 use crate::backend::{BackendError, Fault};
 
 impl MicrobatchActor {
@@ -77,6 +80,49 @@ impl Handler<LookupAccounts> for MicrobatchActor {
         )
     }
 }
+
+/// A read answered by the client: `Ok` marks the client healthy, a send error is mapped
+/// (and may replace the client).
+macro_rules! read_handler {
+    ($message:ident, $item:ty, $what:literal, |$client:ident, $arg:ident| $call:expr) => {
+        impl Handler<$message> for MicrobatchActor {
+            type Result = ResponseActFuture<Self, Result<Vec<$item>, BackendError>>;
+
+            fn handle(&mut self, $message($arg): $message, _: &mut Context<Self>) -> Self::Result {
+                self.direct_call(
+                    $what,
+                    move |$client| async move { $call },
+                    |act, client, answer| match answer {
+                        Ok(items) => {
+                            act.answered(client);
+                            Ok(items)
+                        }
+                        Err(error) => Err(act.send_error(client, error, $what)),
+                    },
+                )
+            }
+        }
+    };
+}
+
+read_handler!(
+    LookupTransfers,
+    Transfer,
+    "lookup_transfers",
+    |client, ids| client.lookup_transfers(ids).await
+);
+read_handler!(
+    QueryAccounts,
+    Account,
+    "query_accounts",
+    |client, filter| client.query_accounts(Box::new(filter)).await
+);
+read_handler!(
+    QueryTransfers,
+    Transfer,
+    "query_transfers",
+    |client, filter| client.query_transfers(Box::new(filter)).await
+);
 
 impl Handler<CreateAccounts> for MicrobatchActor {
     type Result =

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use tigerbeetle_unofficial::error::CreateAccountErrorKind;
-use tigerbeetle_unofficial::{Account, Transfer};
+use tigerbeetle_unofficial::{Account, QueryFilter, Transfer};
 
 use crate::backend::BackendError;
 use crate::tigerbeetle::transfers::Failures;
@@ -19,6 +19,22 @@ pub struct Submit(pub Vec<Vec<Transfer>>);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<Account>, BackendError>")]
 pub struct LookupAccounts(pub Vec<u128>);
+
+/// Accounts matching a filter (not batched), in timestamp order (reversed if the filter's
+/// `REVERSED` flag is set), at most the filter's limit.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Account>, BackendError>")]
+pub struct QueryAccounts(pub QueryFilter);
+
+/// Transfers matching a filter (not batched), like [`QueryAccounts`].
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Transfer>, BackendError>")]
+pub struct QueryTransfers(pub QueryFilter);
+
+/// Looks transfers up by id (not batched); transfers that do not exist are left out.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Transfer>, BackendError>")]
+pub struct LookupTransfers(pub Vec<u128>);
 
 /// Creates accounts (not batched); answers the failures by index.
 #[derive(Debug, Message)]

@@ -57,7 +57,7 @@ pub use session::FIRST_CALL_ALLOWANCE;
 
 pub use messages::{
     BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts,
-    RefreshCandidate, Submit,
+    LookupTransfers, QueryAccounts, QueryTransfers, RefreshCandidate, Submit,
 };
 
 /// Most events per request accepted by a server started with `--development` (a 32 KiB

@@ -2,9 +2,12 @@
 //! front of it validates requests and handles key status (unknown, decreasing); a backend
 //! only holds capacity, so the same conformance suite runs against every implementation.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::definitions::DefinitionStore;
 use crate::model::{CompleteCommand, LeaseId, LeaseTableFull, LimitState, ReserveCommand, Usage};
 #[cfg(feature = "server")]
 use crate::settings::InvalidSetting;
@@ -252,5 +255,20 @@ pub trait Backend: Send + Sync + 'static {
     #[cfg(feature = "server")]
     fn metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         Vec::new()
+    }
+
+    /// Where definitions are kept when several instances share this backend's capacity
+    /// (TigerBeetle: the cluster itself); `None` when only this process uses it (memory).
+    fn shared_definitions(&self) -> Option<Arc<dyn DefinitionStore>> {
+        None
+    }
+
+    /// The capacity the backend holds for each of `keys` (for TigerBeetle, funded minus given
+    /// back; 0 for a key it has no account for), so that drift from the definitions after a
+    /// failure can be healed; `None` when the backend always holds exactly what `define`
+    /// gave it (memory).
+    async fn held_capacities(&self, keys: &[String]) -> Result<Option<Vec<u64>>, BackendError> {
+        let _ = keys;
+        Ok(None)
     }
 }

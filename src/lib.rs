@@ -3,6 +3,7 @@
 //! - [`model`]: plain domain data (definitions, API types, retry policy, leases, clock).
 //! - [`limits_file`]: the limits file format, the one validator of limit states.
 //! - [`registry`]: the JSON registry file with atomic saves.
+//! - [`definitions`]: definitions shared by the instances of a cluster (versioned records).
 //! - [`backend`]: the storage trait both backends implement.
 //! - [`actors`]: the in-memory backend as actors (one per key), the decrease applier.
 //! - [`outage`]: the known-down state shared by every backend (fail fast, probe, policy).
@@ -29,6 +30,7 @@ pub mod actors;
 mod atomic_file;
 pub mod backend;
 pub mod client;
+pub mod definitions;
 #[cfg(feature = "server")]
 pub mod http;
 pub mod limits_file;

@@ -29,6 +29,7 @@ use crate::outage::{OutageGuard, OutageSettings, OutageStats};
 use crate::registry::{Registry, RegistryError};
 
 mod admin;
+mod shared;
 
 pub use admin::{AdminError, LIST_CONCURRENCY};
 
@@ -38,6 +39,9 @@ pub enum StartError {
     /// The registry or limits file is unreadable or invalid.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The definitions shared through the backend could not be read or written.
+    #[error("shared limit definitions: {0}")]
+    Shared(#[from] crate::definitions::StoreError),
     /// A definition could not be applied to the backend.
     #[error("cannot apply limit {key} to the {backend} backend: {source}")]
     Backend {
@@ -92,6 +96,11 @@ pub struct LimiterService {
     started: Instant,
     /// A full lease table refuses every reserve: logged at most once a minute.
     full_log: Mutex<LogThrottle>,
+    /// Definitions shared with other instances through the backend (TigerBeetle); when
+    /// set, they are the registry and the registry file is only read at start.
+    shared: Option<shared::SharedDefinitions>,
+    /// When held capacity was last compared with the definitions.
+    last_heal: Mutex<Option<Instant>>,
 }
 
 /// How often a full lease table is logged at most.
@@ -111,6 +120,10 @@ impl LimiterService {
     /// states, or inline states) that the registry lacks, saves if that changed anything, and
     /// applies every definition to the backend (resuming pending decreases). The backend is
     /// wrapped in an [`OutageGuard`] with `settings.outage`.
+    ///
+    /// A backend that shares its definitions ([`Backend::shared_definitions`], TigerBeetle)
+    /// is the registry instead: its definitions are loaded, the registry file's and the
+    /// seed's keys it lacks are added to it, and the registry file is not written.
     pub async fn start(
         backend: Arc<dyn Backend>,
         registry: RegistrySource,
@@ -140,7 +153,15 @@ impl LimiterService {
                 seeded += 1;
             }
         }
-        if seeded > 0 {
+        let shared = match backend.shared_definitions() {
+            Some(store) => {
+                let (in_force, shared) = shared::load(store, states).await?;
+                states = in_force;
+                Some(shared)
+            }
+            None => None,
+        };
+        if seeded > 0 && shared.is_none() {
             info!("{seeded} limit(s) added from the limits file");
             if let RegistrySource::File(r) = &registry {
                 save_blocking(r.clone(), states.clone()).await?;
@@ -174,6 +195,8 @@ impl LimiterService {
             settings,
             started: Instant::now(),
             full_log: Mutex::new(LogThrottle::new(FULL_LOG_INTERVAL_MS)),
+            shared,
+            last_heal: Mutex::new(None),
         }))
     }
 

@@ -73,7 +73,8 @@ pub struct ServerSettings {
     pub max_batch_items: usize,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
-    /// How often pending capacity decreases are retried.
+    /// The control tick: how often pending capacity decreases are retried and (TigerBeetle)
+    /// definitions changed on other instances are followed.
     pub decrease_interval_ms: u64,
     /// Retry-after hints.
     pub retry: RetryPolicy,

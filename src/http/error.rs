@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::backend::BackendError;
+use crate::definitions::StoreError;
 use crate::model::{ErrorCode, InvalidRequest};
 use crate::service::AdminError;
 
@@ -137,6 +138,9 @@ impl From<AdminError> for ApiError {
             AdminError::Invalid(e) => e.into(),
             AdminError::Registry(e) => ApiError::Registry(e.to_string()),
             AdminError::Backend(e) => e.into(),
+            AdminError::Shared(StoreError::Backend(e)) => e.into(),
+            AdminError::Shared(e @ StoreError::TooLarge { .. }) => ApiError::Invalid(e.to_string()),
+            AdminError::Shared(e) => ApiError::Registry(e.to_string()),
         }
     }
 }

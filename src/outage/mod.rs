@@ -432,6 +432,14 @@ impl Backend for OutageGuard {
     fn metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         self.shared.inner.metrics()
     }
+
+    fn shared_definitions(&self) -> Option<Arc<dyn crate::definitions::DefinitionStore>> {
+        self.shared.inner.shared_definitions()
+    }
+
+    async fn held_capacities(&self, keys: &[String]) -> Result<Option<Vec<u64>>, BackendError> {
+        self.guarded(self.shared.inner.held_capacities(keys)).await
+    }
 }
 
 #[cfg(test)]

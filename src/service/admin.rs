@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use super::{save_blocking, LimiterService, RegistrySource};
 use crate::backend::{Backend, BackendError};
+use crate::definitions::StoreError;
 use crate::model::{InvalidRequest, LimitDefinition, LimitInfo, LimitState, LimitStatus};
 use crate::registry::RegistryError;
 
@@ -26,6 +27,9 @@ pub enum AdminError {
     /// The backend refused or failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The definitions shared with other instances could not be written.
+    #[error("shared limit definitions: {0}")]
+    Shared(StoreError),
 }
 
 impl LimiterService {
@@ -35,12 +39,20 @@ impl LimiterService {
     pub async fn define(&self, definition: LimitDefinition) -> Result<LimitStatus, AdminError> {
         definition.validate()?;
         let _admin = self.admin_lock.lock().await;
-        let previous = self.read_states().get(&definition.key).cloned();
-        let next = match &previous {
-            Some(existing) => existing.updated_with(definition)?,
-            None => LimitState::active(definition),
+        let key = definition.key.clone();
+        let change = |previous: Option<&LimitState>| match previous {
+            Some(existing) => Ok(existing.updated_with(definition.clone())?),
+            None => Ok(LimitState::active(definition.clone())),
         };
-        self.commit(previous, next.clone()).await?;
+        let next = match &self.shared {
+            Some(_) => self.define_shared(&key, change).await?,
+            None => {
+                let previous = self.read_states().get(&key).cloned();
+                let next = change(previous.as_ref())?;
+                self.commit(previous, next.clone()).await?;
+                next
+            }
+        };
         info!(
             "limit {} defined: {:?} capacity {} ({:?}{})",
             next.definition.key,
@@ -61,12 +73,31 @@ impl LimiterService {
     /// definition that could not be persisted (a new key leaves no actor or account behind).
     /// If the backend fails, the registry is put back to `previous`. Callers hold the admin
     /// lock.
-    async fn commit(
+    ///
+    /// With shared definitions the store is written first instead, and is the commit point:
+    /// once written, the change is in force on every instance, so a backend failure after it
+    /// is logged and left to the capacity healing of the control tick.
+    pub(super) async fn commit(
         &self,
         previous: Option<LimitState>,
         next: LimitState,
     ) -> Result<(), AdminError> {
         let key = next.definition.key.clone();
+        if let Some(shared) = &self.shared {
+            self.write_shared(shared, &next).await?;
+            if let Err(e) = self.backend.define(&next).await {
+                warn!(
+                    "limit {key}: saved in {}, but applying it to the backend failed ({e}); \
+                     the capacity check of the next control tick applies it",
+                    shared.store.describe()
+                );
+            }
+            self.states
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, next);
+            return Ok(());
+        }
         if let RegistrySource::File(registry) = &self.registry {
             save_blocking(registry.clone(), self.states_with(&key, Some(&next))).await?;
         }
@@ -176,9 +207,25 @@ impl LimiterService {
     }
 }
 
+impl LimiterService {
+    /// One control tick, run by the [`crate::actors::DecreaseApplier`]: follow definitions
+    /// changed on other instances (shared definitions only), apply pending decreases, and
+    /// heal capacity drift (at most once a second). Answers how many decreases were applied.
+    /// Skipped while the backend is known to be down.
+    pub async fn control_tick(&self) -> usize {
+        if self.backend.down().is_some() {
+            return 0;
+        }
+        self.follow_shared().await;
+        let applied = self.apply_pending_decreases().await;
+        self.heal_capacity().await;
+        applied
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::actors::PendingDecreases for LimiterService {
     async fn apply_pending_decreases(&self) -> usize {
-        LimiterService::apply_pending_decreases(self).await
+        self.control_tick().await
     }
 }

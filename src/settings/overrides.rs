@@ -30,7 +30,7 @@ pub struct Overrides {
     /// Largest accepted request body in bytes [default: 1048576]
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<u64>,
-    /// How often pending capacity decreases are retried [default: 250]
+    /// Control tick: pending decreases retried, (TigerBeetle) shared definitions followed [default: 250]
     #[arg(long, value_name = "MS")]
     pub decrease_interval_ms: Option<u64>,
     /// Most leases in flight (reserved, not completed); past it reserves get backend_error.

@@ -13,6 +13,7 @@
 //! denied rolling reserve is hinted exactly when this process's own reservations explain
 //! the denial, with the §4 table otherwise.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
@@ -25,6 +26,7 @@ use super::accounts::{
     debt_account, debt_id, limit_account, limit_id, operator_account, operator_id, LimitBalance,
 };
 use super::book::Book;
+use super::definitions::ClusterDefinitions;
 use super::metrics::TigerBeetleMetrics;
 use super::microbatch::{
     BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor,
@@ -32,6 +34,7 @@ use super::microbatch::{
 };
 use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
 use crate::backend::{Backend, BackendError, Fault, Outage, ReserveOutcome};
+use crate::definitions::DefinitionStore;
 use crate::model::leases::{LeaseOutcome, DEFAULT_MAX_LEASES};
 use crate::model::{
     CompleteCommand, LimitState, LimitStatus, Overage, ReserveCommand, RetryPolicy, SharedClock,
@@ -47,6 +50,8 @@ pub struct TigerBeetleBackend {
     pub(super) policy: RetryPolicy,
     pub(super) book: Mutex<Book>,
     pub(super) metrics: TigerBeetleMetrics,
+    /// The limit definitions kept in the cluster.
+    pub(super) definitions: Arc<ClusterDefinitions>,
 }
 
 fn stopped(error: MailboxError) -> BackendError {
@@ -107,7 +112,12 @@ impl TigerBeetleBackend {
         let batcher = MicrobatchActor::new(config, recorder)
             .with_metrics(metrics.clone())
             .start();
+        let definitions = Arc::new(ClusterDefinitions::new(
+            batcher.clone(),
+            format!("the TigerBeetle cluster {cluster} at {addresses}"),
+        ));
         let backend = Arc::new(TigerBeetleBackend {
+            definitions,
             batcher,
             clock,
             policy,
@@ -373,4 +383,35 @@ impl Backend for TigerBeetleBackend {
     fn metrics(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         self.metrics.collectors()
     }
+
+    fn shared_definitions(&self) -> Option<Arc<dyn DefinitionStore>> {
+        Some(Arc::clone(&self.definitions) as Arc<dyn DefinitionStore>)
+    }
+
+    /// One lookup per page of limit accounts.
+    async fn held_capacities(&self, keys: &[String]) -> Result<Option<Vec<u64>>, BackendError> {
+        let mut held = Vec::with_capacity(keys.len());
+        for page in keys.chunks(LOOKUP_PAGE) {
+            let ids: Vec<u128> = page.iter().map(|k| limit_id(k)).collect();
+            let accounts = self
+                .batcher
+                .send(LookupAccounts(ids.clone()))
+                .await
+                .map_err(stopped)??;
+            let by_id: HashMap<u128, LimitBalance> = accounts
+                .iter()
+                .map(|a| (a.id(), LimitBalance::of(a)))
+                .collect();
+            held.extend(ids.iter().map(|id| {
+                by_id
+                    .get(id)
+                    .map(|b| u64::try_from(b.capacity()).unwrap_or(u64::MAX))
+                    .unwrap_or(0)
+            }));
+        }
+        Ok(Some(held))
+    }
 }
+
+/// Most accounts looked up in one request (a `--development` server answers at most 253).
+const LOOKUP_PAGE: usize = 200;

@@ -21,11 +21,14 @@
 //! - `metrics`: its Prometheus histograms (request sizes and durations), per backend.
 //! - `book`: in-memory hints and lease metadata.
 //! - `complete`: voids, re-reserves and debt on `complete`.
+//! - [`definitions`]: [`ClusterDefinitions`], the limit definitions kept in the cluster, so
+//!   every instance shares them.
 
 pub(crate) mod accounts;
 pub mod backend;
 pub(crate) mod book;
 pub(crate) mod complete;
+pub mod definitions;
 pub(crate) mod ids;
 pub(crate) mod metrics;
 pub(crate) mod microbatch;
@@ -34,4 +37,5 @@ pub(crate) mod transfers;
 
 pub use crate::settings::{TigerBeetleSettings, TIGERBEETLE_MAX_BATCH_EVENTS};
 pub use backend::TigerBeetleBackend;
+pub use definitions::ClusterDefinitions;
 pub use microbatch::{BatchRecord, BatchRecorder, BatchStats, FIRST_CALL_ALLOWANCE};

@@ -103,24 +103,85 @@ async fn failed_save_of_a_new_key_leaves_no_trace_in_the_memory_backend() {
     .await;
 }
 
+/// On TigerBeetle the definitions live in the cluster (shared by every instance), so the
+/// save that can fail is the cluster's: a definition it refuses (too large for one record)
+/// leaves no trace, the same key then takes the other kind, and the registry file is never
+/// written; a second instance started on the cluster finds the definition in force.
 #[cfg(feature = "tigerbeetle")]
 #[actix_rt::test]
-async fn failed_save_of_a_new_key_leaves_no_trace_in_tigerbeetle() {
+async fn a_definition_the_cluster_refuses_leaves_no_trace_in_tigerbeetle() {
     use crate::support::tigerbeetle as tb;
+    use ratelimiter::definitions::StoreError;
     bounded(30, async {
         let dir = tempfile::tempdir().unwrap();
-        let backend = ratelimiter::tigerbeetle::TigerBeetleBackend::connect(
-            tb::config(tb::shared()),
-            Arc::new(ratelimiter::model::SystemClock),
-            RetryPolicy::default(),
+        let connect = || async {
+            ratelimiter::tigerbeetle::TigerBeetleBackend::connect(
+                tb::config(tb::shared()),
+                Arc::new(ratelimiter::model::SystemClock),
+                RetryPolicy::default(),
+            )
+            .await
+            .expect("TigerBeetle backend connects")
+        };
+        let backend = connect().await;
+        let service = LimiterService::start(
+            backend.clone(),
+            RegistrySource::File(Registry::new(dir.path().join("limits.json"))),
+            Vec::new(),
+            ServiceSettings::default(),
         )
         .await
-        .expect("TigerBeetle backend connects");
+        .unwrap();
         let key = format!("it:{}:daily", LeaseId::new());
-        failed_define_leaves_no_trace(backend, &key, dir.path()).await;
+        let mut too_large = LimitDefinition::concurrency(&key, 5, 600);
+        too_large.description = "x".repeat(10_000);
+        let err = service.define(too_large).await.unwrap_err();
         assert!(
-            tb::limit_account(&key).await.is_some(),
-            "the account exists once the definition is saved"
+            matches!(err, AdminError::Shared(StoreError::TooLarge { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("shorten description"), "{err}");
+        assert!(service.get(&key).await.unwrap().is_none());
+        assert!(backend.usage(&key).await.is_err(), "no account was created");
+        assert!(tb::limit_account(&key).await.is_none());
+
+        let status = service
+            .define(LimitDefinition::rolling(&key, 5, 60))
+            .await
+            .expect("the key is new: any kind is accepted");
+        assert_eq!(status, LimitStatus::Active);
+        let lease = LeaseId::new();
+        assert!(reserve(&service, lease, &key, 5).await);
+        let complete = CompleteRequest {
+            lease_id: lease.to_string(),
+            job_id: None,
+            actuals: vec![Actual {
+                key: key.clone(),
+                actual_amount: 5,
+            }],
+        };
+        assert!(service.complete(&complete).await.unwrap().ok);
+        let usage = service.get(&key).await.unwrap().unwrap().usage;
+        assert_eq!(
+            (usage.in_use, usage.available),
+            (5, 0),
+            "kept to the window's end"
+        );
+        assert!(!reserve(&service, LeaseId::new(), &key, 1).await);
+        assert!(
+            !dir.path().join("limits.json").exists(),
+            "definitions live in the cluster, not in the registry file"
+        );
+
+        let other = LimiterService::in_memory(connect().await).await.unwrap();
+        assert_eq!(
+            other.definition(&key),
+            Some(LimitDefinition::rolling(&key, 5, 60)),
+            "a second instance learns the definition from the cluster"
+        );
+        assert!(
+            !reserve(&other, LeaseId::new(), &key, 1).await,
+            "and shares its capacity"
         );
     })
     .await;

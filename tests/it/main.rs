@@ -43,6 +43,8 @@ mod outage_service;
 mod reservation_snapshot;
 mod scheduler_hints;
 mod service_registry;
+#[cfg(feature = "tigerbeetle")]
+mod shared_definitions;
 mod stress;
 #[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_backend;

@@ -29,8 +29,8 @@ use super::book::Book;
 use super::definitions::ClusterDefinitions;
 use super::metrics::TigerBeetleMetrics;
 use super::microbatch::{
-    BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor,
-    RefreshCandidate, Submit,
+    lookup_accounts_paged, stopped, BatchRecorder, BatchStats, CreateAccounts, GetStats,
+    LookupAccounts, MicrobatchActor, RefreshCandidate, Submit,
 };
 use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
 use crate::backend::{Backend, BackendError, Fault, Outage, ReserveOutcome};
@@ -52,14 +52,6 @@ pub struct TigerBeetleBackend {
     pub(super) metrics: TigerBeetleMetrics,
     /// The limit definitions kept in the cluster.
     pub(super) definitions: Arc<ClusterDefinitions>,
-}
-
-fn stopped(error: MailboxError) -> BackendError {
-    Outage::MailboxClosed {
-        worker: "the TigerBeetle batcher",
-        reason: error.to_string(),
-    }
-    .into()
 }
 
 impl TigerBeetleBackend {
@@ -390,28 +382,19 @@ impl Backend for TigerBeetleBackend {
 
     /// One lookup per page of limit accounts.
     async fn held_capacities(&self, keys: &[String]) -> Result<Option<Vec<u64>>, BackendError> {
-        let mut held = Vec::with_capacity(keys.len());
-        for page in keys.chunks(LOOKUP_PAGE) {
-            let ids: Vec<u128> = page.iter().map(|k| limit_id(k)).collect();
-            let accounts = self
-                .batcher
-                .send(LookupAccounts(ids.clone()))
-                .await
-                .map_err(stopped)??;
-            let by_id: HashMap<u128, LimitBalance> = accounts
-                .iter()
-                .map(|a| (a.id(), LimitBalance::of(a)))
-                .collect();
-            held.extend(ids.iter().map(|id| {
-                by_id
-                    .get(id)
-                    .map(|b| u64::try_from(b.capacity()).unwrap_or(u64::MAX))
-                    .unwrap_or(0)
-            }));
-        }
-        Ok(Some(held))
+        let ids: Vec<u128> = keys.iter().map(|k| limit_id(k)).collect();
+        let held: HashMap<u128, u128> = lookup_accounts_paged(&self.batcher, &ids)
+            .await?
+            .iter()
+            .map(|a| (a.id(), LimitBalance::of(a).capacity()))
+            .collect();
+        Ok(Some(
+            ids.iter()
+                .map(|id| {
+                    held.get(id)
+                        .map_or(0, |c| u64::try_from(*c).unwrap_or(u64::MAX))
+                })
+                .collect(),
+        ))
     }
 }
-
-/// Most accounts looked up in one request (a `--development` server answers at most 253).
-const LOOKUP_PAGE: usize = 200;

@@ -27,8 +27,11 @@ use tigerbeetle_unofficial::core::query_filter;
 use tigerbeetle_unofficial::{account, Account, QueryFilter};
 
 use super::ids::id_for_label;
-use super::microbatch::{CreateAccounts, LookupAccounts, MicrobatchActor, QueryAccounts};
-use crate::backend::{BackendError, Fault, Outage};
+use super::microbatch::{
+    lookup_accounts_paged, stopped, CreateAccounts, LookupAccounts, MicrobatchActor, QueryAccounts,
+    LOOKUP_PAGE,
+};
+use crate::backend::{BackendError, Fault};
 use crate::definitions::{Changes, Cursor, DefinitionStore, StoreError, Versioned};
 use crate::model::LimitState;
 
@@ -43,9 +46,9 @@ const CHUNK_BYTES: usize = 28;
 /// Most chunks of one version: the chain (chunks + head) fits one request even on a
 /// `--development` server (253 accounts of 128 bytes).
 const MAX_CHUNKS: usize = 200;
-/// Most accounts asked for or returned by one lookup or query (a `--development` server
-/// answers at most 253 accounts per request).
-const PAGE: usize = 200;
+/// Most heads returned by one query (the lookup page: a `--development` server answers at
+/// most 253 accounts per request).
+const PAGE: usize = LOOKUP_PAGE;
 
 /// The definitions of one TigerBeetle cluster.
 #[derive(Debug)]
@@ -159,14 +162,6 @@ pub fn decode(head: &Account, chunks: &HashMap<u128, Account>) -> Result<Version
     })
 }
 
-fn stopped(error: MailboxError) -> StoreError {
-    BackendError::from(Outage::MailboxClosed {
-        worker: "the TigerBeetle batcher",
-        reason: error.to_string(),
-    })
-    .into()
-}
-
 impl ClusterDefinitions {
     /// The definitions of the cluster the batcher talks to (`description` names it in logs).
     pub fn new(batcher: Addr<MicrobatchActor>, description: String) -> Self {
@@ -184,19 +179,14 @@ impl ClusterDefinitions {
             .map_err(stopped)??)
     }
 
-    /// Every chunk of `heads`, by id, looked up a page at a time.
+    /// Every chunk of `heads`, by id.
     async fn chunks_of(&self, heads: &[Account]) -> Result<HashMap<u128, Account>, StoreError> {
         let ids: Vec<u128> = heads.iter().flat_map(chunk_ids).collect();
-        let mut found = HashMap::with_capacity(ids.len());
-        for page in ids.chunks(PAGE) {
-            let accounts = self
-                .batcher
-                .send(LookupAccounts(page.to_vec()))
-                .await
-                .map_err(stopped)??;
-            found.extend(accounts.into_iter().map(|a| (a.id(), a)));
-        }
-        Ok(found)
+        Ok(lookup_accounts_paged(&self.batcher, &ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id(), a))
+            .collect())
     }
 
     /// The version stored under `version` of `key`, if any.

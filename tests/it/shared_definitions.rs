@@ -8,24 +8,14 @@ use std::time::{Duration, Instant};
 
 use ratelimiter::backend::Backend;
 use ratelimiter::model::{
-    LeaseId, LimitDefinition, LimitState, LimitStatus, Requirement, ReserveRequest, RetryPolicy,
-    SystemClock,
+    LeaseId, LimitDefinition, LimitState, LimitStatus, Requirement, ReserveRequest,
 };
 use ratelimiter::service::LimiterService;
 use ratelimiter::tigerbeetle::TigerBeetleBackend;
 
 use crate::support::bound::bounded;
 use crate::support::tigerbeetle as tb;
-
-async fn backend() -> Arc<TigerBeetleBackend> {
-    TigerBeetleBackend::connect(
-        tb::config(tb::shared()),
-        Arc::new(SystemClock),
-        RetryPolicy::default(),
-    )
-    .await
-    .expect("TigerBeetle backend connects")
-}
+use crate::tigerbeetle_backend::backend;
 
 async fn instance() -> (Arc<LimiterService>, Arc<TigerBeetleBackend>) {
     let backend = backend().await;
@@ -64,6 +54,21 @@ macro_rules! tick_until {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }};
+}
+
+/// Two instances, the definition made on the first and learnt by the second.
+async fn pair_knowing(definition: LimitDefinition) -> (Arc<LimiterService>, Arc<LimiterService>) {
+    let (a, _) = instance().await;
+    let (b, _) = instance().await;
+    let k = definition.key.clone();
+    a.define(definition).await.unwrap();
+    tick_until!(
+        [b],
+        Duration::from_secs(2),
+        "B learns the key",
+        b.definition(&k).is_some()
+    );
+    (a, b)
 }
 
 /// The state `service` reports for `key` (status, capacity in force, target).
@@ -129,18 +134,8 @@ async fn a_limit_defined_on_one_instance_is_in_force_on_another_within_two_secon
 #[actix_rt::test]
 async fn a_decrease_started_anywhere_shows_everywhere_and_applies_once() {
     bounded(60, async {
-        let (a, _) = instance().await;
-        let (b, _) = instance().await;
         let k = key("tpm");
-        a.define(LimitDefinition::rolling(&k, 10, 60))
-            .await
-            .unwrap();
-        tick_until!(
-            [b],
-            Duration::from_secs(2),
-            "B learns the key",
-            b.definition(&k).is_some()
-        );
+        let (a, b) = pair_knowing(LimitDefinition::rolling(&k, 10, 60)).await;
         // 8 in use: a decrease to 4 must wait.
         assert!(reserve(&a, &k, 8).await.0);
         let status = b.define(LimitDefinition::rolling(&k, 4, 60)).await.unwrap();
@@ -170,18 +165,8 @@ async fn a_decrease_started_anywhere_shows_everywhere_and_applies_once() {
 #[actix_rt::test]
 async fn a_decrease_that_fits_is_applied_once_whichever_instance_ticks() {
     bounded(60, async {
-        let (a, _) = instance().await;
-        let (b, _) = instance().await;
         let k = key("conc");
-        a.define(LimitDefinition::concurrency(&k, 6, 60))
-            .await
-            .unwrap();
-        tick_until!(
-            [b],
-            Duration::from_secs(2),
-            "B learns the key",
-            b.definition(&k).is_some()
-        );
+        let (a, b) = pair_knowing(LimitDefinition::concurrency(&k, 6, 60)).await;
         b.define(LimitDefinition::concurrency(&k, 2, 60))
             .await
             .unwrap();
@@ -202,18 +187,8 @@ async fn a_decrease_that_fits_is_applied_once_whichever_instance_ticks() {
 #[actix_rt::test]
 async fn concurrent_changes_of_one_key_on_two_instances_both_land_in_order() {
     bounded(60, async {
-        let (a, _) = instance().await;
-        let (b, _) = instance().await;
         let k = key("race");
-        a.define(LimitDefinition::rolling(&k, 10, 60))
-            .await
-            .unwrap();
-        tick_until!(
-            [b],
-            Duration::from_secs(2),
-            "B learns the key",
-            b.definition(&k).is_some()
-        );
+        let (a, b) = pair_knowing(LimitDefinition::rolling(&k, 10, 60)).await;
         let mut on_a = LimitDefinition::rolling(&k, 20, 60);
         on_a.description = "from A".into();
         let mut on_b = LimitDefinition::rolling(&k, 30, 60);

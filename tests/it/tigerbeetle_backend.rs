@@ -20,7 +20,8 @@ fn key(name: &str) -> String {
     unique_key("it", name)
 }
 
-async fn backend() -> Arc<TigerBeetleBackend> {
+/// A fresh backend on the shared server (its own client, book and lease table).
+pub(crate) async fn backend() -> Arc<TigerBeetleBackend> {
     TigerBeetleBackend::connect(
         tb::config(tb::shared()),
         Arc::new(SystemClock),

@@ -7,8 +7,41 @@ use actix::prelude::*;
 use tigerbeetle_unofficial::error::CreateAccountErrorKind;
 use tigerbeetle_unofficial::{Account, QueryFilter, Transfer};
 
-use crate::backend::BackendError;
+use super::MicrobatchActor;
+
+use crate::backend::{BackendError, Outage};
 use crate::tigerbeetle::transfers::Failures;
+
+/// The batcher's mailbox closed while a message was on its way.
+pub fn stopped(error: MailboxError) -> BackendError {
+    Outage::MailboxClosed {
+        worker: "the TigerBeetle batcher",
+        reason: error.to_string(),
+    }
+    .into()
+}
+
+/// Most accounts asked for in one lookup (a `--development` server answers at most 253
+/// accounts per request).
+pub const LOOKUP_PAGE: usize = 200;
+
+/// Looks up any number of accounts, [`LOOKUP_PAGE`] ids per request; accounts that do not
+/// exist are left out.
+pub async fn lookup_accounts_paged(
+    batcher: &Addr<MicrobatchActor>,
+    ids: &[u128],
+) -> Result<Vec<Account>, BackendError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for page in ids.chunks(LOOKUP_PAGE) {
+        found.extend(
+            batcher
+                .send(LookupAccounts(page.to_vec()))
+                .await
+                .map_err(stopped)??,
+        );
+    }
+    Ok(found)
+}
 
 /// Sends transfer chains; answers, per chain and in order, its failures (empty = applied).
 #[derive(Debug, Message)]

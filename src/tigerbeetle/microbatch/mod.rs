@@ -55,6 +55,7 @@ mod session;
 use session::Connection;
 pub use session::FIRST_CALL_ALLOWANCE;
 
+pub(crate) use messages::{lookup_accounts_paged, stopped, LOOKUP_PAGE};
 pub use messages::{
     BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts,
     LookupTransfers, QueryAccounts, QueryTransfers, RefreshCandidate, Submit,

@@ -326,7 +326,9 @@ pub async fn decrease_blocks_until_capacity_frees_then_applies<H: Harness>(h: &H
         "80 in use > 60: not yet"
     );
     complete(h, lease, &[(&k, 40)]).await;
-    assert_eq!(h.service().apply_pending_decreases().await, 1);
+    // Not counted: on a shared backend other tests' decreases (or another instance
+    // applying this one) change the count; the state below is what matters.
+    h.service().apply_pending_decreases().await;
     let info = h.service().get(&k).await.unwrap().unwrap();
     assert_eq!(info.state.status, LimitStatus::Active);
     assert_eq!(info.state.definition.capacity, 60);
@@ -354,7 +356,13 @@ pub async fn decrease_is_replaced_or_cancelled_by_a_later_put<H: Harness>(h: &H)
     assert_eq!(define(h, rolling(&k, 100, 60)).await, LimitStatus::Active);
     assert!(reserve(h, &[(&k, 20)]).await.1.allowed);
     complete(h, lease, &[]).await;
-    assert_eq!(h.service().apply_pending_decreases().await, 0);
+    h.service().apply_pending_decreases().await;
+    let info = h.service().get(&k).await.unwrap().unwrap();
+    assert_eq!(info.state.status, LimitStatus::Active);
+    assert_eq!(
+        info.state.definition.capacity, 100,
+        "no decrease left to apply"
+    );
 }
 
 pub async fn decreasing_is_checked_before_unknown<H: Harness>(h: &H) {

@@ -297,7 +297,9 @@ async fn capacity_is_funded_once_across_instances_and_restarts() {
             a.define(rolling(&k, 100, 60)).await.unwrap(),
             LimitStatus::Decreasing
         );
-        assert_eq!(a.apply_pending_decreases().await, 1);
+        // Not counted: other tests share the server, and so the definitions and their
+        // decreases; the balance is what matters.
+        a.apply_pending_decreases().await;
         assert_eq!(tb::limit_balance(&k).await, (150, 50, 50));
         a.define(rolling(&k, 150, 60)).await.unwrap();
         let (cp, dp, _) = tb::limit_balance(&k).await;
@@ -320,12 +322,12 @@ async fn a_decrease_waits_for_free_capacity_and_applies_once() {
         assert_eq!(blocked.error, format!("limit_decreasing:{k}"));
         // Attempts that do not fit burn nothing that a later attempt needs.
         for _ in 0..3 {
-            assert_eq!(s.apply_pending_decreases().await, 0);
+            s.apply_pending_decreases().await;
             assert!(!backend.try_decrease(&k, 60).await.unwrap());
         }
         assert_eq!(tb::limit_balance(&k).await, (100, 0, 80));
         complete(&s, lease, &[(&k, 40)]).await;
-        assert_eq!(s.apply_pending_decreases().await, 1);
+        s.apply_pending_decreases().await;
         assert_eq!(tb::limit_balance(&k).await, (100, 40, 40));
         assert!(reserve(&s, &[(&k, 20)]).await.1.allowed);
         assert!(!reserve(&s, &[(&k, 1)]).await.1.allowed);

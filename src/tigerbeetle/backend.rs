@@ -44,12 +44,12 @@ use crate::settings::TigerBeetleSettings;
 pub struct TigerBeetleBackend {
     pub(super) batcher: Addr<MicrobatchActor>,
     pub(super) clock: SharedClock,
-    pub(super) policy: RetryPolicy,
     pub(super) book: Mutex<Book>,
     pub(super) metrics: TigerBeetleMetrics,
 }
 
-fn stopped(error: MailboxError) -> BackendError {
+/// A batcher that no longer answers, as a backend error.
+pub(super) fn stopped(error: MailboxError) -> BackendError {
     Outage::MailboxClosed {
         worker: "the TigerBeetle batcher",
         reason: error.to_string(),
@@ -110,7 +110,6 @@ impl TigerBeetleBackend {
         let backend = Arc::new(TigerBeetleBackend {
             batcher,
             clock,
-            policy,
             book: Mutex::new(Book::new(max_leases, policy)),
             metrics,
         });

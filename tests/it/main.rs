@@ -45,6 +45,8 @@ mod scheduler_hints;
 mod service_registry;
 mod stress;
 #[cfg(feature = "tigerbeetle")]
+mod tigerbeetle_any_instance;
+#[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_backend;
 #[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_chaos;

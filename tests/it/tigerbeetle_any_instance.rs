@@ -133,28 +133,31 @@ async fn complete_on_both(a: &LimiterService, b: &LimiterService, order: Order) 
     let (lease, answer) = reserve(a, &[(&shrink, 100), (&over, 100), (&slot, 1)]).await;
     assert!(answer.allowed);
     let actuals = [(shrink.as_str(), 30), (over.as_str(), 120)];
+    let applied = || async {
+        assert_eq!(tb::limit_balance(&shrink).await, (100, 0, 30), "{order:?}");
+        assert_eq!(tb::limit_balance(&over).await, (100, 0, 100), "{order:?}");
+        assert_eq!(debt(&over).await, (20, 0), "{order:?}: the overage, once");
+        assert_eq!(tb::limit_balance(&slot).await, (1, 0, 0), "{order:?}");
+    };
     match order {
-        Order::ReservingFirst => {
-            complete(a, lease, &actuals).await;
-            complete(b, lease, &actuals).await;
-        }
-        Order::OtherFirst => {
-            complete(b, lease, &actuals).await;
-            complete(a, lease, &actuals).await;
+        Order::ReservingFirst | Order::OtherFirst => {
+            let (first, second) = match order {
+                Order::ReservingFirst => (a, b),
+                _ => (b, a),
+            };
+            complete(first, lease, &actuals).await;
+            applied().await;
+            complete(second, lease, &actuals).await;
         }
         Order::AtOnce => {
             futures::join!(complete(a, lease, &actuals), complete(b, lease, &actuals));
         }
     }
-    assert_eq!(tb::limit_balance(&shrink).await, (100, 0, 30), "{order:?}");
-    assert_eq!(tb::limit_balance(&over).await, (100, 0, 100), "{order:?}");
-    assert_eq!(debt(&over).await, (20, 0), "{order:?}: the overage, once");
-    assert_eq!(tb::limit_balance(&slot).await, (1, 0, 0), "{order:?}");
+    applied().await;
     // A complete sent once more to each changes nothing either.
     complete(a, lease, &actuals).await;
     complete(b, lease, &actuals).await;
-    assert_eq!(debt(&over).await, (20, 0), "{order:?}");
-    assert_eq!(tb::limit_balance(&shrink).await, (100, 0, 30), "{order:?}");
+    applied().await;
 }
 
 #[actix_rt::test]

@@ -286,13 +286,13 @@ impl TigerBeetleBackend {
     ) -> Result<(), BackendError> {
         let lease = command.lease;
         let found = self.lease_transfers(lease).await?;
-        let (reserved, done) = {
+        let planned = {
             let book = self.book();
             let reserved = super::ledger_lease::reserved(lease, &found, &book)?;
-            let done: HashSet<u128> = found.iter().map(Transfer::id).collect();
-            (plan(&book, command, &reserved, now_ms), done)
+            plan(&book, command, &reserved, now_ms)
         };
-        let planned = reserved
+        let done: HashSet<u128> = found.iter().map(Transfer::id).collect();
+        let planned = planned
             .into_iter()
             .filter(|p| !p.done_by(lease).iter().any(|id| done.contains(id)))
             .collect();

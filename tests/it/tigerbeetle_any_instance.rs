@@ -1,11 +1,15 @@
 //! Several instances on one TigerBeetle server: a lease reserved on one is completed on
 //! another with the same effect as on the reserving one (a freed slot, slack given back,
 //! the same debt), exactly once however many instances receive the complete, with the
-//! window in force at reserve time; a lease the ledger does not know is a no-op.
+//! window in force at reserve time; a lease the ledger does not know is a no-op. The last
+//! test does it with two real `ratelimiterd` daemons over HTTP.
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::bound::bounded;
+use crate::support::daemon::Daemon;
 use crate::support::limits::{concurrency, rolling};
 use crate::support::tigerbeetle::{self as tb, LeaseTransfer};
 use crate::tigerbeetle_backend::{complete, instance, key, reserve, reserve_lease};
@@ -267,6 +271,61 @@ async fn a_window_changed_after_the_reserve_does_not_move_its_end() {
                 rereserve.timeout()
             );
         }
+    })
+    .await;
+}
+
+/// A `ratelimiterd` on the shared TigerBeetle server, with its own registry in `dir`.
+fn daemon_on_tigerbeetle(dir: &std::path::Path) -> Daemon {
+    let registry = dir.join("limits.json");
+    let address = tb::shared().address();
+    let args = [
+        "--registry",
+        registry.to_str().unwrap(),
+        "--backend",
+        "tigerbeetle",
+        "--tb-cluster",
+        "0",
+        "--tb-addresses",
+        &address,
+    ];
+    Daemon::start_local(dir, &args)
+}
+
+#[tokio::test]
+async fn two_daemons_behind_a_round_robin_complete_each_others_leases_over_http() {
+    bounded(60, async {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (
+            daemon_on_tigerbeetle(dir_a.path()),
+            daemon_on_tigerbeetle(dir_b.path()),
+        );
+        let (slot, tokens) = (key("http-slot"), key("http-tokens"));
+        for d in [&a, &b] {
+            d.define(json!({"key": slot, "kind": "concurrency", "capacity": 1,
+                "timeout_seconds": 600}))
+                .await;
+            d.define(json!({"key": tokens, "kind": "rolling", "capacity": 100,
+                "window_seconds": 60}))
+                .await;
+        }
+        let (held, used) = (LeaseId::new().to_string(), LeaseId::new().to_string());
+        assert_eq!(a.reserve(&held, &slot, 1).await["allowed"], true);
+        assert_eq!(a.reserve(&used, &tokens, 100).await["allowed"], true);
+        let denied = b.reserve(&LeaseId::new().to_string(), &slot, 1).await;
+        assert_eq!(denied["allowed"], false, "{denied}");
+
+        b.complete(&held, &[]).await;
+        b.complete(&used, &[(&tokens, 40)]).await;
+        a.complete(&used, &[(&tokens, 40)]).await;
+        assert_eq!(b.in_use(&slot).await, 0, "the slot is free at once");
+        assert_eq!(a.in_use(&tokens).await, 40, "the slack is back, once");
+        let next = b.reserve(&LeaseId::new().to_string(), &slot, 1).await;
+        assert_eq!(next["allowed"], true, "{next}");
+        assert_eq!(
+            a.reserve(&LeaseId::new().to_string(), &tokens, 60).await["allowed"],
+            true
+        );
     })
     .await;
 }

@@ -298,10 +298,22 @@ impl Backend for TigerBeetleBackend {
             }
         };
         match verdict(&failures) {
-            Verdict::Applied | Verdict::AlreadyApplied => {
+            Verdict::Applied => {
                 book.on_allow(lease, &plan.takes, now_ms);
                 book.leases
                     .allow(lease, now_ms, plan.holds, plan.longest_hold_ms);
+                Ok(ReserveOutcome::Allowed {
+                    reserved_at_ms: now_ms,
+                })
+            }
+            Verdict::AlreadyApplied => {
+                // Reserved before (a retry after an unknown outcome, or on another
+                // instance): only the ledger knows when, so the lease table does not guess;
+                // a complete here reads the lease off the ledger.
+                book.on_allow(lease, &plan.takes, now_ms);
+                if owner {
+                    book.leases.abandon(lease);
+                }
                 Ok(ReserveOutcome::Allowed {
                     reserved_at_ms: now_ms,
                 })

@@ -275,6 +275,34 @@ async fn a_window_changed_after_the_reserve_does_not_move_its_end() {
     .await;
 }
 
+#[actix_rt::test]
+async fn a_reserve_replayed_on_another_instance_keeps_the_first_reserves_window() {
+    bounded(60, async {
+        let k = key("replayed");
+        let def = rolling(&k, 100, 60);
+        let (a, _) = instance(std::slice::from_ref(&def)).await;
+        let (b, _) = instance(&[def]).await;
+        let lease = LeaseId::new();
+        assert!(reserve_lease(&a, lease, &[(&k, 100)]).await.allowed);
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        // A client retrying on B: allowed again, nothing more taken, and B's complete
+        // shrinks until the first reserve's window ends, not 61 s after the replay.
+        assert!(reserve_lease(&b, lease, &[(&k, 100)]).await.allowed);
+        assert_eq!(tb::limit_balance(&k).await, (100, 0, 100));
+        complete(&b, lease, &[(&k, 30)]).await;
+        assert_eq!(tb::limit_balance(&k).await, (100, 0, 30));
+        let rereserve = tb::lease_transfer(LeaseTransfer::Rereserve, lease, &k)
+            .await
+            .expect("re-reservation exists");
+        assert!(
+            rereserve.timeout() <= 59,
+            "61 s from the first reserve, 2 s ago: {}",
+            rereserve.timeout()
+        );
+    })
+    .await;
+}
+
 /// A `ratelimiterd` on the shared TigerBeetle server, with its own registry in `dir`.
 fn daemon_on_tigerbeetle(dir: &std::path::Path) -> Daemon {
     let registry = dir.join("limits.json");

@@ -198,6 +198,19 @@ pub enum Fault {
         /// TigerBeetle's result code.
         code: String,
     },
+    /// A lease being completed holds capacity on a limit account of no key defined on this
+    /// instance (it was reserved by another instance that knows more keys).
+    #[error(
+        "lease {lease} holds capacity on TigerBeetle limit account {account}, which belongs \
+         to no key defined on this instance; define the key here, or complete the lease on \
+         an instance that knows it"
+    )]
+    LeaseOnUnknownAccount {
+        /// The lease.
+        lease: LeaseId,
+        /// The limit account's id, in hex.
+        account: String,
+    },
     /// TigerBeetle refused to record an overage as debt.
     #[error("TigerBeetle refused to record debt of lease {lease} on {key}: {code}")]
     DebtRefused {

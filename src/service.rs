@@ -17,7 +17,7 @@ use futures::future::join_all;
 use log::{info, warn};
 use thiserror::Error;
 
-use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::backend::{Backend, BackendError, Fault, ReserveOutcome};
 use crate::limits_file::read_limits_file;
 use crate::model::throttle::LogThrottle;
 use crate::model::LeaseTableFull;
@@ -350,7 +350,17 @@ impl LimiterService {
     ) -> Result<CompleteResponse, InvalidRequest> {
         let command = request.validate()?;
         let lease = command.lease;
-        Ok(match self.backend.complete(command).await {
+        let again = self.shared.is_some().then(|| command.clone());
+        let mut result = self.backend.complete(command).await;
+        if let (Some(command), Err(BackendError::Failed(Fault::LeaseOnUnknownAccount { .. }))) =
+            (again, &result)
+        {
+            // Reserved on another instance under a key defined there since the last control
+            // tick: learn the definitions now, then complete (the refusal changed nothing).
+            self.follow_shared().await;
+            result = self.backend.complete(command).await;
+        }
+        Ok(match result {
             Ok(()) => CompleteResponse::ok(),
             Err(e) => {
                 log_backend_error("complete", lease, &e);

@@ -223,6 +223,7 @@ impl ReserveCoordinator {
                             key: requirement.key,
                             amount: requirement.amount,
                             kind: entry.kind,
+                            hold_ms: entry.hold_ms,
                         });
                     }
                     drop(directory);

@@ -33,6 +33,11 @@ pub struct Hold {
     pub amount: u64,
     /// The key's kind at reserve time.
     pub kind: LimitKind,
+    /// How long the hold lasts after the reserve, as in force at reserve time (ms), so that
+    /// a window or timeout changed later does not move it; 0 when unknown (snapshots
+    /// written before this field).
+    #[serde(default)]
+    pub hold_ms: i64,
 }
 
 /// What a reserve attempt ended as, as far as the table remembers.
@@ -422,6 +427,7 @@ mod tests {
             key: key.into(),
             amount: 1,
             kind,
+            hold_ms: MINUTE,
         }
     }
 

@@ -16,6 +16,7 @@ pub(crate) mod throttle;
 pub use api::{
     Actual, BatchRequest, BatchResponse, CompleteCommand, CompleteRequest, CompleteResponse,
     Requirement, ReserveCommand, ReserveRequest, ReserveResponse, DEFAULT_MAX_BATCH_ITEMS,
+    MAX_REQUIREMENTS,
 };
 pub use clock::{rfc3339_utc, Clock, ManualClock, SharedClock, SystemClock};
 pub use definition::{

@@ -47,7 +47,6 @@ use crate::settings::TigerBeetleSettings;
 pub struct TigerBeetleBackend {
     pub(super) batcher: Addr<MicrobatchActor>,
     pub(super) clock: SharedClock,
-    pub(super) policy: RetryPolicy,
     pub(super) book: Mutex<Book>,
     pub(super) metrics: TigerBeetleMetrics,
     /// The limit definitions kept in the cluster.
@@ -112,7 +111,6 @@ impl TigerBeetleBackend {
             definitions,
             batcher,
             clock,
-            policy,
             book: Mutex::new(Book::new(max_leases, policy)),
             metrics,
         });
@@ -301,10 +299,22 @@ impl Backend for TigerBeetleBackend {
             }
         };
         match verdict(&failures) {
-            Verdict::Applied | Verdict::AlreadyApplied => {
+            Verdict::Applied => {
                 book.on_allow(lease, &plan.takes, now_ms);
                 book.leases
                     .allow(lease, now_ms, plan.holds, plan.longest_hold_ms);
+                Ok(ReserveOutcome::Allowed {
+                    reserved_at_ms: now_ms,
+                })
+            }
+            Verdict::AlreadyApplied => {
+                // Reserved before (a retry after an unknown outcome, or on another
+                // instance): only the ledger knows when, so the lease table does not guess;
+                // a complete here reads the lease off the ledger.
+                book.on_allow(lease, &plan.takes, now_ms);
+                if owner {
+                    book.leases.abandon(lease);
+                }
                 Ok(ReserveOutcome::Allowed {
                     reserved_at_ms: now_ms,
                 })

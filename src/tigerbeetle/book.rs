@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use super::accounts::limit_id;
 use super::transfers::{remaining_seconds, Take};
 use crate::backend::{BackendError, Fault};
 use crate::model::leases::{Hold, LeaseTable};
@@ -43,6 +44,8 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct Book {
     keys: HashMap<String, KeyEntry>,
+    /// Each known key by the id of its limit account (to read a lease off the ledger).
+    by_limit_account: HashMap<u128, String>,
     /// Hints and hold lengths.
     policy: RetryPolicy,
     /// Outcomes and holds of recent leases.
@@ -54,6 +57,7 @@ impl Book {
     pub fn new(max_leases: usize, policy: RetryPolicy) -> Self {
         Book {
             keys: HashMap::new(),
+            by_limit_account: HashMap::new(),
             policy,
             leases: LeaseTable::new(max_leases),
         }
@@ -64,6 +68,8 @@ impl Book {
         match self.keys.get_mut(&definition.key) {
             Some(entry) => entry.definition = definition,
             None => {
+                self.by_limit_account
+                    .insert(limit_id(&definition.key), definition.key.clone());
                 self.keys.insert(
                     definition.key.clone(),
                     KeyEntry {
@@ -79,6 +85,11 @@ impl Book {
     /// The definition of a key, if this process knows it.
     pub fn definition(&self, key: &str) -> Option<&LimitDefinition> {
         self.keys.get(key).map(|e| &e.definition)
+    }
+
+    /// The key whose limit account is `account`, if this process knows it.
+    pub fn key_of_limit_account(&self, account: u128) -> Option<&str> {
+        self.by_limit_account.get(&account).map(String::as_str)
     }
 
     /// Plans a reserve of `requirements`; every key must be defined here.
@@ -97,28 +108,21 @@ impl Book {
                     })?;
             let hold_ms = self.policy.hold_ms(definition);
             plan.longest_hold_ms = plan.longest_hold_ms.max(hold_ms);
+            let timeout_seconds = remaining_seconds(hold_ms);
             plan.takes.push(Take {
                 key: requirement.key.clone(),
                 amount: requirement.amount,
-                timeout_seconds: remaining_seconds(hold_ms),
+                timeout_seconds,
             });
+            // What TigerBeetle enforces: the pending expires whole seconds after the reserve.
             plan.holds.push(Hold {
                 key: requirement.key.clone(),
                 amount: requirement.amount,
                 kind: definition.kind,
+                hold_ms: i64::from(timeout_seconds) * 1000,
             });
         }
         Ok(plan)
-    }
-
-    /// The longest hold among the keys of `holds` (as defined now), in ms.
-    pub fn longest_hold_ms(&self, holds: &[Hold]) -> i64 {
-        holds
-            .iter()
-            .filter_map(|h| self.definition(&h.key))
-            .map(|d| self.policy.hold_ms(d))
-            .max()
-            .unwrap_or(0)
     }
 
     /// A reserve was allowed (now, or before: a replay answered `exists`): the keys'

@@ -1,10 +1,20 @@
-//! `complete` on TigerBeetle (SPEC §4 "Complete", §5).
+//! `complete` on TigerBeetle (SPEC §4 "Complete", §5), on any instance.
 //!
-//! From the lease's holds (kept in memory at reserve time) one chain per key is planned:
+//! What the lease holds comes from one of two places, then one planning function decides:
+//! - reserved here: the lease table (no round trip), with each hold's length as in force at
+//!   reserve time;
+//! - reserved by another instance (or forgotten here): the ledger, read by the crate-internal
+//!   `ledger_lease` module (one `query_transfers` by the lease id in `user_data_128`). A
+//!   lease the ledger does not know (never reserved, denied, or still in flight elsewhere)
+//!   is a no-op answered ok, as the reserving instance answers for an unknown or denied
+//!   lease (SPEC §4 invariant 3).
+//!
+//! From what each key holds (amount, kind, and when its pending expires) one chain per key
+//! is planned:
 //! - concurrency: void the pending hold; if it already expired (`pending_transfer_expired`)
 //!   it was released anyway;
-//! - rolling, actual < reserved: void and re-reserve the actual for the REMAINING window,
-//!   linked, so the swap is atomic and nobody can take the slack in between (and the
+//! - rolling, actual < reserved: void and re-reserve the actual until the reserve's own
+//!   expiry, linked, so the swap is atomic and nobody can take the slack in between (and the
 //!   re-reserve always fits: the void freed more). TigerBeetle timeouts are whole seconds,
 //!   so the remaining time is rounded UP: the reservation may outlive its window by under a
 //!   second, never the reverse;
@@ -15,20 +25,59 @@
 //!   capacity;
 //! - a rolling reservation whose window has already passed is left alone (it expired).
 //!
+//! The window is the one in force at reserve time (the pending's own timeout): a window
+//! changed between reserve and complete does not move it.
+//!
 //! All chains go out together in one submission (so usually one request), the debt
 //! transfers in a second one. Every transfer id is deterministic, so a complete retried after
-//! a backend error replays the same ids and TigerBeetle answers `exists` for what was already
-//! done. For that, a failed complete puts the lease back as not completed.
+//! a backend error, or sent to several instances (one after the other or at once), replays
+//! the same ids and TigerBeetle answers `exists` for what was already done: it applies once.
+//! For that, a failed complete puts the lease back as not completed. The first complete of a
+//! lease wins: a later one with other actuals finds its ids taken (`exists_with_different_*`)
+//! and changes nothing. (One exception across instances: a rolling actual equal to what was
+//! reserved writes nothing, so another instance cannot tell that complete from none.)
+
+use std::collections::HashSet;
 
 use log::debug;
 use tigerbeetle_unofficial::error::CreateTransferErrorKind as Kind;
 use tigerbeetle_unofficial::Transfer;
 
 use super::backend::TigerBeetleBackend;
+use super::book::Book;
+use super::ids::id_for_label;
 use super::transfers::{self, verdict, Failures, Verdict};
 use crate::backend::{BackendError, Fault};
 use crate::model::leases::Hold;
 use crate::model::{CompleteCommand, LeaseId, LimitKind, Overage};
+
+/// What a lease holds on one key, as its reserve recorded it: the input of planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    /// The limit key.
+    pub key: String,
+    /// Units the reserve took.
+    pub amount: u64,
+    /// The key's kind.
+    pub kind: LimitKind,
+    /// When the reserve's pending transfer expires (Unix ms).
+    pub expires_at_ms: i64,
+}
+
+impl Reserved {
+    /// What a lease reserved here holds, from its lease-table holds.
+    fn from_holds(reserved_at_ms: i64, holds: &[Hold]) -> Vec<Reserved> {
+        holds
+            .iter()
+            .map(|hold| Reserved {
+                key: hold.key.clone(),
+                amount: hold.amount,
+                kind: hold.kind,
+                expires_at_ms: reserved_at_ms.saturating_add(hold.hold_ms),
+            })
+            .collect()
+    }
+}
 
 /// What one planned chain does.
 #[derive(Debug, Clone)]
@@ -52,20 +101,34 @@ struct Planned {
     chain: Vec<Transfer>,
 }
 
-/// Plans the chains of a complete.
+impl Planned {
+    /// Ids of transfers whose presence on the ledger says this step was done already: the
+    /// void of a release or shrink; the overage's pending or its debt.
+    fn done_by(&self, lease: LeaseId) -> Vec<u128> {
+        let labels = match self.step {
+            Step::Release | Step::Shrink { .. } => vec![transfers::void_label(lease, &self.key)],
+            Step::Overage { .. } => vec![
+                transfers::rereserve_label(lease, &self.key),
+                transfers::debt_label(lease, &self.key),
+            ],
+        };
+        labels.iter().map(|l| id_for_label(l)).collect()
+    }
+}
+
+/// Plans the chains of a complete of a lease holding `reserved`, at `now_ms`. The one
+/// decision for leases reserved here and elsewhere; `book` gives each key's overage.
 fn plan(
-    backend: &TigerBeetleBackend,
+    book: &Book,
     command: &CompleteCommand,
-    reserved_at_ms: i64,
-    holds: &[Hold],
+    reserved: &[Reserved],
     now_ms: i64,
 ) -> Vec<Planned> {
-    let book = backend.book();
     let lease = command.lease;
     let mut planned = Vec::new();
-    for hold in holds {
-        let key = hold.key.clone();
-        match hold.kind {
+    for held in reserved {
+        let key = held.key.clone();
+        match held.kind {
             LimitKind::Concurrency => planned.push(Planned {
                 chain: vec![transfers::void(lease, &key)],
                 key,
@@ -75,17 +138,12 @@ fn plan(
                 let Some(actual) = command.actuals.iter().find(|a| a.key == key) else {
                     continue;
                 };
-                let Some(definition) = book.definition(&key) else {
-                    continue;
-                };
-                let remaining_ms = reserved_at_ms
-                    .saturating_add(backend.policy.hold_ms(definition))
-                    .saturating_sub(now_ms);
+                let remaining_ms = held.expires_at_ms.saturating_sub(now_ms);
                 if remaining_ms <= 0 {
                     continue;
                 }
                 let actual = actual.actual_amount;
-                if actual < hold.amount {
+                if actual < held.amount {
                     planned.push(Planned {
                         chain: transfers::shrink_chain(lease, &key, actual, remaining_ms),
                         key,
@@ -94,13 +152,16 @@ fn plan(
                             timeout_seconds: transfers::remaining_seconds(remaining_ms),
                         },
                     });
-                } else if actual > hold.amount {
-                    let amount = actual - hold.amount;
+                } else if actual > held.amount {
+                    let amount = actual - held.amount;
+                    let debt = book
+                        .definition(&key)
+                        .is_some_and(|d| d.overage == Overage::Debt);
                     planned.push(Planned {
                         chain: vec![transfers::overage(lease, &key, amount, remaining_ms)],
                         step: Step::Overage {
                             amount,
-                            debt: definition.overage == Overage::Debt,
+                            debt,
                             timeout_seconds: transfers::remaining_seconds(remaining_ms.max(1000)),
                         },
                         key,
@@ -183,36 +244,67 @@ impl TigerBeetleBackend {
         }
     }
 
-    /// Releases holds and reconciles the rolling reservations of a lease.
+    /// Releases holds and reconciles the rolling reservations of a lease: from the lease
+    /// table if it was reserved here, from the ledger otherwise.
     pub(super) async fn complete_lease(
         &self,
         command: CompleteCommand,
     ) -> Result<(), BackendError> {
         let now_ms = self.clock.now_ms();
         let lease = command.lease;
-        let Some((reserved_at_ms, holds)) = self.book().leases.start_complete(lease, now_ms) else {
-            return Ok(());
+        let local = {
+            let mut book = self.book();
+            match book.leases.start_complete(lease, now_ms) {
+                Some(local) => Some(local),
+                // Denied, still being decided, or completed here: nothing to do.
+                None if book.leases.get(lease, now_ms).is_some() => return Ok(()),
+                None => None,
+            }
         };
-        let result = self
-            .run_complete(&command, reserved_at_ms, &holds, now_ms)
-            .await;
+        let Some((reserved_at_ms, holds)) = local else {
+            return self.complete_from_ledger(&command, now_ms).await;
+        };
+        let reserved = Reserved::from_holds(reserved_at_ms, &holds);
+        let planned = plan(&self.book(), &command, &reserved, now_ms);
+        let result = self.run_complete(&command, planned, now_ms).await;
         if result.is_err() {
             // Not done: let a retry of the same complete run again.
-            let mut book = self.book();
-            let longest = book.longest_hold_ms(&holds);
-            book.leases.allow(lease, reserved_at_ms, holds, longest);
+            let longest = holds.iter().map(|h| h.hold_ms).max().unwrap_or(0);
+            self.book()
+                .leases
+                .allow(lease, reserved_at_ms, holds, longest);
         }
         result
+    }
+
+    /// Completes a lease this instance does not know, from what the ledger holds of it.
+    /// Steps the ledger shows done already are not sent again.
+    async fn complete_from_ledger(
+        &self,
+        command: &CompleteCommand,
+        now_ms: i64,
+    ) -> Result<(), BackendError> {
+        let lease = command.lease;
+        let found = self.lease_transfers(lease).await?;
+        let planned = {
+            let book = self.book();
+            let reserved = super::ledger_lease::reserved(lease, &found, &book)?;
+            plan(&book, command, &reserved, now_ms)
+        };
+        let done: HashSet<u128> = found.iter().map(Transfer::id).collect();
+        let planned = planned
+            .into_iter()
+            .filter(|p| !p.done_by(lease).iter().any(|id| done.contains(id)))
+            .collect();
+        self.run_complete(command, planned, now_ms).await
     }
 
     async fn run_complete(
         &self,
         command: &CompleteCommand,
-        reserved_at_ms: i64,
-        holds: &[Hold],
+        planned: Vec<Planned>,
         now_ms: i64,
     ) -> Result<(), BackendError> {
-        let planned = plan(self, command, reserved_at_ms, holds, now_ms);
         if planned.is_empty() {
             return Ok(());
         }

@@ -20,7 +20,8 @@
 //! - `microbatch`: `MicrobatchActor`, the batching owner of the TigerBeetle client.
 //! - `metrics`: its Prometheus histograms (request sizes and durations), per backend.
 //! - `book`: in-memory hints and lease metadata.
-//! - `complete`: voids, re-reserves and debt on `complete`.
+//! - `complete`: voids, re-reserves and debt on `complete`, on any instance.
+//! - `ledger_lease`: what a lease reserved elsewhere holds, read off the ledger.
 //! - [`definitions`]: [`ClusterDefinitions`], the limit definitions kept in the cluster, so
 //!   every instance shares them.
 
@@ -30,6 +31,7 @@ pub(crate) mod book;
 pub(crate) mod complete;
 pub mod definitions;
 pub(crate) mod ids;
+pub(crate) mod ledger_lease;
 pub(crate) mod metrics;
 pub(crate) mod microbatch;
 pub mod testing;

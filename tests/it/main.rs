@@ -47,6 +47,8 @@ mod service_registry;
 mod shared_definitions;
 mod stress;
 #[cfg(feature = "tigerbeetle")]
+mod tigerbeetle_any_instance;
+#[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_backend;
 #[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_chaos;

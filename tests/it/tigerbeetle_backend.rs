@@ -16,7 +16,7 @@ use ratelimiter::model::{
 use ratelimiter::service::{LimiterService, RegistrySource, ServiceSettings};
 use ratelimiter::tigerbeetle::TigerBeetleBackend;
 
-fn key(name: &str) -> String {
+pub(crate) fn key(name: &str) -> String {
     unique_key("it", name)
 }
 
@@ -32,7 +32,9 @@ pub(crate) async fn backend() -> Arc<TigerBeetleBackend> {
 }
 
 /// A service over a fresh backend (a new instance: empty lease table) knowing `defs`.
-async fn instance(defs: &[LimitDefinition]) -> (Arc<LimiterService>, Arc<TigerBeetleBackend>) {
+pub(crate) async fn instance(
+    defs: &[LimitDefinition],
+) -> (Arc<LimiterService>, Arc<TigerBeetleBackend>) {
     let backend = backend().await;
     let seed = defs.iter().cloned().map(LimitState::active).collect();
     let service = LimiterService::start(
@@ -46,7 +48,7 @@ async fn instance(defs: &[LimitDefinition]) -> (Arc<LimiterService>, Arc<TigerBe
     (service, backend)
 }
 
-async fn reserve_lease(
+pub(crate) async fn reserve_lease(
     s: &LimiterService,
     lease: LeaseId,
     reqs: &[(&str, u64)],
@@ -57,12 +59,15 @@ async fn reserve_lease(
         .expect("valid reserve")
 }
 
-async fn reserve(s: &LimiterService, reqs: &[(&str, u64)]) -> (LeaseId, ReserveResponse) {
+pub(crate) async fn reserve(
+    s: &LimiterService,
+    reqs: &[(&str, u64)],
+) -> (LeaseId, ReserveResponse) {
     let lease = LeaseId::new();
     (lease, reserve_lease(s, lease, reqs).await)
 }
 
-async fn complete(s: &LimiterService, lease: LeaseId, actuals: &[(&str, u64)]) {
+pub(crate) async fn complete(s: &LimiterService, lease: LeaseId, actuals: &[(&str, u64)]) {
     let actuals = actuals.iter().map(|(k, a)| Actual::new(*k, *a)).collect();
     let answer = s
         .complete(&CompleteRequest::new(lease, actuals))

@@ -1,7 +1,7 @@
 //! Faults: TigerBeetle killed under load (answers come fast as `backend_error`, none hang;
 //! after a restart on the same data file, reserves are allowed again without restarting the
 //! service), a service restarted with reservations it never completed (they hold until they
-//! expire), and a backend that cannot reach TigerBeetle at start.
+//! expire, or until a complete read off the ledger releases them), and a backend that cannot reach TigerBeetle at start.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -238,13 +238,19 @@ async fn a_restarted_service_keeps_uncompleted_reservations_until_they_expire() 
         assert_eq!(tb::limit_balance(&roll).await, (3, 0, 3));
         assert!(!reserve(&second, LeaseId::new(), &[(&conc, 1)]).await.0);
         assert!(!reserve(&second, LeaseId::new(), &[(&roll, 1)]).await.0);
-        // Lease metadata died with the first instance: completing is a no-op, and safe.
+        // Lease metadata died with the first instance, the ledger still knows the lease:
+        // completing it frees its concurrency slot; the other lease still holds until expiry.
         let answer = second
             .complete(&CompleteRequest::new(l1, vec![]))
             .await
             .unwrap();
         assert!(answer.ok);
+        assert_eq!(tb::limit_balance(&conc).await, (2, 0, 1));
+        let l3 = LeaseId::new();
+        assert!(reserve(&second, l3, &[(&conc, 1)]).await.0);
         assert!(!reserve(&second, LeaseId::new(), &[(&conc, 1)]).await.0);
+        let answer = second.complete(&CompleteRequest::new(l3, vec![])).await;
+        assert!(answer.unwrap().ok);
 
         tokio::time::sleep(Duration::from_millis(2_000 + EXPIRY_SLACK_MS)).await;
         assert!(

@@ -26,7 +26,9 @@ mod tigerbeetle;
 pub use overrides::Overrides;
 pub use rules::InvalidSetting;
 use rules::{check_address, check_range};
-pub use tigerbeetle::{TigerBeetleSettings, TIGERBEETLE_MAX_BATCH_EVENTS};
+pub use tigerbeetle::{
+    TigerBeetleSettings, TIGERBEETLE_MAX_BATCH_EVENTS, TIGERBEETLE_MAX_SESSIONS,
+};
 
 /// Prefix of the environment variables read by [`ServerSettings::load`].
 pub const ENV_PREFIX: &str = "RATELIMITERD";

@@ -85,6 +85,9 @@ pub struct Overrides {
     /// TigerBeetle cluster id [default: 0]
     #[arg(long, value_name = "ID")]
     pub tb_cluster: Option<u128>,
+    /// Most TigerBeetle client sessions; more open only while full batches wait [default: 4]
+    #[arg(long, value_name = "N")]
+    pub tb_sessions: Option<u64>,
     /// While the backend is down: deny answers backend_error at once; allow answers allowed
     /// WITHOUT accounting (limits are not enforced) [default: deny]
     #[arg(long, value_enum)]
@@ -156,6 +159,9 @@ impl Overrides {
         if let Some(v) = self.tb_cluster {
             // As a string: the config layers carry at most 64-bit integers from YAML/env.
             out.push(("tigerbeetle.cluster", ValueKind::String(v.to_string())));
+        }
+        if let Some(v) = self.tb_sessions {
+            out.push(("tigerbeetle.sessions", ValueKind::U64(v)));
         }
         out
     }

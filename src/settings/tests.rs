@@ -102,6 +102,7 @@ fn every_flag_reaches_its_setting() {
         retry_window_margin_ms: Some(13),
         tb_addresses: Some("3000".into()),
         tb_cluster: Some(12),
+        tb_sessions: Some(6),
         backend_down: Some(BackendDownPolicy::Allow),
         backend_probe_interval_ms: Some(13),
         backend_probe_timeout_ms: Some(14),
@@ -141,6 +142,7 @@ fn every_flag_reaches_its_setting() {
         (s.tigerbeetle.addresses.as_str(), s.tigerbeetle.cluster),
         ("3000", 12)
     );
+    assert_eq!(s.tigerbeetle.sessions, 6);
     assert_eq!(s.http().max_body_bytes, 4096);
     let outage = s.service().outage;
     assert_eq!(
@@ -250,6 +252,7 @@ fn unknown_env_key_is_rejected() {
     "tigerbeetle:\n  batch_max_events: 8190\n",
     "tigerbeetle.batch_max_events: "
 )]
+#[case::tb_sessions("tigerbeetle:\n  sessions: 0\n", "tigerbeetle.sessions: ")]
 #[case::tb_flush(
     "tigerbeetle:\n  flush_interval_us: 2000000\n",
     "tigerbeetle.flush_interval_us: "

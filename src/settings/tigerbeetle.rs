@@ -34,7 +34,16 @@ pub struct TigerBeetleSettings {
     pub batch_max_events: usize,
     /// How long the microbatcher waits for more work before sending a partial batch.
     pub flush_interval_us: u64,
+    /// Most client sessions the microbatcher keeps (at most [`TIGERBEETLE_MAX_SESSIONS`]):
+    /// one is always used; another opens only when a full batch waits while every open
+    /// session has a request in flight. Each session counts against the cluster's limit of
+    /// 64 clients, shared by every instance.
+    pub sessions: usize,
 }
+
+/// Most client sessions one backend may keep: well under the 64 clients a TigerBeetle
+/// cluster serves, so several instances can share one.
+pub const TIGERBEETLE_MAX_SESSIONS: usize = 16;
 
 impl Default for TigerBeetleSettings {
     fn default() -> Self {
@@ -44,6 +53,7 @@ impl Default for TigerBeetleSettings {
             request_timeout_ms: 2000,
             batch_max_events: TIGERBEETLE_MAX_BATCH_EVENTS,
             flush_interval_us: 100,
+            sessions: 4,
         }
     }
 }
@@ -75,6 +85,12 @@ impl TigerBeetleSettings {
             self.flush_interval_us,
             0,
             1_000_000,
+        )?;
+        check_range(
+            "tigerbeetle.sessions",
+            self.sessions as u64,
+            1,
+            TIGERBEETLE_MAX_SESSIONS as u64,
         )
     }
 
@@ -157,6 +173,17 @@ mod tests {
             ..base.clone()
         })
         .starts_with("tigerbeetle.batch_max_events:"));
+        for sessions in [0, TIGERBEETLE_MAX_SESSIONS + 1] {
+            let named = bad(TigerBeetleSettings {
+                sessions,
+                ..base.clone()
+            });
+            assert!(named.starts_with("tigerbeetle.sessions:"), "{named}");
+            assert!(
+                named.contains(&TIGERBEETLE_MAX_SESSIONS.to_string()),
+                "{named}"
+            );
+        }
         TigerBeetleSettings {
             addresses: "3000, 127.0.0.1:3001,[::1]:3002".into(),
             ..base

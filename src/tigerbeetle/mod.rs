@@ -37,7 +37,9 @@ pub(crate) mod microbatch;
 pub mod testing;
 pub(crate) mod transfers;
 
-pub use crate::settings::{TigerBeetleSettings, TIGERBEETLE_MAX_BATCH_EVENTS};
+pub use crate::settings::{
+    TigerBeetleSettings, TIGERBEETLE_MAX_BATCH_EVENTS, TIGERBEETLE_MAX_SESSIONS,
+};
 pub use backend::TigerBeetleBackend;
 pub use definitions::ClusterDefinitions;
 pub use microbatch::{BatchRecord, BatchRecorder, BatchStats, FIRST_CALL_ALLOWANCE};

@@ -330,7 +330,7 @@ pub fn shared() -> &'static TbServer {
 }
 
 /// Backend settings for `server`: a `--development` server takes at most 253 events per
-/// request, so batches stay within that.
+/// request, so batches stay within that; one client session (tests share the server's 64).
 pub fn config(server: &TbServer) -> TigerBeetleSettings {
     TigerBeetleSettings {
         addresses: server.address(),
@@ -338,6 +338,7 @@ pub fn config(server: &TbServer) -> TigerBeetleSettings {
         request_timeout_ms: 5_000,
         batch_max_events: 253,
         flush_interval_us: 100,
+        sessions: 1,
     }
 }
 

@@ -198,6 +198,7 @@ async fn help_lists_every_flag() {
             "--retry-decreasing-ms",
             "--tb-addresses",
             "--tb-cluster",
+            "--tb-sessions",
             "RATELIMITERD_",
         ] {
             assert!(

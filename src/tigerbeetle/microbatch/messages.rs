@@ -92,6 +92,9 @@ pub struct BatchRecord {
     pub items: usize,
     /// Events (transfers) in it.
     pub events: usize,
+    /// The client session it went out on: 0 is the first, 1, 2, ... extra ones in the order
+    /// they opened.
+    pub session: usize,
 }
 
 /// Test hook: records the size of every batch sent.
@@ -132,4 +135,6 @@ pub struct BatchStats {
     pub timeouts: u64,
     /// The batch limit in force (lowered if the server refused a batch as too large).
     pub max_events: usize,
+    /// Most client sessions open at once.
+    pub sessions: usize,
 }

@@ -8,23 +8,27 @@
 //! error. TigerBeetle reports failures only, by event index; the actor maps each index back
 //! to its item and hands every item its own failures (item-relative indices).
 //!
-//! One request is in flight at a time (a client session has one anyway); the next batch
-//! forms while it is out and leaves the moment the reply arrives, so the connection stays
-//! busy under load and batches grow with it.
+//! A client session has one request in flight; the next batch forms while it is out and
+//! leaves the moment the reply arrives, so the connection stays busy under load and batches
+//! grow with it. When a whole batch waits while every session is busy, the actor opens
+//! another session, up to `tigerbeetle.sessions` (see [`pool`], which also says what several
+//! sessions do to ordering and why that is safe).
 //!
 //! Faults: the TigerBeetle client never gives up on a dead server, so every call is bounded
 //! by `request_timeout_ms` (a new client's first call, which registers its session and takes
 //! ~0.6 s, gets [`FIRST_CALL_ALLOWANCE`] more). When a batch times out, it and everything
 //! queued behind it answer `Unavailable` at once (they would wait on the same dead
-//! connection). The client is KEPT: it reconnects by itself when the cluster is back (the
+//! connection), and every extra session is closed. The client is KEPT: it reconnects by itself when the cluster is back (the
 //! session survives a server restart), and a fresh client would pay the registration again
 //! on every call, which a short timeout never allows. Requests a timed-out call left inside
 //! the client are sent when the cluster is back, in order and before anything newer (one
-//! request in flight), so later reads see them; the deterministic transfer ids make a late
+//! request in flight, and extra sessions are used only once session 0 answers again), so
+//! later reads see them; the deterministic transfer ids make a late
 //! arrival harmless (a retry answers `exists`, an abandoned reservation merely expires).
 //! Only an evicted or shut-down session makes the actor start a new client. A batch refused
 //! as too large (a `--development` server takes at most 253 events) lowers the limit and is
-//! sent again; nothing of it had been sent.
+//! sent again; nothing of it had been sent. A client that cannot even be built answers
+//! everything queued with that error at once.
 //!
 //! Every batch is logged at debug level with its size; a [`BatchRecorder`] (a test hook)
 //! records every size, and [`TigerBeetleMetrics`] (Prometheus) every size and every request's
@@ -48,10 +52,14 @@ use crate::settings::TigerBeetleSettings;
 
 mod direct;
 mod messages;
+mod pool;
 #[cfg(test)]
 mod server_tests;
 mod session;
+#[cfg(test)]
+mod sessions_tests;
 
+use pool::{Lane, Pool};
 use session::Connection;
 pub use session::FIRST_CALL_ALLOWANCE;
 
@@ -79,7 +87,9 @@ pub struct MicrobatchActor {
     queue: VecDeque<Queued>,
     queued_events: usize,
     max_events: usize,
-    in_flight: bool,
+    /// Whether session 0 (the current client) has a request in flight.
+    primary_busy: bool,
+    pool: Pool,
     timer: Option<SpawnHandle>,
     recorder: Option<BatchRecorder>,
     stats: BatchStats,
@@ -91,7 +101,8 @@ impl std::fmt::Debug for MicrobatchActor {
         f.debug_struct("MicrobatchActor")
             .field("addresses", &self.config.addresses)
             .field("queued_events", &self.queued_events)
-            .field("in_flight", &self.in_flight)
+            .field("primary_busy", &self.primary_busy)
+            .field("pool", &self.pool)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -112,7 +123,8 @@ impl MicrobatchActor {
             queue: VecDeque::new(),
             queued_events: 0,
             max_events,
-            in_flight: false,
+            primary_busy: false,
+            pool: Pool::default(),
             timer: None,
             recorder,
             stats: BatchStats {
@@ -170,14 +182,15 @@ impl MicrobatchActor {
         self.queued_events = left.unwrap_or(0);
     }
 
-    /// Sends now if a full batch is waiting, else makes sure the flush timer runs.
+    /// Sends now if a full batch is waiting, else makes sure the flush timer runs (unless
+    /// every session is busy: then the next reply sends what waits).
     fn schedule(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.queue.is_empty() {
+        if self.queue.is_empty() {
             return;
         }
         if self.queued_events >= self.max_events {
             self.flush(ctx);
-        } else if self.timer.is_none() {
+        } else if self.timer.is_none() && self.lane_free() {
             let interval = self.config.flush_interval();
             self.timer = Some(ctx.run_later(interval, |act, ctx| {
                 act.timer = None;
@@ -186,14 +199,43 @@ impl MicrobatchActor {
         }
     }
 
-    /// Sends the items at the head of the queue as one request.
+    /// Sends the items at the head of the queue, one request per free session: the first
+    /// even if partial, more only while whole batches wait. With no session free and a
+    /// whole batch waiting, opens another session (up to `tigerbeetle.sessions`). If no
+    /// client can be built, everything queued is answered with that error at once.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.queue.is_empty() {
-            return;
-        }
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
+        let mut sent = 0;
+        while !self.queue.is_empty() && (sent == 0 || self.queued_events >= self.max_events) {
+            match self.take_lane() {
+                Some(Ok(lane)) => {
+                    self.send_batch(lane, ctx);
+                    sent += 1;
+                }
+                Some(Err(e)) => {
+                    warn!("{e}; failing {} queued work item(s)", self.queue.len());
+                    for item in self.queue.drain(..) {
+                        let _ = item.reply.send(Err(e.clone()));
+                    }
+                    self.queued_events = 0;
+                    return;
+                }
+                None => {
+                    if self.queued_events >= self.max_events {
+                        self.open_session(ctx);
+                    }
+                    return;
+                }
+            }
+        }
+        self.schedule(ctx);
+    }
+
+    /// Takes the items at the head of the queue (never splitting one, within the limit) and
+    /// sends them as one request on `lane`.
+    fn send_batch(&mut self, lane: Lane, ctx: &mut Context<Self>) {
         let mut batch = Vec::new();
         let mut events: Vec<Transfer> = Vec::new();
         let mut ends = Vec::new();
@@ -228,23 +270,19 @@ impl MicrobatchActor {
             "{} events counted in an empty queue",
             self.queued_events
         );
-        let client = match self.client() {
-            Ok(client) => client,
-            Err(e) => {
-                for item in batch {
-                    let _ = item.reply.send(Err(e.clone()));
-                }
-                return;
-            }
-        };
         let record = BatchRecord {
             items: batch.len(),
             events: events.len(),
+            session: lane.session,
         };
-        self.in_flight = true;
         let started = Instant::now();
-        let timeout = self.call_timeout();
-        let sender = Arc::clone(&client);
+        // Session 0 may not be registered yet; an extra one registered before joining.
+        let timeout = if lane.session == 0 {
+            self.call_timeout()
+        } else {
+            self.config.request_timeout()
+        };
+        let sender = Arc::clone(&lane.client);
         let request = async move {
             let result = tokio::time::timeout(timeout, sender.create_transfers(events)).await;
             (result, sender)
@@ -252,8 +290,13 @@ impl MicrobatchActor {
         ctx.spawn(
             fut::wrap_future(request).map(move |(result, sender), act: &mut Self, ctx| {
                 drop(sender);
-                act.in_flight = false;
+                let keep = matches!(result, Ok(Ok(()) | Err(CreateTransfersError::Api(_))))
+                    || too_large(&result);
                 act.record(record, &result, started);
+                // The session is free again before the answers go out, so whatever they
+                // queue (a refused batch put back) can leave on it.
+                let client = Arc::clone(&lane.client);
+                act.return_lane(lane, keep);
                 act.finish(&client, batch, &ends, result, timeout, ctx);
                 act.release(client);
                 act.schedule_after_reply(ctx);
@@ -268,10 +311,8 @@ impl MicrobatchActor {
         result: &Result<Result<(), CreateTransfersError>, tokio::time::error::Elapsed>,
         started: Instant,
     ) {
-        if let Ok(Err(CreateTransfersError::Send(e))) = result {
-            if matches!(e.kind(), SendErrorKind::TooMuchData) {
-                return;
-            }
+        if too_large(result) {
+            return;
         }
         if let Some(recorder) = &self.recorder {
             recorder.push(record);
@@ -283,6 +324,7 @@ impl MicrobatchActor {
         self.stats.items += record.items as u64;
         self.stats.events += record.events as u64;
         self.stats.largest = self.stats.largest.max(record.events);
+        self.stats.sessions = self.stats.sessions.max(self.sessions_open());
         debug!(
             "tigerbeetle batch: {} items, {} events, {:?}",
             record.items,
@@ -363,6 +405,7 @@ impl MicrobatchActor {
                     let _ = item.reply.send(Err(e.clone()));
                 }
                 self.queued_events = 0;
+                self.close_extra_sessions();
                 self.timed_out(client, ctx);
             }
         }
@@ -397,6 +440,13 @@ impl MicrobatchActor {
         }
         self.schedule(ctx);
     }
+}
+
+/// Whether the client refused a request as too large (nothing of it was sent).
+fn too_large(
+    result: &Result<Result<(), CreateTransfersError>, tokio::time::error::Elapsed>,
+) -> bool {
+    matches!(result, Ok(Err(CreateTransfersError::Send(e))) if matches!(e.kind(), SendErrorKind::TooMuchData))
 }
 
 impl Handler<Submit> for MicrobatchActor {

@@ -24,13 +24,13 @@ use crate::tigerbeetle::testing as tb;
 use crate::tigerbeetle::transfers::{link, Failures};
 
 /// Runs an async test body, failing the test if it takes longer than `secs` seconds.
-async fn bounded<F: Future>(secs: u64, body: F) -> F::Output {
+pub(super) async fn bounded<F: Future>(secs: u64, body: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(secs), body)
         .await
         .unwrap_or_else(|_| panic!("test did not finish within its {secs} s bound"))
 }
 
-fn config(batch_max_events: usize, flush_interval_us: u64) -> TigerBeetleSettings {
+pub(super) fn config(batch_max_events: usize, flush_interval_us: u64) -> TigerBeetleSettings {
     TigerBeetleSettings {
         batch_max_events,
         flush_interval_us,
@@ -38,7 +38,7 @@ fn config(batch_max_events: usize, flush_interval_us: u64) -> TigerBeetleSetting
     }
 }
 
-fn start(config: TigerBeetleSettings) -> (Addr<MicrobatchActor>, BatchRecorder) {
+pub(super) fn start(config: TigerBeetleSettings) -> (Addr<MicrobatchActor>, BatchRecorder) {
     let recorder = BatchRecorder::new();
     (
         MicrobatchActor::new(config, Some(recorder.clone())).start(),
@@ -47,7 +47,7 @@ fn start(config: TigerBeetleSettings) -> (Addr<MicrobatchActor>, BatchRecorder) 
 }
 
 /// Two fresh unconstrained accounts: (debit, credit).
-async fn accounts(actor: &Addr<MicrobatchActor>) -> (u128, u128) {
+pub(super) async fn accounts(actor: &Addr<MicrobatchActor>) -> (u128, u128) {
     let (a, b) = (tigerbeetle_unofficial::id(), tigerbeetle_unofficial::id());
     let failures = actor
         .send(CreateAccounts(vec![
@@ -62,7 +62,7 @@ async fn accounts(actor: &Addr<MicrobatchActor>) -> (u128, u128) {
 }
 
 /// A linked chain of `n` posted transfers of 1 from `a` to `b`.
-fn chain(n: usize, a: u128, b: u128) -> Vec<Transfer> {
+pub(super) fn chain(n: usize, a: u128, b: u128) -> Vec<Transfer> {
     let mut chain: Vec<Transfer> = (0..n)
         .map(|_| {
             Transfer::new(tigerbeetle_unofficial::id())
@@ -77,12 +77,12 @@ fn chain(n: usize, a: u128, b: u128) -> Vec<Transfer> {
     chain
 }
 
-async fn credits(actor: &Addr<MicrobatchActor>, id: u128) -> u128 {
+pub(super) async fn credits(actor: &Addr<MicrobatchActor>, id: u128) -> u128 {
     let found = actor.send(LookupAccounts(vec![id])).await.unwrap().unwrap();
     found[0].credits_posted()
 }
 
-fn applied(answer: &Result<Failures, BackendError>) -> bool {
+pub(super) fn applied(answer: &Result<Failures, BackendError>) -> bool {
     matches!(answer, Ok(failures) if failures.is_empty())
 }
 
@@ -259,6 +259,8 @@ async fn calls_to_a_dead_address_fail_within_the_timeout() {
         let config = TigerBeetleSettings {
             addresses: format!("127.0.0.1:{}", tb::free_port()),
             request_timeout_ms: 300,
+            // Extra sessions open only while the first one answers: never here.
+            sessions: 4,
             ..config(253, 100)
         };
         let (actor, _) = start(config);
@@ -280,7 +282,9 @@ async fn calls_to_a_dead_address_fail_within_the_timeout() {
             let bound = Duration::from_millis(300) + FIRST_CALL_ALLOWANCE;
             assert!(started.elapsed() < bound * 2 + Duration::from_millis(700));
         }
-        assert_eq!(actor.send(GetStats).await.unwrap().timeouts, 4);
+        let stats = actor.send(GetStats).await.unwrap();
+        assert_eq!(stats.timeouts, 4);
+        assert!(stats.sessions <= 1, "sessions opened: {}", stats.sessions);
     })
     .await;
 }

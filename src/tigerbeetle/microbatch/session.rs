@@ -33,7 +33,7 @@ pub const FIRST_CALL_ALLOWANCE: Duration = Duration::from_secs(2);
 pub const CANDIDATE_REFRESH: Duration = Duration::from_millis(750);
 
 /// An account id no limit uses; candidates look it up to prove the cluster answers.
-const PROBE_ACCOUNT_ID: u128 = 1;
+pub(super) const PROBE_ACCOUNT_ID: u128 = 1;
 
 /// The client in use and its health.
 #[derive(Default)]
@@ -65,14 +65,14 @@ fn same(slot: &Option<Arc<Client>>, client: &Arc<Client>) -> bool {
 }
 
 /// Drops a client reference; if it is the last one, on a blocking thread.
-fn drop_client(client: Arc<Client>) {
+pub(super) fn drop_client(client: Arc<Client>) {
     if Arc::strong_count(&client) == 1 {
         tokio::task::spawn_blocking(move || drop(client));
     }
 }
 
 impl MicrobatchActor {
-    fn new_client(&self) -> Result<Arc<Client>, BackendError> {
+    pub(super) fn new_client(&self) -> Result<Arc<Client>, BackendError> {
         Client::new(self.config.cluster, self.config.addresses.as_str())
             .map(Arc::new)
             .map_err(|e| {
@@ -95,6 +95,16 @@ impl MicrobatchActor {
             ..Connection::default()
         };
         Ok(client)
+    }
+
+    /// Whether there is a current client.
+    pub(super) fn has_client(&self) -> bool {
+        self.conn.client.is_some()
+    }
+
+    /// Whether the current client answers: registered and not timing out.
+    pub(super) fn healthy(&self) -> bool {
+        self.conn.client.is_some() && self.conn.registered && self.conn.failing_since.is_none()
     }
 
     /// The bound on a call by the current client.

@@ -1,0 +1,279 @@
+//! Three `ratelimiterd` instances (the real binary) on one three-replica TigerBeetle cluster.
+//!
+//! - Caps hold exactly: callers spread over the instances reserve concurrently while the
+//!   primary replica is killed; a rolling key that is never completed admits exactly its
+//!   capacity, a concurrency key never has more leases live than its capacity, and every
+//!   instance reports the same usage afterwards.
+//! - Faults stay bounded: with a backup replica down every answer is still allowed within one
+//!   request timeout; with the whole cluster down every answer is `backend_error` within about
+//!   one request timeout; once the replicas are back every instance allows again by itself.
+//! - The instances act as one: a limit defined (or decreased) on one is in force on the others
+//!   within 2 s; a lease completed on another instance than the one that reserved it frees its
+//!   slot and its rolling slack at once; instances restarted with empty local state lose no
+//!   limit and no usage.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::bound::bounded;
+use crate::support::cluster::{
+    concurrency, eventually, one_cluster_at_a_time, rolling, Instances, Reserved,
+    REQUEST_TIMEOUT_MS,
+};
+use crate::support::http::lease;
+use crate::support::limits::unique_key;
+
+/// Instances on the cluster.
+const INSTANCES: usize = 3;
+/// Callers per key, spread round-robin over the instances.
+const CALLERS: usize = 12;
+/// One request timeout of an instance.
+const TIMEOUT: Duration = Duration::from_millis(REQUEST_TIMEOUT_MS);
+/// No answer may take longer, whatever fails: the TigerBeetle request in flight, then the
+/// caller's own, plus scheduling on a busy 2-core machine.
+const NO_HANG: Duration = Duration::from_millis(2 * REQUEST_TIMEOUT_MS + 1_000);
+/// "About one request timeout": the bound on answers while a replica or the cluster is down.
+const ONE_TIMEOUT: Duration = Duration::from_millis(REQUEST_TIMEOUT_MS + 700);
+
+/// One answer a caller saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    started: Instant,
+    latency: Duration,
+    instance: usize,
+    answer: Reserved,
+}
+
+/// Every answer seen so far, shared by the callers.
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// Reserves on `instance` for `lease_id` and logs the answer with its latency.
+async fn timed_reserve(
+    instances: &Instances,
+    log: &Log,
+    instance: usize,
+    lease_id: &str,
+    requirements: &[(&str, u64)],
+) -> Reserved {
+    let started = Instant::now();
+    let answer = instances.reserve(instance, lease_id, requirements).await;
+    log.lock().unwrap().push(Seen {
+        started,
+        latency: started.elapsed(),
+        instance,
+        answer: answer.clone(),
+    });
+    answer
+}
+
+/// Reserves until the answer is known: a `backend_error` leaves the outcome open, so the
+/// same lease id is retried (the ledger answers it the way it decided it first).
+async fn reserve_until_known(
+    instances: &Instances,
+    log: &Log,
+    instance: usize,
+    requirements: &[(&str, u64)],
+) -> (String, Reserved) {
+    let lease_id = lease();
+    loop {
+        let answer = timed_reserve(instances, log, instance, &lease_id, requirements).await;
+        if answer != Reserved::Error("backend_error".into()) {
+            return (lease_id, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Completes until `ok` (a complete is idempotent; `backend_error` leaves it open).
+async fn complete_until_ok(instances: &Instances, instance: usize, lease_id: &str, key: &str) {
+    loop {
+        let (ok, error) = instances.complete(instance, lease_id, &[(key, 1)]).await;
+        if ok {
+            return;
+        }
+        assert_eq!(error, "backend_error", "complete of {lease_id}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the concurrency callers saw.
+#[derive(Debug, Default)]
+struct Slots {
+    live: AtomicI64,
+    most_live: AtomicI64,
+    completed: AtomicU64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caps_hold_exactly_over_three_instances_with_the_primary_killed_mid_run() {
+    let _turn = one_cluster_at_a_time().await;
+    bounded(240, async {
+        const ROLLING_CAPACITY: u64 = 600;
+        const SLOTS: u64 = 4;
+        let instances = Arc::new(Instances::start(INSTANCES).await);
+        let (roll, conc) = (unique_key("cluster", "roll"), unique_key("cluster", "conc"));
+        // Each instance is given the definitions, so this test needs no shared definitions.
+        for index in 0..INSTANCES {
+            instances
+                .define(index, &rolling(&roll, ROLLING_CAPACITY, 3_600))
+                .await;
+            instances.define(index, &concurrency(&conc, SLOTS, 5)).await;
+        }
+        let (roll_log, conc_log): (Log, Log) = (Arc::default(), Arc::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let slots = Arc::new(Slots::default());
+        let mut callers = Vec::new();
+        for caller in 0..CALLERS {
+            let (instances, log, stop, roll) = (
+                Arc::clone(&instances),
+                Arc::clone(&roll_log),
+                Arc::clone(&stop),
+                roll.clone(),
+            );
+            callers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let instance = caller % INSTANCES;
+                    reserve_until_known(&instances, &log, instance, &[(&roll, 1)]).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }));
+        }
+        for caller in 0..CALLERS {
+            let (instances, log, stop, slots, conc) = (
+                Arc::clone(&instances),
+                Arc::clone(&conc_log),
+                Arc::clone(&stop),
+                Arc::clone(&slots),
+                conc.clone(),
+            );
+            callers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let instance = caller % INSTANCES;
+                    let (lease_id, answer) =
+                        reserve_until_known(&instances, &log, instance, &[(&conc, 1)]).await;
+                    if answer == Reserved::Allowed {
+                        // Counted live only between the allowed answer and the complete: a
+                        // sub-interval of the ledger's hold, so never more than the ledger.
+                        let live = slots.live.fetch_add(1, Ordering::SeqCst) + 1;
+                        slots.most_live.fetch_max(live, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        slots.live.fetch_sub(1, Ordering::SeqCst);
+                        complete_until_ok(&instances, instance, &lease_id, &conc).await;
+                        slots.completed.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }));
+        }
+        let rolling_allowed = || count(&roll_log, |s| s.answer == Reserved::Allowed) as u64;
+        eventually(
+            "a third of the rolling cap used",
+            Duration::from_secs(60),
+            || async { (rolling_allowed() >= ROLLING_CAPACITY / 3).then_some(()) },
+        )
+        .await;
+        let primary = instances.cluster.primary().expect("a primary is known");
+        let completed_before = slots.completed.load(Ordering::SeqCst);
+        let killed_at = Instant::now();
+        instances.kill_replica(primary).await;
+        eprintln!(
+            "killed the primary (replica {primary}) with {} rolling leases allowed",
+            rolling_allowed()
+        );
+        // The view change elects another primary; the callers keep reserving meanwhile.
+        let allowed_after_kill = || {
+            let after = |s: &Seen| s.started > killed_at && s.answer == Reserved::Allowed;
+            count(&roll_log, after) + count(&conc_log, after) > 0
+        };
+        let (_, resumed) = eventually(
+            "allowed answers after the kill",
+            Duration::from_secs(30),
+            || async { allowed_after_kill().then_some(()) },
+        )
+        .await;
+        eventually(
+            "concurrency leases completed after the kill",
+            Duration::from_secs(30),
+            || async {
+                (slots.completed.load(Ordering::SeqCst) > completed_before + 20).then_some(())
+            },
+        )
+        .await;
+        eventually(
+            "the rolling cap used up",
+            Duration::from_secs(60),
+            || async { (rolling_allowed() >= ROLLING_CAPACITY).then_some(()) },
+        )
+        .await;
+        // Enough attempts past the cap to show it holds.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::SeqCst);
+        for caller in callers {
+            tokio::time::timeout(Duration::from_secs(30), caller)
+                .await
+                .expect("a caller stopped in time")
+                .expect("a caller did not panic");
+        }
+
+        let seen: Vec<Seen> = [&roll_log, &conc_log]
+            .iter()
+            .flat_map(|log| log.lock().unwrap().clone())
+            .collect();
+        let failed: Vec<&Seen> = seen
+            .iter()
+            .filter(|s| matches!(s.answer, Reserved::Failed(_) | Reserved::Error(_)))
+            .filter(|s| s.answer != Reserved::Error("backend_error".into()))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "unexpected answers: {:?}",
+            &failed[..failed.len().min(5)]
+        );
+        let slowest = seen.iter().map(|s| s.latency).max().unwrap_or_default();
+        assert!(slowest < NO_HANG, "an answer took {slowest:?}");
+        // Exactly the rolling capacity, whatever the failover did.
+        assert_eq!(
+            rolling_allowed(),
+            ROLLING_CAPACITY,
+            "rolling leases allowed"
+        );
+        let denied = count(&roll_log, |s| s.answer == Reserved::Denied);
+        assert!(denied >= CALLERS, "only {denied} rolling reserves denied");
+        let most_live = slots.most_live.load(Ordering::SeqCst);
+        assert!(
+            most_live <= SLOTS as i64,
+            "{most_live} concurrency leases live at once"
+        );
+        assert_eq!(most_live, SLOTS as i64, "the concurrency cap was reached");
+        for index in 0..INSTANCES {
+            let usage = &instances.limit(index, &roll).await["usage"];
+            assert_eq!(
+                usage["in_use"], ROLLING_CAPACITY,
+                "instance {index}: {usage}"
+            );
+            assert_eq!(usage["available"], 0, "instance {index}: {usage}");
+            let usage = &instances.limit(index, &conc).await["usage"];
+            assert_eq!(usage["in_use"], 0, "instance {index}: {usage}");
+            assert_eq!(usage["available"], SLOTS, "instance {index}: {usage}");
+        }
+        let errors = seen
+            .iter()
+            .filter(|s| s.answer == Reserved::Error("backend_error".into()))
+            .count();
+        eprintln!(
+            "{} answers ({denied} rolling denials), {errors} backend_error; first allowed \
+             answer {resumed:?} after the primary was killed; slowest answer {slowest:?}; {} \
+             concurrency leases completed",
+            seen.len(),
+            slots.completed.load(Ordering::SeqCst)
+        );
+    })
+    .await;
+}
+
+/// How many logged answers `which` picks.
+fn count(log: &Log, which: impl Fn(&Seen) -> bool) -> usize {
+    log.lock().unwrap().iter().filter(|s| which(s)).count()
+}

@@ -277,3 +277,191 @@ async fn caps_hold_exactly_over_three_instances_with_the_primary_killed_mid_run(
 fn count(log: &Log, which: impl Fn(&Seen) -> bool) -> usize {
     log.lock().unwrap().iter().filter(|s| which(s)).count()
 }
+
+/// Callers on `key` spread over the instances, each reserving 1 with a new lease id until
+/// `stop`; every answer goes to `log`.
+fn load(
+    instances: &Arc<Instances>,
+    key: &str,
+    log: &Log,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..CALLERS)
+        .map(|caller| {
+            let (instances, log, stop, key) = (
+                Arc::clone(instances),
+                Arc::clone(log),
+                Arc::clone(stop),
+                key.to_string(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let instance = caller % INSTANCES;
+                    let answer =
+                        timed_reserve(&instances, &log, instance, &lease(), &[(&key, 1)]).await;
+                    let pause = if answer == Reserved::Allowed { 5 } else { 20 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// The answers started in `[from, to)` (and finished by `to`).
+fn between(log: &Log, from: Instant, to: Instant) -> Vec<Seen> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.started >= from && s.started + s.latency <= to)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_without_a_restart() {
+    let _turn = one_cluster_at_a_time().await;
+    bounded(240, async {
+        let starting = Instant::now();
+        let instances = Arc::new(Instances::start(INSTANCES).await);
+        let started = starting.elapsed();
+        let key = unique_key("cluster", "faults");
+        for index in 0..INSTANCES {
+            instances
+                .define(index, &rolling(&key, 1_000_000_000, 60))
+                .await;
+        }
+        let log: Log = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let callers = load(&instances, &key, &log, &stop);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        // One backup down: the primary and the other backup are a quorum.
+        let primary = instances.cluster.primary().expect("a primary is known");
+        let backup = (primary + 1) % INSTANCES;
+        instances.kill_replica(backup).await;
+        let one_down = Instant::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let with_one_down = between(&log, one_down, Instant::now());
+        assert!(
+            with_one_down.len() >= CALLERS,
+            "{} answers",
+            with_one_down.len()
+        );
+        for seen in &with_one_down {
+            assert_eq!(
+                seen.answer,
+                Reserved::Allowed,
+                "with replica {backup} down: {seen:?}"
+            );
+            assert!(
+                seen.latency < ONE_TIMEOUT,
+                "with replica {backup} down: {seen:?}"
+            );
+        }
+        let slowest_one_down = with_one_down
+            .iter()
+            .map(|s| s.latency)
+            .max()
+            .unwrap_or_default();
+
+        // The whole cluster down.
+        let all_down = Instant::now();
+        for index in 0..INSTANCES {
+            instances.kill_replica(index).await;
+        }
+        tokio::time::sleep(TIMEOUT + Duration::from_secs(3)).await;
+        let while_down = between(&log, all_down, Instant::now());
+        let slowest_down = while_down
+            .iter()
+            .map(|s| s.latency)
+            .max()
+            .unwrap_or_default();
+        for seen in &while_down {
+            assert!(
+                seen.latency < ONE_TIMEOUT,
+                "with the cluster down: {seen:?}"
+            );
+        }
+        // Once each instance has had one timeout to notice, every answer is backend_error.
+        let noticed = all_down + ONE_TIMEOUT;
+        let after_notice = between(&log, noticed, Instant::now());
+        assert!(
+            after_notice.len() >= CALLERS,
+            "{} answers",
+            after_notice.len()
+        );
+        for seen in &after_notice {
+            assert_eq!(
+                seen.answer,
+                Reserved::Error("backend_error".into()),
+                "{seen:?}"
+            );
+        }
+        for index in 0..INSTANCES {
+            assert!(
+                after_notice.iter().any(|s| s.instance == index),
+                "instance {index} answered while the cluster was down"
+            );
+        }
+
+        // Back: every instance allows again by itself.
+        let restarting = Instant::now();
+        instances.restart_replicas(&[0, 1, 2]).await;
+        let back = Instant::now();
+        let mut recovered = Duration::ZERO;
+        for index in 0..INSTANCES {
+            let (after, _) = eventually(
+                &format!("instance {index} allows again"),
+                Duration::from_secs(20),
+                || async {
+                    log.lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|s| s.instance == index && s.started >= back)
+                        .filter(|s| s.answer == Reserved::Allowed)
+                        .map(|s| s.started + s.latency - back)
+                        .min()
+                },
+            )
+            .await;
+            recovered = recovered.max(after);
+        }
+        let settled = Instant::now();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let healed = between(&log, settled, Instant::now());
+        assert!(
+            healed.len() >= CALLERS,
+            "{} answers once healed",
+            healed.len()
+        );
+        for seen in &healed {
+            assert_eq!(seen.answer, Reserved::Allowed, "once healed: {seen:?}");
+        }
+        stop.store(true, Ordering::SeqCst);
+        for caller in callers {
+            tokio::time::timeout(NO_HANG * 2, caller)
+                .await
+                .expect("a caller stopped in time")
+                .expect("a caller did not panic");
+        }
+        let seen = log.lock().unwrap().clone();
+        let slowest = seen.iter().map(|s| s.latency).max().unwrap_or_default();
+        assert!(slowest < ONE_TIMEOUT, "an answer took {slowest:?}");
+        assert!(
+            seen.iter()
+                .all(|s| !matches!(s.answer, Reserved::Failed(_))),
+            "every request got a JSON answer"
+        );
+        eprintln!(
+            "{} answers; replica {backup} down: {} answers, slowest {slowest_one_down:?}; cluster \
+             down: {} answers, slowest {slowest_down:?}; every instance allowed again within \
+             {recovered:?} of the replicas listening; slowest answer overall {slowest:?}; \
+             cluster and instances started in {started:?}, replicas restarted in {:?}",
+            seen.len(),
+            with_one_down.len(),
+            while_down.len(),
+            back - restarting,
+        );
+    })
+    .await;
+}

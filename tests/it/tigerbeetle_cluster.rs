@@ -23,6 +23,7 @@ use crate::support::cluster::{
 };
 use crate::support::http::lease;
 use crate::support::limits::unique_key;
+use serde_json::Value;
 
 /// Instances on the cluster.
 const INSTANCES: usize = 3;
@@ -35,6 +36,8 @@ const TIMEOUT: Duration = Duration::from_millis(REQUEST_TIMEOUT_MS);
 const NO_HANG: Duration = Duration::from_millis(2 * REQUEST_TIMEOUT_MS + 1_000);
 /// "About one request timeout": the bound on answers while a replica or the cluster is down.
 const ONE_TIMEOUT: Duration = Duration::from_millis(REQUEST_TIMEOUT_MS + 700);
+/// A definition made on one instance is in force on every other one within this.
+const SHARED_WITHIN: Duration = Duration::from_secs(2);
 
 /// One answer a caller saw.
 #[derive(Debug, Clone)]
@@ -461,6 +464,242 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
             with_one_down.len(),
             while_down.len(),
             back - restarting,
+        );
+    })
+    .await;
+}
+
+/// The parts of `limit` that every instance must agree on.
+fn seen_as(limit: &Value) -> (Value, Value, Value) {
+    (
+        limit["definition"]["capacity"].clone(),
+        limit["status"].clone(),
+        limit["usage"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_defined_or_decreased_on_one_instance_is_in_force_on_every_instance_within_2_s() {
+    let _turn = one_cluster_at_a_time().await;
+    bounded(120, async {
+        let instances = Instances::start(INSTANCES).await;
+        let key = unique_key("cluster", "shared");
+        assert_eq!(instances.define(0, &rolling(&key, 10, 600)).await, "active");
+        for index in 1..INSTANCES {
+            let (_, took) = eventually(
+                &format!("instance {index} knows {key}"),
+                SHARED_WITHIN,
+                || async {
+                    let (status, body) = instances.get(index, &key).await;
+                    (status == 200).then_some(body)
+                },
+            )
+            .await;
+            eprintln!("instance {index} knew the new limit after {took:?}");
+            let listed = instances.listed(index).await;
+            assert!(
+                listed
+                    .iter()
+                    .any(|l| l["definition"]["key"] == key.as_str()),
+                "listed on {index}"
+            );
+            let (_, answer) = instances.reserve_new(index, &[(&key, 1)]).await;
+            assert_eq!(answer, Reserved::Allowed, "reserve on instance {index}");
+        }
+        // Two of ten in use; an increase made on instance 1 reaches the others.
+        assert_eq!(instances.define(1, &rolling(&key, 20, 600)).await, "active");
+        for index in [0, 2] {
+            eventually(
+                &format!("instance {index} sees capacity 20"),
+                SHARED_WITHIN,
+                || async {
+                    let limit = instances.limit(index, &key).await;
+                    (limit["definition"]["capacity"] == 20).then_some(())
+                },
+            )
+            .await;
+        }
+        // A decrease below what is in use, started on instance 0 while instance 2 holds 15.
+        let (held, answer) = instances.reserve_new(2, &[(&key, 15)]).await;
+        assert_eq!(answer, Reserved::Allowed);
+        assert_eq!(
+            instances.define(0, &rolling(&key, 5, 600)).await,
+            "decreasing"
+        );
+        for index in 0..INSTANCES {
+            let limit = eventually(
+                &format!("instance {index} shows decreasing"),
+                SHARED_WITHIN,
+                || async {
+                    let limit = instances.limit(index, &key).await;
+                    (limit["status"] == "decreasing").then_some(limit)
+                },
+            )
+            .await
+            .0;
+            assert_eq!(limit["pending_decrease_to"], 5, "instance {index}: {limit}");
+            let (_, answer) = instances.reserve_new(index, &[(&key, 1)]).await;
+            assert_eq!(
+                answer,
+                Reserved::Error(format!("limit_decreasing:{key}")),
+                "instance {index}"
+            );
+        }
+        // The holder gives its 15 back: the decrease applies once, everywhere.
+        let (ok, error) = instances.complete(2, &held, &[(&key, 0)]).await;
+        assert!(ok, "{error}");
+        let mut views = Vec::new();
+        for index in 0..INSTANCES {
+            let limit = eventually(
+                &format!("instance {index} shows the decrease applied"),
+                SHARED_WITHIN,
+                || async {
+                    let limit = instances.limit(index, &key).await;
+                    (limit["status"] == "active").then_some(limit)
+                },
+            )
+            .await
+            .0;
+            let usage = &limit["usage"];
+            assert_eq!(
+                limit["definition"]["capacity"], 5,
+                "instance {index}: {limit}"
+            );
+            assert_eq!(
+                usage["in_use"].as_u64().unwrap() + usage["available"].as_u64().unwrap(),
+                5,
+                "instance {index}: {limit}"
+            );
+            views.push(seen_as(&limit));
+        }
+        assert!(
+            views.windows(2).all(|w| w[0] == w[1]),
+            "instances disagree: {views:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_completed_on_another_instance_frees_its_slot_and_its_slack_at_once() {
+    let _turn = one_cluster_at_a_time().await;
+    bounded(120, async {
+        let instances = Instances::start(INSTANCES).await;
+        let (conc, roll) = (unique_key("cluster", "conc"), unique_key("cluster", "roll"));
+        // Every instance is given the definitions, so this test needs no shared definitions.
+        for index in 0..INSTANCES {
+            instances.define(index, &concurrency(&conc, 1, 60)).await;
+            instances.define(index, &rolling(&roll, 10, 600)).await;
+        }
+        let (lease_id, answer) = instances.reserve_new(0, &[(&conc, 1), (&roll, 10)]).await;
+        assert_eq!(answer, Reserved::Allowed);
+        assert_eq!(
+            instances.reserve_new(2, &[(&conc, 1)]).await.1,
+            Reserved::Denied
+        );
+        assert_eq!(
+            instances.reserve_new(2, &[(&roll, 1)]).await.1,
+            Reserved::Denied
+        );
+
+        let (ok, error) = instances
+            .complete(1, &lease_id, &[(&conc, 1), (&roll, 4)])
+            .await;
+        assert!(ok, "complete on instance 1: {error}");
+        // At once: no waiting for the 60 s timeout or the 600 s window.
+        let started = Instant::now();
+        assert_eq!(
+            instances.reserve_new(2, &[(&conc, 1)]).await.1,
+            Reserved::Allowed,
+            "the slot is free"
+        );
+        assert_eq!(
+            instances.reserve_new(2, &[(&roll, 6)]).await.1,
+            Reserved::Allowed,
+            "the slack is free"
+        );
+        assert_eq!(
+            instances.reserve_new(2, &[(&roll, 1)]).await.1,
+            Reserved::Denied,
+            "the actual 4 still holds"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // Completing again, anywhere, changes nothing.
+        for index in [2, 0] {
+            let (ok, error) = instances
+                .complete(index, &lease_id, &[(&conc, 1), (&roll, 4)])
+                .await;
+            assert!(ok, "repeated complete on instance {index}: {error}");
+        }
+        for index in 0..INSTANCES {
+            assert_eq!(
+                instances.limit(index, &conc).await["usage"]["in_use"],
+                1,
+                "instance {index}"
+            );
+            assert_eq!(
+                instances.limit(index, &roll).await["usage"]["in_use"],
+                10,
+                "instance {index}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_restarted_with_empty_local_state_lose_no_limit_and_no_usage() {
+    let _turn = one_cluster_at_a_time().await;
+    bounded(120, async {
+        let mut instances = Instances::start(INSTANCES).await;
+        let (conc, roll) = (unique_key("cluster", "conc"), unique_key("cluster", "roll"));
+        instances.define(0, &concurrency(&conc, 3, 600)).await;
+        instances.define(0, &rolling(&roll, 10, 600)).await;
+        assert_eq!(
+            instances.reserve_new(0, &[(&conc, 2), (&roll, 4)]).await.1,
+            Reserved::Allowed
+        );
+        let before = (
+            instances.limit(0, &conc).await,
+            instances.limit(0, &roll).await,
+        );
+
+        // Every instance killed and started again in a new, empty directory.
+        instances.start_fresh_instances().await;
+        for index in 0..INSTANCES {
+            let conc_limit = instances.limit(index, &conc).await;
+            let roll_limit = instances.limit(index, &roll).await;
+            assert_eq!(conc_limit, before.0, "instance {index}");
+            assert_eq!(roll_limit, before.1, "instance {index}");
+            let listed = instances.listed(index).await;
+            for key in [&conc, &roll] {
+                assert!(
+                    listed
+                        .iter()
+                        .any(|l| l["definition"]["key"] == key.as_str()),
+                    "{key} listed on {index}"
+                );
+            }
+        }
+        assert_eq!(
+            instances.reserve_new(1, &[(&conc, 1)]).await.1,
+            Reserved::Allowed
+        );
+        assert_eq!(
+            instances.reserve_new(2, &[(&conc, 1)]).await.1,
+            Reserved::Denied
+        );
+        assert_eq!(
+            instances.reserve_new(2, &[(&roll, 6)]).await.1,
+            Reserved::Allowed
+        );
+        assert_eq!(
+            instances.reserve_new(0, &[(&roll, 1)]).await.1,
+            Reserved::Denied
         );
     })
     .await;

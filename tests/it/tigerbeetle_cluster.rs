@@ -12,10 +12,13 @@
 //!   slot and its rolling slack at once; instances restarted with empty local state lose no
 //!   limit and no usage.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
+use crate::support::answers::{slowest, Answers, Callers, Seen};
 use crate::support::bound::bounded;
 use crate::support::cluster::{
     concurrency, eventually, one_cluster_at_a_time, rolling, Instances, Reserved,
@@ -23,7 +26,6 @@ use crate::support::cluster::{
 };
 use crate::support::http::lease;
 use crate::support::limits::unique_key;
-use serde_json::Value;
 
 /// Instances on the cluster.
 const INSTANCES: usize = 3;
@@ -38,67 +40,6 @@ const NO_HANG: Duration = Duration::from_millis(2 * REQUEST_TIMEOUT_MS + 1_000);
 const ONE_TIMEOUT: Duration = Duration::from_millis(REQUEST_TIMEOUT_MS + 700);
 /// A definition made on one instance is in force on every other one within this.
 const SHARED_WITHIN: Duration = Duration::from_secs(2);
-
-/// One answer a caller saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    started: Instant,
-    latency: Duration,
-    instance: usize,
-    answer: Reserved,
-}
-
-/// Every answer seen so far, shared by the callers.
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-/// Reserves on `instance` for `lease_id` and logs the answer with its latency.
-async fn timed_reserve(
-    instances: &Instances,
-    log: &Log,
-    instance: usize,
-    lease_id: &str,
-    requirements: &[(&str, u64)],
-) -> Reserved {
-    let started = Instant::now();
-    let answer = instances.reserve(instance, lease_id, requirements).await;
-    log.lock().unwrap().push(Seen {
-        started,
-        latency: started.elapsed(),
-        instance,
-        answer: answer.clone(),
-    });
-    answer
-}
-
-/// Reserves until the answer is known: a `backend_error` leaves the outcome open, so the
-/// same lease id is retried (the ledger answers it the way it decided it first).
-async fn reserve_until_known(
-    instances: &Instances,
-    log: &Log,
-    instance: usize,
-    requirements: &[(&str, u64)],
-) -> (String, Reserved) {
-    let lease_id = lease();
-    loop {
-        let answer = timed_reserve(instances, log, instance, &lease_id, requirements).await;
-        if answer != Reserved::Error("backend_error".into()) {
-            return (lease_id, answer);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Completes until `ok` (a complete is idempotent; `backend_error` leaves it open).
-async fn complete_until_ok(instances: &Instances, instance: usize, lease_id: &str, key: &str) {
-    loop {
-        let (ok, error) = instances.complete(instance, lease_id, &[(key, 1)]).await;
-        if ok {
-            return;
-        }
-        assert_eq!(error, "backend_error", "complete of {lease_id}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// What the concurrency callers saw.
 #[derive(Debug, Default)]
@@ -123,77 +64,69 @@ async fn caps_hold_exactly_over_three_instances_with_the_primary_killed_mid_run(
                 .await;
             instances.define(index, &concurrency(&conc, SLOTS, 5)).await;
         }
-        let (roll_log, conc_log): (Log, Log) = (Arc::default(), Arc::default());
-        let stop = Arc::new(AtomicBool::new(false));
+        let (roll_log, conc_log) = (Answers::default(), Answers::default());
         let slots = Arc::new(Slots::default());
-        let mut callers = Vec::new();
-        for caller in 0..CALLERS {
-            let (instances, log, stop, roll) = (
-                Arc::clone(&instances),
-                Arc::clone(&roll_log),
-                Arc::clone(&stop),
-                roll.clone(),
-            );
-            callers.push(tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
+        let rolling_callers = Callers::spawn(CALLERS, {
+            let (instances, log, roll) = (Arc::clone(&instances), roll_log.clone(), roll.clone());
+            move |caller| {
+                let (instances, log, roll) = (Arc::clone(&instances), log.clone(), roll.clone());
+                async move {
                     let instance = caller % INSTANCES;
-                    reserve_until_known(&instances, &log, instance, &[(&roll, 1)]).await;
+                    log.reserve_until_known(&instances, instance, &[(&roll, 1)])
+                        .await;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-            }));
-        }
-        for caller in 0..CALLERS {
-            let (instances, log, stop, slots, conc) = (
-                Arc::clone(&instances),
-                Arc::clone(&conc_log),
-                Arc::clone(&stop),
-                Arc::clone(&slots),
-                conc.clone(),
-            );
-            callers.push(tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
+            }
+        });
+        let concurrency_callers = Callers::spawn(CALLERS, {
+            let (instances, log, conc) = (Arc::clone(&instances), conc_log.clone(), conc.clone());
+            let slots = Arc::clone(&slots);
+            move |caller| {
+                let (instances, log, conc) = (Arc::clone(&instances), log.clone(), conc.clone());
+                let slots = Arc::clone(&slots);
+                async move {
                     let instance = caller % INSTANCES;
-                    let (lease_id, answer) =
-                        reserve_until_known(&instances, &log, instance, &[(&conc, 1)]).await;
-                    if answer == Reserved::Allowed {
-                        // Counted live only between the allowed answer and the complete: a
-                        // sub-interval of the ledger's hold, so never more than the ledger.
-                        let live = slots.live.fetch_add(1, Ordering::SeqCst) + 1;
-                        slots.most_live.fetch_max(live, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(30)).await;
-                        slots.live.fetch_sub(1, Ordering::SeqCst);
-                        complete_until_ok(&instances, instance, &lease_id, &conc).await;
-                        slots.completed.fetch_add(1, Ordering::SeqCst);
-                    } else {
+                    let (lease_id, answer) = log
+                        .reserve_until_known(&instances, instance, &[(&conc, 1)])
+                        .await;
+                    if answer != Reserved::Allowed {
                         tokio::time::sleep(Duration::from_millis(10)).await;
+                        return;
                     }
+                    // Counted live only between the allowed answer and the complete: a
+                    // sub-interval of the ledger's hold, so never more than the ledger holds.
+                    let live = slots.live.fetch_add(1, Ordering::SeqCst) + 1;
+                    slots.most_live.fetch_max(live, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    slots.live.fetch_sub(1, Ordering::SeqCst);
+                    instances
+                        .complete_until_ok(instance, &lease_id, &[(&conc, 1)])
+                        .await;
+                    slots.completed.fetch_add(1, Ordering::SeqCst);
                 }
-            }));
-        }
-        let rolling_allowed = || count(&roll_log, |s| s.answer == Reserved::Allowed) as u64;
+            }
+        });
+        let rolling_allowed = || roll_log.count(|s| s.answer == Reserved::Allowed) as u64;
+        let third = ROLLING_CAPACITY / 3;
         eventually(
             "a third of the rolling cap used",
             Duration::from_secs(60),
-            || async { (rolling_allowed() >= ROLLING_CAPACITY / 3).then_some(()) },
+            || async { (rolling_allowed() >= third).then_some(()) },
         )
         .await;
         let primary = instances.cluster.primary().expect("a primary is known");
         let completed_before = slots.completed.load(Ordering::SeqCst);
         let killed_at = Instant::now();
         instances.kill_replica(primary).await;
-        eprintln!(
-            "killed the primary (replica {primary}) with {} rolling leases allowed",
-            rolling_allowed()
-        );
+        let allowed_at_kill = rolling_allowed();
         // The view change elects another primary; the callers keep reserving meanwhile.
-        let allowed_after_kill = || {
-            let after = |s: &Seen| s.started > killed_at && s.answer == Reserved::Allowed;
-            count(&roll_log, after) + count(&conc_log, after) > 0
-        };
         let (_, resumed) = eventually(
-            "allowed answers after the kill",
+            "an allowed answer after the kill",
             Duration::from_secs(30),
-            || async { allowed_after_kill().then_some(()) },
+            || async {
+                let after = |s: &Seen| s.started > killed_at && s.answer == Reserved::Allowed;
+                (roll_log.count(after) + conc_log.count(after) > 0).then_some(())
+            },
         )
         .await;
         eventually(
@@ -210,31 +143,23 @@ async fn caps_hold_exactly_over_three_instances_with_the_primary_killed_mid_run(
             || async { (rolling_allowed() >= ROLLING_CAPACITY).then_some(()) },
         )
         .await;
-        // Enough attempts past the cap to show it holds.
+        // Attempts past the cap, to show it holds.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        stop.store(true, Ordering::SeqCst);
-        for caller in callers {
-            tokio::time::timeout(Duration::from_secs(30), caller)
-                .await
-                .expect("a caller stopped in time")
-                .expect("a caller did not panic");
-        }
+        rolling_callers.stop(Duration::from_secs(30)).await;
+        concurrency_callers.stop(Duration::from_secs(30)).await;
 
-        let seen: Vec<Seen> = [&roll_log, &conc_log]
-            .iter()
-            .flat_map(|log| log.lock().unwrap().clone())
-            .collect();
-        let failed: Vec<&Seen> = seen
+        let seen: Vec<Seen> = roll_log.all().into_iter().chain(conc_log.all()).collect();
+        let unexpected: Vec<&Seen> = seen
             .iter()
             .filter(|s| matches!(s.answer, Reserved::Failed(_) | Reserved::Error(_)))
-            .filter(|s| s.answer != Reserved::Error("backend_error".into()))
+            .filter(|s| !s.is_backend_error())
             .collect();
         assert!(
-            failed.is_empty(),
+            unexpected.is_empty(),
             "unexpected answers: {:?}",
-            &failed[..failed.len().min(5)]
+            &unexpected[..unexpected.len().min(5)]
         );
-        let slowest = seen.iter().map(|s| s.latency).max().unwrap_or_default();
+        let slowest = slowest(&seen);
         assert!(slowest < NO_HANG, "an answer took {slowest:?}");
         // Exactly the rolling capacity, whatever the failover did.
         assert_eq!(
@@ -242,7 +167,7 @@ async fn caps_hold_exactly_over_three_instances_with_the_primary_killed_mid_run(
             ROLLING_CAPACITY,
             "rolling leases allowed"
         );
-        let denied = count(&roll_log, |s| s.answer == Reserved::Denied);
+        let denied = roll_log.count(|s| s.answer == Reserved::Denied);
         assert!(denied >= CALLERS, "only {denied} rolling reserves denied");
         let most_live = slots.most_live.load(Ordering::SeqCst);
         assert!(
@@ -261,63 +186,17 @@ async fn caps_hold_exactly_over_three_instances_with_the_primary_killed_mid_run(
             assert_eq!(usage["in_use"], 0, "instance {index}: {usage}");
             assert_eq!(usage["available"], SLOTS, "instance {index}: {usage}");
         }
-        let errors = seen
-            .iter()
-            .filter(|s| s.answer == Reserved::Error("backend_error".into()))
-            .count();
         eprintln!(
-            "{} answers ({denied} rolling denials), {errors} backend_error; first allowed \
-             answer {resumed:?} after the primary was killed; slowest answer {slowest:?}; {} \
-             concurrency leases completed",
+            "primary (replica {primary}) killed with {allowed_at_kill} rolling leases allowed; \
+             {} answers ({denied} rolling denials), {} backend_error; first allowed answer \
+             {resumed:?} after the kill; slowest answer {slowest:?}; {} concurrency leases \
+             completed",
             seen.len(),
+            seen.iter().filter(|s| s.is_backend_error()).count(),
             slots.completed.load(Ordering::SeqCst)
         );
     })
     .await;
-}
-
-/// How many logged answers `which` picks.
-fn count(log: &Log, which: impl Fn(&Seen) -> bool) -> usize {
-    log.lock().unwrap().iter().filter(|s| which(s)).count()
-}
-
-/// Callers on `key` spread over the instances, each reserving 1 with a new lease id until
-/// `stop`; every answer goes to `log`.
-fn load(
-    instances: &Arc<Instances>,
-    key: &str,
-    log: &Log,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..CALLERS)
-        .map(|caller| {
-            let (instances, log, stop, key) = (
-                Arc::clone(instances),
-                Arc::clone(log),
-                Arc::clone(stop),
-                key.to_string(),
-            );
-            tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    let instance = caller % INSTANCES;
-                    let answer =
-                        timed_reserve(&instances, &log, instance, &lease(), &[(&key, 1)]).await;
-                    let pause = if answer == Reserved::Allowed { 5 } else { 20 };
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-            })
-        })
-        .collect()
-}
-
-/// The answers started in `[from, to)` (and finished by `to`).
-fn between(log: &Log, from: Instant, to: Instant) -> Vec<Seen> {
-    log.lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.started >= from && s.started + s.latency <= to)
-        .cloned()
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -333,9 +212,20 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
                 .define(index, &rolling(&key, 1_000_000_000, 60))
                 .await;
         }
-        let log: Log = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let callers = load(&instances, &key, &log, &stop);
+        let log = Answers::default();
+        let callers = Callers::spawn(CALLERS, {
+            let (instances, log, key) = (Arc::clone(&instances), log.clone(), key.clone());
+            move |caller| {
+                let (instances, log, key) = (Arc::clone(&instances), log.clone(), key.clone());
+                async move {
+                    let answer = log
+                        .reserve(&instances, caller % INSTANCES, &lease(), &[(&key, 1)])
+                        .await;
+                    let pause = if answer == Reserved::Allowed { 5 } else { 20 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            }
+        });
         tokio::time::sleep(Duration::from_secs(2)).await;
 
         // One backup down: the primary and the other backup are a quorum.
@@ -344,7 +234,7 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
         instances.kill_replica(backup).await;
         let one_down = Instant::now();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let with_one_down = between(&log, one_down, Instant::now());
+        let with_one_down = log.between(one_down, Instant::now());
         assert!(
             with_one_down.len() >= CALLERS,
             "{} answers",
@@ -361,11 +251,6 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
                 "with replica {backup} down: {seen:?}"
             );
         }
-        let slowest_one_down = with_one_down
-            .iter()
-            .map(|s| s.latency)
-            .max()
-            .unwrap_or_default();
 
         // The whole cluster down.
         let all_down = Instant::now();
@@ -373,12 +258,7 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
             instances.kill_replica(index).await;
         }
         tokio::time::sleep(TIMEOUT + Duration::from_secs(3)).await;
-        let while_down = between(&log, all_down, Instant::now());
-        let slowest_down = while_down
-            .iter()
-            .map(|s| s.latency)
-            .max()
-            .unwrap_or_default();
+        let while_down = log.between(all_down, Instant::now());
         for seen in &while_down {
             assert!(
                 seen.latency < ONE_TIMEOUT,
@@ -386,19 +266,14 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
             );
         }
         // Once each instance has had one timeout to notice, every answer is backend_error.
-        let noticed = all_down + ONE_TIMEOUT;
-        let after_notice = between(&log, noticed, Instant::now());
+        let after_notice = log.between(all_down + ONE_TIMEOUT, Instant::now());
         assert!(
             after_notice.len() >= CALLERS,
             "{} answers",
             after_notice.len()
         );
         for seen in &after_notice {
-            assert_eq!(
-                seen.answer,
-                Reserved::Error("backend_error".into()),
-                "{seen:?}"
-            );
+            assert!(seen.is_backend_error(), "with the cluster down: {seen:?}");
         }
         for index in 0..INSTANCES {
             assert!(
@@ -417,11 +292,9 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
                 &format!("instance {index} allows again"),
                 Duration::from_secs(20),
                 || async {
-                    log.lock()
-                        .unwrap()
+                    log.between(back, Instant::now())
                         .iter()
-                        .filter(|s| s.instance == index && s.started >= back)
-                        .filter(|s| s.answer == Reserved::Allowed)
+                        .filter(|s| s.instance == index && s.answer == Reserved::Allowed)
                         .map(|s| s.started + s.latency - back)
                         .min()
                 },
@@ -431,7 +304,7 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
         }
         let settled = Instant::now();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let healed = between(&log, settled, Instant::now());
+        let healed = log.between(settled, Instant::now());
         assert!(
             healed.len() >= CALLERS,
             "{} answers once healed",
@@ -440,29 +313,28 @@ async fn faults_stay_bounded_with_a_replica_or_the_whole_cluster_down_and_heal_w
         for seen in &healed {
             assert_eq!(seen.answer, Reserved::Allowed, "once healed: {seen:?}");
         }
-        stop.store(true, Ordering::SeqCst);
-        for caller in callers {
-            tokio::time::timeout(NO_HANG * 2, caller)
-                .await
-                .expect("a caller stopped in time")
-                .expect("a caller did not panic");
-        }
-        let seen = log.lock().unwrap().clone();
-        let slowest = seen.iter().map(|s| s.latency).max().unwrap_or_default();
-        assert!(slowest < ONE_TIMEOUT, "an answer took {slowest:?}");
+        callers.stop(NO_HANG * 2).await;
+        let seen = log.all();
+        let slowest_overall = slowest(&seen);
+        assert!(
+            slowest_overall < ONE_TIMEOUT,
+            "an answer took {slowest_overall:?}"
+        );
         assert!(
             seen.iter()
                 .all(|s| !matches!(s.answer, Reserved::Failed(_))),
             "every request got a JSON answer"
         );
         eprintln!(
-            "{} answers; replica {backup} down: {} answers, slowest {slowest_one_down:?}; cluster \
-             down: {} answers, slowest {slowest_down:?}; every instance allowed again within \
-             {recovered:?} of the replicas listening; slowest answer overall {slowest:?}; \
-             cluster and instances started in {started:?}, replicas restarted in {:?}",
+            "{} answers; replica {backup} down: {} answers, slowest {:?}; cluster down: {} \
+             answers, slowest {:?}; every instance allowed again within {recovered:?} of the \
+             replicas listening; slowest answer overall {slowest_overall:?}; cluster and \
+             instances started in {started:?}, replicas restarted in {:?}",
             seen.len(),
             with_one_down.len(),
+            slowest(&with_one_down),
             while_down.len(),
+            slowest(&while_down),
             back - restarting,
         );
     })

@@ -183,6 +183,18 @@ impl Instances {
         }
     }
 
+    /// Completes until `ok` (a complete is idempotent; `backend_error` leaves it open).
+    pub async fn complete_until_ok(&self, index: usize, lease_id: &str, actuals: &[(&str, u64)]) {
+        loop {
+            let (ok, error) = self.complete(index, lease_id, actuals).await;
+            if ok {
+                return;
+            }
+            assert_eq!(error, "backend_error", "complete of {lease_id}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// PUTs `definition` on instance `index`; returns the HTTP status and the body.
     pub async fn put(&self, index: usize, definition: &Value) -> (u16, Value) {
         let url = self.instance(index).url("/v1/admin/limits");

@@ -4,6 +4,8 @@
 //! (with the `tigerbeetle` feature) the library's throwaway TigerBeetle server and ledger looks,
 //! and several instances on a three-replica cluster.
 
+#[cfg(feature = "tigerbeetle")]
+pub mod answers;
 pub mod bound;
 pub mod browser;
 #[cfg(feature = "tigerbeetle")]

@@ -181,8 +181,7 @@ impl TbCluster {
                         .unwrap_or_default();
                 let last = log
                     .lines()
-                    .filter(|line| line.contains("transition_to_normal_from"))
-                    .last()?;
+                    .rfind(|line| line.contains("transition_to_normal_from"))?;
                 let view = last.split("view=").nth(1)?.split_whitespace().next()?;
                 let view: u64 = view.rsplit("..").next()?.parse().ok()?;
                 last.trim_end()

@@ -48,8 +48,8 @@ pub enum Reserved {
 pub struct Instances {
     /// The cluster (shared with blocking tasks that kill and restart replicas).
     pub cluster: Arc<TbCluster>,
-    /// The running instances, `None` once stopped.
-    pub daemons: Vec<Option<Daemon>>,
+    /// The running instances (`None` only while they are being replaced).
+    daemons: Vec<Option<Daemon>>,
     dirs: Vec<TempDir>,
     client: reqwest::Client,
 }
@@ -62,26 +62,24 @@ impl Instances {
             .expect("the cluster starts");
         let mut instances = Instances {
             cluster: Arc::new(cluster),
-            daemons: Vec::new(),
+            daemons: (0..count).map(|_| None).collect(),
             dirs: Vec::new(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("a client"),
         };
-        for _ in 0..count {
-            instances.daemons.push(None);
-        }
         instances.start_fresh_instances().await;
         instances
     }
 
-    /// (Re)starts every instance in a new, empty directory: no registry, no local state.
+    /// Kills every instance, then starts each again in a new, empty directory: no registry,
+    /// no local state.
     pub async fn start_fresh_instances(&mut self) {
+        for mut daemon in self.daemons.iter_mut().filter_map(Option::take) {
+            daemon.kill();
+        }
         for index in 0..self.daemons.len() {
-            if let Some(mut daemon) = self.daemons[index].take() {
-                daemon.kill();
-            }
             let dir = tempfile::tempdir().expect("a directory");
             let (addresses, cluster) = (self.cluster.addresses(), self.cluster.cluster());
             let path = dir.path().to_path_buf();

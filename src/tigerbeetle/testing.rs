@@ -7,7 +7,8 @@
 //! this process: when the process exits for any reason (even with a static server whose
 //! `Drop` never runs), the pipe closes and the watchdog kills the server and removes its
 //! directory. [`TbServer::kill`] and [`TbServer::restart`] stop and revive the same data
-//! file on the same port (chaos tests).
+//! file on the same port (chaos tests). [`TbCluster`] does the same for the three replicas
+//! of one cluster, any of which can be killed and restarted.
 //!
 //! The binary comes from `TB_BIN`, or from `scripts/provision-tigerbeetle.sh` (which builds
 //! and caches it on first use). When neither gives one, or the server does not start, these
@@ -157,6 +158,88 @@ impl Running {
     }
 }
 
+/// Starts `tigerbeetle start --addresses=<addresses> --development <data>` under a watchdog,
+/// logging to `server.log` in `dir` (which the watchdog removes when this process is gone),
+/// and waits until it listens on `own`; on failure the server is stopped and the error says
+/// why, with its log.
+fn spawn_replica(dir: &Path, data: &Path, addresses: &str, own: &str) -> Result<Running, String> {
+    let binary = server_binary();
+    let log = dir.join("server.log");
+    let _ = std::fs::remove_file(&log);
+    // Reads one line: `keep` (a kill or restart) leaves the directory; end of input (this
+    // process is gone) also removes it, so a static server's 1 GiB data file does not
+    // outlive the process.
+    let script = r#"tb="$1"; log="$2"; dir="$3"; shift 3
+"$tb" "$@" >"$log" 2>&1 &
+child=$!
+echo "$child"
+read -r command || command=gone
+kill -KILL "$child" 2>/dev/null
+wait "$child" 2>/dev/null
+[ "$command" = keep ] || rm -rf "$dir"
+exit 0"#;
+    let mut watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("tb-watchdog")
+        .arg(&binary)
+        .arg(&log)
+        .arg(dir)
+        .arg("start")
+        .arg(format!("--addresses={addresses}"))
+        .arg("--development")
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot spawn sh for TigerBeetle: {e}"))?;
+    let stdin = watchdog.stdin.take();
+    let stdout = watchdog
+        .stdout
+        .take()
+        .ok_or("the watchdog has no stdout pipe")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("watchdog did not report the server pid: {e}"))?;
+    let pid: u32 = line
+        .trim()
+        .parse()
+        .map_err(|_| format!("watchdog printed {line:?} instead of a pid"))?;
+    let running = Running {
+        watchdog,
+        stdin,
+        pid,
+    };
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&format!("listening on {own}")) {
+            return Ok(running);
+        }
+        let alive = Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !alive || started.elapsed() > START_BOUND {
+            running.stop();
+            return Err(format!(
+                "server on {} {} ; log:\n{}",
+                own,
+                if alive {
+                    "did not listen in time"
+                } else {
+                    "exited"
+                },
+                text
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A single-replica `--development` TigerBeetle server on a loopback port, stopped (and its
 /// data removed) on drop.
 #[derive(Debug)]
@@ -215,83 +298,10 @@ impl TbServer {
     }
 
     fn spawn(&self) -> Result<(), String> {
-        let binary = server_binary();
         let data = self.dir.path().join("0_0.tigerbeetle");
-        let log = self.dir.path().join("server.log");
-        let _ = std::fs::remove_file(&log);
-        // Reads one line: `keep` (a kill or restart) leaves the directory; end of input (this
-        // process is gone) also removes it, so a static server's 1 GiB data file does not
-        // outlive the process.
-        let script = r#"tb="$1"; log="$2"; dir="$3"; shift 3
-"$tb" "$@" >"$log" 2>&1 &
-child=$!
-echo "$child"
-read -r command || command=gone
-kill -KILL "$child" 2>/dev/null
-wait "$child" 2>/dev/null
-[ "$command" = keep ] || rm -rf "$dir"
-exit 0"#;
-        let mut watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("tb-watchdog")
-            .arg(&binary)
-            .arg(&log)
-            .arg(self.dir.path())
-            .arg("start")
-            .arg(format!("--addresses={}", self.address()))
-            .arg("--development")
-            .arg(&data)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot spawn sh for TigerBeetle: {e}"))?;
-        let stdin = watchdog.stdin.take();
-        let stdout = watchdog
-            .stdout
-            .take()
-            .ok_or("the watchdog has no stdout pipe")?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("watchdog did not report the server pid: {e}"))?;
-        let pid: u32 = line
-            .trim()
-            .parse()
-            .map_err(|_| format!("watchdog printed {line:?} instead of a pid"))?;
-        let running = Running {
-            watchdog,
-            stdin,
-            pid,
-        };
-        let started = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("listening on") {
-                *self.running() = Some(running);
-                return Ok(());
-            }
-            let alive = Command::new("kill")
-                .args(["-0", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !alive || started.elapsed() > START_BOUND {
-                running.stop();
-                return Err(format!(
-                    "server on {} {} ; log:\n{}",
-                    self.address(),
-                    if alive {
-                        "did not listen in time"
-                    } else {
-                        "exited"
-                    },
-                    text
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let running = spawn_replica(self.dir.path(), &data, &self.address(), &self.address())?;
+        *self.running() = Some(running);
+        Ok(())
     }
 
     /// Kills the server at once (SIGKILL), keeping its data file.
@@ -413,3 +423,6 @@ pub async fn lease_transfer(kind: LeaseTransfer, lease: LeaseId, key: &str) -> O
     let found = lookup("lookup_transfers", raw_client().lookup_transfers(vec![id])).await;
     found.into_iter().find(|t| t.id() == id)
 }
+
+mod cluster;
+pub use cluster::{TbCluster, REPLICAS};

@@ -4,7 +4,6 @@
 //! while a saturated one waits, the batching client answers in order and idempotently, and
 //! the load-test binary reports non-zero throughput.
 
-#[cfg(feature = "tigerbeetle")]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

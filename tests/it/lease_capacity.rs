@@ -33,6 +33,7 @@ enum On {
 }
 
 /// The binary on `backend` with its registry in `dir` and `--lease-capacity capacity`.
+#[cfg_attr(not(feature = "tigerbeetle"), allow(unused_mut, clippy::useless_vec))]
 fn daemon(dir: &std::path::Path, capacity: usize, backend: On) -> Daemon {
     let registry = dir.join("limits.json");
     let capacity = capacity.to_string();

@@ -53,4 +53,6 @@ mod tigerbeetle_backend;
 #[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_chaos;
 #[cfg(feature = "tigerbeetle")]
+mod tigerbeetle_cluster;
+#[cfg(feature = "tigerbeetle")]
 mod tigerbeetle_throughput;

@@ -5,8 +5,9 @@
 #      from the source inside the tigerbeetle-unofficial-sys crate; cached under ~/.cache, so
 #      only the first run on a machine pays the ~4 minutes), and Debian's chromium for the
 #      limits page's browser test (scripts/provision-chromium.sh; apt, first run only).
-#   2. Checks formatting and lints (clippy with warnings as errors): the full build, and the
-#      client library alone (`--no-default-features --features client`).
+#   2. Checks formatting and lints (clippy with warnings as errors): the full build, the
+#      default features, and the client library alone (`--no-default-features --features
+#      client`).
 #   3. Runs every test — unit, model-based, stress, HTTP, conformance on both backends,
 #      TigerBeetle integration and chaos tests, and the BDD features — with the TigerBeetle
 #      backend compiled in. TigerBeetle tests fail (never skip) when the server is missing.
@@ -33,6 +34,10 @@ cargo fmt --all -- --check
 
 log "cargo clippy (warnings are errors)"
 cargo clippy --all-targets --features "$FEATURES" -- -D warnings
+
+# The default features (memory backend only), as `cargo build` users get them.
+log "cargo clippy, default features"
+cargo clippy --all-targets -- -D warnings
 
 # The client library alone: reuses the dependencies checked above, rechecks only this crate.
 log "cargo clippy, client library only (--no-default-features --features client)"

@@ -22,6 +22,11 @@ use ratelimiter::service::{LimiterService, RegistrySource};
 use ratelimiter::settings::{BackendKind, Overrides, ServerSettings, ENV_PREFIX};
 use ratelimiter::snapshot::SnapshotFile;
 
+/// mimalloc instead of the system allocator: request handling allocates and frees many small
+/// objects, which glibc's malloc served at ~30 % of the daemon's CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The command line: `--config` plus one flag per setting.
 #[derive(Debug, Parser)]
 #[command(

@@ -10,8 +10,9 @@
 //!
 //! A client session has one request in flight; the next batch forms while it is out and
 //! leaves the moment the reply arrives, so the connection stays busy under load and batches
-//! grow with it. When a whole batch waits while every session is busy, the actor opens
-//! another session, up to `tigerbeetle.sessions` (see [`pool`], which also says what several
+//! grow with it. Work for several requests is split over the free sessions, so TigerBeetle
+//! applies one part while the answers of another are handled here; under load the actor opens
+//! more sessions, up to `tigerbeetle.sessions` (see [`pool`], which also says what several
 //! sessions do to ordering and why that is safe).
 //!
 //! Faults: the TigerBeetle client never gives up on a dead server, so every call is bounded
@@ -37,6 +38,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Fewest events a request carries when queued work is split over several sessions
+/// (smaller requests cost TigerBeetle more per event than they gain in overlap).
+const SPLIT_MIN_EVENTS: usize = 256;
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -199,19 +204,30 @@ impl MicrobatchActor {
         }
     }
 
-    /// Sends the items at the head of the queue, one request per free session: the first
-    /// even if partial, more only while whole batches wait. With no session free and a
-    /// whole batch waiting, opens another session (up to `tigerbeetle.sessions`). If no
-    /// client can be built, everything queued is answered with that error at once.
+    /// Sends the items at the head of the queue, one request per free session. Work for
+    /// several requests (at least [`SPLIT_MIN_EVENTS`] each) is split evenly over the free
+    /// sessions, so TigerBeetle applies one part while the answers of another are handled
+    /// here; more requests follow while whole batches wait. With work for two requests and
+    /// fewer than two sessions free, or no session free and a whole batch waiting, opens
+    /// another session (up to `tigerbeetle.sessions`). If no client can be built,
+    /// everything queued is answered with that error at once.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
+        if self.queued_events >= 2 * SPLIT_MIN_EVENTS {
+            self.open_session(ctx);
+        }
+        let parts = self
+            .free_lanes()
+            .min(self.queued_events / SPLIT_MIN_EVENTS)
+            .max(1);
+        let cap = self.queued_events.div_ceil(parts).min(self.max_events);
         let mut sent = 0;
-        while !self.queue.is_empty() && (sent == 0 || self.queued_events >= self.max_events) {
+        while !self.queue.is_empty() && (sent < parts || self.queued_events >= self.max_events) {
             match self.take_lane() {
                 Some(Ok(lane)) => {
-                    self.send_batch(lane, ctx);
+                    self.send_batch(lane, cap, ctx);
                     sent += 1;
                 }
                 Some(Err(e)) => {
@@ -233,14 +249,14 @@ impl MicrobatchActor {
         self.schedule(ctx);
     }
 
-    /// Takes the items at the head of the queue (never splitting one, within the limit) and
-    /// sends them as one request on `lane`.
-    fn send_batch(&mut self, lane: Lane, ctx: &mut Context<Self>) {
+    /// Takes the items at the head of the queue (never splitting one, at most `cap` events,
+    /// which is within the limit) and sends them as one request on `lane`.
+    fn send_batch(&mut self, lane: Lane, cap: usize, ctx: &mut Context<Self>) {
         let mut batch = Vec::new();
         let mut events: Vec<Transfer> = Vec::new();
         let mut ends = Vec::new();
         while let Some(front) = self.queue.front() {
-            if !batch.is_empty() && events.len() + front.chain.len() > self.max_events {
+            if !batch.is_empty() && events.len() + front.chain.len() > cap {
                 break;
             }
             let Some(item) = self.queue.pop_front() else {

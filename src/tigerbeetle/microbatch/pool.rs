@@ -2,9 +2,10 @@
 //! also carries every unbatched call) and up to `tigerbeetle.sessions − 1` extra ones.
 //!
 //! A TigerBeetle session has one request in flight. Under load the batcher forms the next
-//! batch while one is out; once a whole batch (`batch_max_events`) waits and every open
-//! session is busy, it opens one more session, registers it with a cheap lookup (a new
-//! session's first call takes ~0.6 s, which no batch should wait for) and then sends on it.
+//! batch while one is out; once two requests' worth of work waits with fewer than two
+//! sessions free (or a whole batch with none free), it opens one more session, registers it
+//! with a cheap lookup (a new session's first call takes ~0.6 s, which no batch should wait
+//! for) and then sends on it.
 //! Sessions stay open once opened; an idle batcher uses session 0 only.
 //!
 //! Ordering. With one session, requests leave in the order they were formed, and a request a
@@ -131,11 +132,27 @@ impl MicrobatchActor {
         }
     }
 
-    /// Opens one more session if a whole batch waits, every session is busy, session 0
-    /// answers and the limit allows; it takes batches once it has registered.
-    pub(super) fn open_session(&mut self, ctx: &mut Context<Self>) {
+    /// Whether another session could be opened now: the limit allows, none is being
+    /// opened, and session 0 answers.
+    pub(super) fn may_open_session(&self) -> bool {
         let room = self.sessions_open() + usize::from(self.pool.opening) < self.config.sessions;
-        if !room || self.pool.opening || !self.healthy() || self.lane_free() {
+        room && !self.pool.opening && self.healthy()
+    }
+
+    /// Sessions a batch could leave on now without opening one.
+    pub(super) fn free_lanes(&self) -> usize {
+        let extra = if self.healthy() {
+            self.pool.idle.len()
+        } else {
+            0
+        };
+        usize::from(!self.primary_busy) + extra
+    }
+
+    /// Opens one more session, when fewer than two are free and
+    /// [`Self::may_open_session`]; it takes batches once it has registered.
+    pub(super) fn open_session(&mut self, ctx: &mut Context<Self>) {
+        if !self.may_open_session() || self.free_lanes() >= 2 {
             return;
         }
         let Ok(client) = self.new_client() else {

@@ -16,6 +16,10 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+/// The same allocator as ratelimiterd, so the two servers differ only in what they do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A body that must be a JSON object, exactly as ratelimiterd reads it.
 struct Object<T>(T);
 

@@ -4,34 +4,16 @@
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
-local alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-local first = "01234567"
+-- The body pieces and ULIDs, shared with benches/tigerbeetle/reserve_batch.lua.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local reserve_body = dofile(here .. "reserve_body.lua")
 
--- Seed per thread so threads do not repeat each other's ids.
 function init(args)
-  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
+  reserve_body.seed()
 end
-
-local chars = {}
-local function ulid()
-  local r = math.random(1, 8)
-  chars[1] = first:sub(r, r)
-  for i = 2, 26 do
-    local c = math.random(1, 32)
-    chars[i] = alphabet:sub(c, c)
-  end
-  return table.concat(chars)
-end
-
-local body_prefix = '{"lease_id":"'
-local body_suffix = '","requirements":['
-  .. '{"key":"bench:http:rpm","amount":1},'
-  .. '{"key":"bench:http:tpm","amount":600},'
-  .. '{"key":"bench:http:concurrency","amount":1},'
-  .. '{"key":"bench:http:tenant_tokens","amount":600}]}'
 
 function request()
-  return wrk.format(nil, "/v1/reserve", nil, body_prefix .. ulid() .. body_suffix)
+  return wrk.format(nil, "/v1/reserve", nil, reserve_body.prefix .. reserve_body.ulid() .. reserve_body.suffix)
 end
 
 -- Count answers other than 200: a denial or an error would make the comparison meaningless.

@@ -6,34 +6,19 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 local batch = tonumber(os.getenv("BATCH") or "32")
-local alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-local first = "01234567"
+
+-- The body pieces and ULIDs, shared with benches/http/reserve.lua.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local reserve_body = dofile(here .. "../http/reserve_body.lua")
 
 function init(args)
-  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
+  reserve_body.seed()
 end
-
-local chars = {}
-local function ulid()
-  local r = math.random(1, 8)
-  chars[1] = first:sub(r, r)
-  for i = 2, 26 do
-    local c = math.random(1, 32)
-    chars[i] = alphabet:sub(c, c)
-  end
-  return table.concat(chars)
-end
-
-local requirements = '","requirements":['
-  .. '{"key":"bench:http:rpm","amount":1},'
-  .. '{"key":"bench:http:tpm","amount":600},'
-  .. '{"key":"bench:http:concurrency","amount":1},'
-  .. '{"key":"bench:http:tenant_tokens","amount":600}]}'
 
 function request()
   local items = {}
   for i = 1, batch do
-    items[i] = '{"lease_id":"' .. ulid() .. requirements
+    items[i] = reserve_body.prefix .. reserve_body.ulid() .. reserve_body.suffix
   end
   return wrk.format(nil, "/v1/reserve/batch", nil,
     '{"requests":[' .. table.concat(items, ",") .. ']}')

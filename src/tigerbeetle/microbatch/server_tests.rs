@@ -63,11 +63,17 @@ pub(super) async fn accounts(actor: &Addr<MicrobatchActor>) -> (u128, u128) {
 
 /// A linked chain of `n` posted transfers of 1 from `a` to `b`.
 pub(super) fn chain(n: usize, a: u128, b: u128) -> Vec<Transfer> {
-    let mut chain: Vec<Transfer> = (0..n)
-        .map(|_| {
+    chain_from(&vec![a; n], b)
+}
+
+/// A linked chain of posted transfers of 1, one from each account of `from` to `to`.
+pub(super) fn chain_from(from: &[u128], to: u128) -> Vec<Transfer> {
+    let mut chain: Vec<Transfer> = from
+        .iter()
+        .map(|&debit| {
             Transfer::new(tigerbeetle_unofficial::id())
-                .with_debit_account_id(a)
-                .with_credit_account_id(b)
+                .with_debit_account_id(debit)
+                .with_credit_account_id(to)
                 .with_amount(1)
                 .with_ledger(1)
                 .with_code(1)

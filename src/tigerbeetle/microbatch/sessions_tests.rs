@@ -13,11 +13,10 @@ use futures::future::join_all;
 use tigerbeetle_unofficial::error::CreateTransferErrorKind as Kind;
 use tigerbeetle_unofficial::{account, Account, Transfer};
 
-use super::server_tests::{accounts, applied, bounded, chain, config, credits, start};
+use super::server_tests::{accounts, applied, bounded, chain, chain_from, config, credits, start};
 use super::{BatchRecorder, CreateAccounts, GetStats, LookupAccounts, MicrobatchActor, Submit};
 use crate::backend::{BackendError, Fault};
 use crate::settings::TigerBeetleSettings;
-use crate::tigerbeetle::transfers::link;
 
 /// Callers submitting at once: enough outstanding events (2 per caller) that whole batches
 /// wait while one is in flight.
@@ -125,21 +124,7 @@ async fn a_limited_account_admits_exactly_its_capacity_over_several_sessions() {
         let answer = actor.send(Submit(vec![vec![fund]])).await.unwrap();
         assert!(applied(&answer[0]));
         // Like a reserve of two keys: one unlimited, then the limited one, linked.
-        let item = move || {
-            let mut chain: Vec<Transfer> = [free, limited]
-                .into_iter()
-                .map(|from| {
-                    Transfer::new(tigerbeetle_unofficial::id())
-                        .with_debit_account_id(from)
-                        .with_credit_account_id(sink)
-                        .with_amount(1)
-                        .with_ledger(1)
-                        .with_code(1)
-                })
-                .collect();
-            link(&mut chain);
-            chain
-        };
+        let item = move || chain_from(&[free, limited], sink);
         // At least 16 384 attempts for 12 000 slots.
         let used_several = || several_sessions_used(&recorder);
         let answers = load(&actor, CALLERS, 32, used_several, item).await;

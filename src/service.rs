@@ -92,7 +92,7 @@ pub struct LimiterService {
     states: RwLock<HashMap<String, LimitState>>,
     admin_lock: tokio::sync::Mutex<()>,
     settings: ServiceSettings,
-    /// When the service started; the time base of `full_log`.
+    /// When the service started; the time base of its log throttles.
     started: Instant,
     /// A full lease table refuses every reserve: logged at most once a minute.
     full_log: Mutex<LogThrottle>,

@@ -23,12 +23,16 @@ use super::admin::AdminError;
 use super::LimiterService;
 use crate::backend::Backend;
 use crate::definitions::{DefinitionStore, StoreError, Versioned};
+use crate::model::throttle::LogThrottle;
 use crate::model::{LimitState, LimitStatus};
 
 /// Attempts of one admin change when other instances keep writing the same key first.
 const CONFLICT_ATTEMPTS: usize = 5;
 /// How often held capacity is compared with the definitions at most.
 const HEAL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// At most one warning a minute about versions the backend refused.
+const REFUSED_LOG_INTERVAL_MS: i64 = 60_000;
 
 /// What [`LimiterService`] keeps about the shared store.
 #[derive(Debug)]
@@ -38,6 +42,9 @@ pub(super) struct SharedDefinitions {
     versions: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// How far the store's changes have been followed.
     cursor: std::sync::Mutex<crate::definitions::Cursor>,
+    /// Versions the backend refused are retried every control tick; warned about at most
+    /// once a minute.
+    refused_log: std::sync::Mutex<LogThrottle>,
 }
 
 impl SharedDefinitions {
@@ -104,6 +111,7 @@ pub(super) async fn load(
         store,
         versions: std::sync::Mutex::new(versions),
         cursor: std::sync::Mutex::new(changes.cursor),
+        refused_log: std::sync::Mutex::new(LogThrottle::new(REFUSED_LOG_INTERVAL_MS)),
     };
     Ok((states, shared))
 }
@@ -155,11 +163,21 @@ impl LimiterService {
             return true;
         }
         if let Err(e) = self.backend.define(&latest.state).await {
-            warn!(
-                "limit {key}: version {} from {} not applied yet: {e}",
-                latest.version,
-                shared.store.describe()
-            );
+            let now_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            let due = shared
+                .refused_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .due(now_ms);
+            if let Some(held_back) = due {
+                warn!(
+                    "limit {key}: version {} from {} not applied yet: {e} (retried every \
+                     control tick; {held_back} more refusal(s) since the last warning, which \
+                     repeats at most once a minute)",
+                    latest.version,
+                    shared.store.describe()
+                );
+            }
             return false;
         }
         info!(

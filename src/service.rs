@@ -327,15 +327,19 @@ impl LimiterService {
         })
     }
 
-    /// Logs a refusal by a full lease table, at most once a minute.
-    fn log_lease_table_full(&self, full: &LeaseTableFull) {
+    /// Records one occurrence on `throttle`, timed from the service's start: `Some(n)` if a
+    /// line is due now (`n` occurrences held back since the last one).
+    fn log_due(&self, throttle: &Mutex<LogThrottle>) -> Option<u64> {
         let now_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let due = self
-            .full_log
+        throttle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .due(now_ms);
-        if let Some(held_back) = due {
+            .due(now_ms)
+    }
+
+    /// Logs a refusal by a full lease table, at most once a minute.
+    fn log_lease_table_full(&self, full: &LeaseTableFull) {
+        if let Some(held_back) = self.log_due(&self.full_log) {
             warn!(
                 "reserve refused with backend_error, nothing taken: {full} ({held_back} more \
                  refusal(s) since the last warning; this warning repeats at most once a minute)"

@@ -163,13 +163,7 @@ impl LimiterService {
             return true;
         }
         if let Err(e) = self.backend.define(&latest.state).await {
-            let now_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-            let due = shared
-                .refused_log
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .due(now_ms);
-            if let Some(held_back) = due {
+            if let Some(held_back) = self.log_due(&shared.refused_log) {
                 warn!(
                     "limit {key}: version {} from {} not applied yet: {e} (retried every \
                      control tick; {held_back} more refusal(s) since the last warning, which \

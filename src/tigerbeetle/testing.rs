@@ -240,6 +240,26 @@ exit 0"#;
     }
 }
 
+/// `tigerbeetle format --development` of replica `replica` of `replica_count` in `cluster`
+/// into `data`; panics with the reason if it fails.
+fn format_replica(cluster: u128, replica: usize, replica_count: usize, data: &Path) {
+    let binary = server_binary();
+    let output = Command::new(&binary)
+        .arg("format")
+        .arg(format!("--cluster={cluster}"))
+        .arg(format!("--replica={replica}"))
+        .arg(format!("--replica-count={replica_count}"))
+        .arg("--development")
+        .arg(data)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} format: {e}", binary.display()));
+    assert!(
+        output.status.success(),
+        "tigerbeetle format of replica {replica} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A single-replica `--development` TigerBeetle server on a loopback port, stopped (and its
 /// data removed) on drop.
 #[derive(Debug)]
@@ -252,25 +272,9 @@ pub struct TbServer {
 impl TbServer {
     /// Formats a data file and starts a server; panics with the reason if it cannot.
     pub fn start() -> TbServer {
-        let binary = server_binary();
         let dir = ScratchDir::create();
         let data = dir.path().join("0_0.tigerbeetle");
-        let format = Command::new(&binary)
-            .args([
-                "format",
-                "--cluster=0",
-                "--replica=0",
-                "--replica-count=1",
-                "--development",
-            ])
-            .arg(&data)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {} format: {e}", binary.display()));
-        assert!(
-            format.status.success(),
-            "tigerbeetle format failed: {}",
-            String::from_utf8_lossy(&format.stderr)
-        );
+        format_replica(0, 0, 1, &data);
         let mut server = TbServer {
             dir,
             port: free_port(),

@@ -6,7 +6,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{free_port, server_binary, spawn_replica, Running, ScratchDir, START_BOUND};
+use super::{format_replica, free_port, spawn_replica, Running, ScratchDir, START_BOUND};
 use crate::settings::TigerBeetleSettings;
 
 /// Replicas in a [`TbCluster`].
@@ -53,7 +53,7 @@ impl TbCluster {
                     dir: ScratchDir::create(),
                     running: Mutex::new(None),
                 };
-                format(cluster, index, &replica.data_file(index));
+                format_replica(cluster, index, REPLICAS, &replica.data_file(index));
                 replica
             })
             .collect();
@@ -200,23 +200,4 @@ impl Drop for TbCluster {
             self.kill(index);
         }
     }
-}
-
-/// `tigerbeetle format` of replica `index` of `cluster` into `data`; panics if it fails.
-fn format(cluster: u128, index: usize, data: &std::path::Path) {
-    let binary = server_binary();
-    let output = std::process::Command::new(&binary)
-        .arg("format")
-        .arg(format!("--cluster={cluster}"))
-        .arg(format!("--replica={index}"))
-        .arg(format!("--replica-count={REPLICAS}"))
-        .arg("--development")
-        .arg(data)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} format: {e}", binary.display()));
-    assert!(
-        output.status.success(),
-        "tigerbeetle format of replica {index} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

@@ -195,7 +195,7 @@ impl MicrobatchActor {
         }
         if self.queued_events >= self.max_events {
             self.flush(ctx);
-        } else if self.timer.is_none() && self.lane_free() {
+        } else if self.timer.is_none() && self.free_lanes() > 0 {
             let interval = self.config.flush_interval();
             self.timer = Some(ctx.run_later(interval, |act, ctx| {
                 act.timer = None;

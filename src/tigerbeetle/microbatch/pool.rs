@@ -96,11 +96,6 @@ impl MicrobatchActor {
         }))
     }
 
-    /// Whether a batch could leave now without opening a session.
-    pub(super) fn lane_free(&self) -> bool {
-        !self.primary_busy || (self.healthy() && !self.pool.idle.is_empty())
-    }
-
     /// A lane's request returned; `keep` if its session is still good for more.
     pub(super) fn return_lane(&mut self, lane: Lane, keep: bool) {
         if lane.session == 0 {
@@ -132,13 +127,6 @@ impl MicrobatchActor {
         }
     }
 
-    /// Whether another session could be opened now: the limit allows, none is being
-    /// opened, and session 0 answers.
-    pub(super) fn may_open_session(&self) -> bool {
-        let room = self.sessions_open() + usize::from(self.pool.opening) < self.config.sessions;
-        room && !self.pool.opening && self.healthy()
-    }
-
     /// Sessions a batch could leave on now without opening one.
     pub(super) fn free_lanes(&self) -> usize {
         let extra = if self.healthy() {
@@ -149,10 +137,11 @@ impl MicrobatchActor {
         usize::from(!self.primary_busy) + extra
     }
 
-    /// Opens one more session, when fewer than two are free and
-    /// [`Self::may_open_session`]; it takes batches once it has registered.
+    /// Opens one more session when fewer than two are free, none is being opened, the limit
+    /// allows and session 0 answers; it takes batches once it has registered.
     pub(super) fn open_session(&mut self, ctx: &mut Context<Self>) {
-        if !self.may_open_session() || self.free_lanes() >= 2 {
+        let room = self.sessions_open() < self.config.sessions;
+        if self.pool.opening || !room || !self.healthy() || self.free_lanes() >= 2 {
             return;
         }
         let Ok(client) = self.new_client() else {

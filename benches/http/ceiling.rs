@@ -54,6 +54,8 @@ async fn reserve(body: web::Json<Object<ReserveRequest>>) -> web::Json<ReserveRe
 }
 
 fn main() -> std::io::Result<()> {
+    // Same process settings as ratelimiterd.
+    ratelimiter::http::huge_pages::disable_transparent_huge_pages();
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:18090".to_string());
     let workers: usize = args

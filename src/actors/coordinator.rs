@@ -17,8 +17,8 @@
 //! The lease table sits behind one short lock, never held across a wait; the key directory
 //! (which shard owns a key, its kind and longest hold) behind a read-mostly lock.
 
+use foldhash::{HashMap, HashMapExt};
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};

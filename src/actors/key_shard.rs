@@ -6,7 +6,7 @@
 //! all live on one shard costs one message; a take is all or nothing within the shard (what
 //! fitted is given back before answering when anything did not fit).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use actix::prelude::*;

@@ -56,6 +56,9 @@ enum Fatal {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if !ratelimiter::http::huge_pages::disable_transparent_huge_pages() {
+        log::debug!("transparent huge pages stay as the kernel sets them");
+    }
     let result = ServerSettings::load_from_env(cli.config.as_deref(), &cli.overrides)
         .map_err(|e| Fatal::Config(e.to_string()))
         .and_then(|settings| actix_rt::System::new().block_on(run(settings, cli.config)));

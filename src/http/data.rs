@@ -5,6 +5,7 @@ use actix_web::web::{self, Json};
 use log::debug;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::body::Object;
 use super::error::{ApiError, ErrorBody};
@@ -21,7 +22,7 @@ use crate::service::LimiterService;
 #[serde(deny_unknown_fields)]
 pub struct RawBatch {
     /// The items, in order.
-    pub requests: Vec<serde_json::Value>,
+    pub requests: Vec<Box<RawValue>>,
 }
 
 /// A JSON body as extracted: a failed extraction (already turned into an [`ApiError`]
@@ -179,10 +180,7 @@ pub async fn complete_batch(
 }
 
 /// The items of a batch body that was read and holds 1..=`max` items.
-fn batch_items(
-    body: Body<RawBatch>,
-    max: usize,
-) -> Result<Vec<serde_json::Value>, actix_web::Error> {
+fn batch_items(body: Body<RawBatch>, max: usize) -> Result<Vec<Box<RawValue>>, actix_web::Error> {
     Ok(check_size(body?.into_inner().into_inner().requests, max)?)
 }
 
@@ -200,13 +198,13 @@ fn check_size<T>(items: Vec<T>, max: usize) -> Result<Vec<T>, ApiError> {
 /// Parses every item; returns the well-formed ones in order, and per position either
 /// `None` (well-formed, answered by the service) or the parse error of that item.
 fn parse_items<T: DeserializeOwned>(
-    items: Vec<serde_json::Value>,
+    items: Vec<Box<RawValue>>,
     what: &str,
 ) -> (Vec<T>, Vec<Option<String>>) {
     let mut valid = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        match serde_json::from_value::<Object<T>>(item) {
+        match serde_json::from_str::<Object<T>>(item.get()) {
             Ok(Object(request)) => {
                 valid.push(request);
                 slots.push(None);
@@ -256,8 +254,9 @@ mod tests {
     #[test]
     fn items_parse_independently() {
         let items = vec![
-            serde_json::json!({"lease_id": "x", "actuals": []}),
-            serde_json::json!({"lease": "x"}),
+            serde_json::value::to_raw_value(&serde_json::json!({"lease_id": "x", "actuals": []}))
+                .unwrap(),
+            serde_json::value::to_raw_value(&serde_json::json!({"lease": "x"})).unwrap(),
         ];
         let (valid, slots) = parse_items::<CompleteRequest>(items, "complete");
         assert_eq!(valid.len(), 1);

@@ -8,12 +8,14 @@
 //! - [`body`]: request bodies must be JSON objects.
 //! - [`error`]: every failure as a status code and a JSON `{error, message}` body.
 //! - `metrics`: `GET /metrics` (Prometheus), outcome counters, the request timer.
+//! - [`huge_pages`]: transparent huge pages off for the server processes.
 //! - [`openapi`]: the OpenAPI 3.1 document of all of the above, served at `/openapi.json`.
 
 mod admin;
 mod body;
 mod data;
 mod error;
+pub mod huge_pages;
 mod metrics;
 pub mod openapi;
 mod page;

@@ -1,7 +1,9 @@
 //! [`ExpiringMap`]: values by lease id, each with the time it may be forgotten, ordered by
 //! that time so that what is due, or due soonest, is found in O(log n).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::LeaseId;
 

@@ -4,7 +4,9 @@
 //! given, so the owner needs no timers and tests drive time by hand. A reservation expiring
 //! at `t` is gone at `t` (it no longer counts for a reserve made at `t`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use super::LeaseId;
 

@@ -7,7 +7,7 @@
 //!
 //! The book sits behind a mutex that is never held across an await.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::accounts::limit_id;
 use super::transfers::{remaining_seconds, Take};

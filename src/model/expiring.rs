@@ -41,8 +41,10 @@ impl<V> ExpiringMap<V> {
 
     /// Stores `value` for `lease` until `forget_at_ms`, replacing any earlier value.
     pub(crate) fn insert(&mut self, lease: LeaseId, value: V, forget_at_ms: i64) {
-        self.remove(&lease);
-        self.entries.insert(lease, (value, forget_at_ms));
+        // One lookup: the value it replaces (if any) names the forget time to drop.
+        if let Some((_, old_at)) = self.entries.insert(lease, (value, forget_at_ms)) {
+            self.by_forget_time.remove(&(old_at, lease));
+        }
         self.by_forget_time.insert((forget_at_ms, lease));
     }
 

@@ -79,6 +79,18 @@ impl Reservations {
             ),
             None => (amount, expires_at_ms),
         };
+        self.insert_absent(lease, amount, expires_at_ms);
+    }
+
+    /// Sets `lease`'s reservation to `amount` until `expires_at_ms`, dropping whatever it
+    /// held here before (a replayed reserve recorded again).
+    pub fn replace(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
+        self.remove(lease);
+        self.insert_absent(lease, amount, expires_at_ms);
+    }
+
+    /// Adds a reservation for a lease that holds nothing here.
+    fn insert_absent(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
         let key = (expires_at_ms, self.next_seq);
         self.next_seq += 1;
         self.by_expiry.insert(key, (lease, amount));
@@ -184,5 +196,17 @@ mod tests {
         assert_eq!(r.in_use(), 6);
         assert_eq!(r.remove(leases[0]), Some((4000, 3)));
         assert_eq!(r.earliest_expiry_ms(), Some(3000));
+    }
+
+    #[test]
+    fn a_replaced_lease_holds_only_its_new_amount_until_its_new_expiry() {
+        let (mut r, leases) = with(&[(2, 1000), (3, 3000)]);
+        r.replace(leases[1], 4, 500);
+        assert_eq!(r.in_use(), 6);
+        assert_eq!(r.earliest_expiry_ms(), Some(500));
+        r.replace(LeaseId::new(), 1, 2000);
+        assert_eq!(r.in_use(), 7);
+        r.expire(1000);
+        assert_eq!(r.in_use(), 1);
     }
 }

@@ -20,9 +20,10 @@ pub const LEDGER: u32 = 1;
 /// The one account and transfer code.
 pub const CODE: u16 = 1;
 
-/// Id of `acct:operator`.
+/// Id of `acct:operator` (hashed once: every reserve's transfers credit it).
 pub fn operator_id() -> u128 {
-    id_for_label("acct:operator")
+    static OPERATOR: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *OPERATOR.get_or_init(|| id_for_label("acct:operator"))
 }
 
 /// Id of `acct:limit:<key>`.

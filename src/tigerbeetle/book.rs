@@ -131,8 +131,7 @@ impl Book {
         for take in takes {
             if let Some(entry) = self.keys.get_mut(&take.key) {
                 entry.streak.on_allow();
-                entry.reservations.remove(lease);
-                entry.reservations.insert(
+                entry.reservations.replace(
                     lease,
                     take.amount,
                     expiry_ms(now_ms, take.timeout_seconds),

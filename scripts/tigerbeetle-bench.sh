@@ -14,10 +14,19 @@
 # 2 and 3 to the mean of 1 and 4. Release build; every step is bounded by `timeout`; every
 # process it started is stopped on exit.
 #
-# Usage: scripts/tigerbeetle-bench.sh [--development] [--duration SECS] [--sessions N]
-#                                     [--callers N] [--connections N] [--raw-transfers N]
+# A TigerBeetle server slows down as its data file fills (a production server took 1 M
+# pending transfers at ~230 k/s fresh and at ~100-120 k/s after ~4 M), so on one shared
+# server whichever step runs later is measured against a slower server. --fresh-server
+# gives every step its own freshly formatted server instead (same flags, same address
+# kind), so each step meets the same empty server; the raw reference is still the mean of
+# runs 1 and 4.
+#
+# Usage: scripts/tigerbeetle-bench.sh [--development] [--fresh-server] [--duration SECS]
+#                                     [--sessions N] [--callers N] [--connections N]
+#                                     [--raw-transfers N]
 #   --development    run the server with --development (smaller batches: 253 events), as
 #                    the tests do; default: a production server (8189 events per request)
+#   --fresh-server   a freshly formatted server for each step (default: one for all four)
 #   --duration       seconds of each of steps 2 and 3 (default 10)
 #   --sessions       tigerbeetle.sessions of the backend (default 4)
 #   --callers        concurrent callers of step 2 (default 1024)
@@ -30,6 +39,7 @@ die() { printf '[tigerbeetle-bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 development=0
+fresh_server=0
 duration=10
 sessions=4
 callers=1024
@@ -38,6 +48,7 @@ raw_transfers=2000000
 while [ $# -gt 0 ]; do
     case "$1" in
         --development) development=1; shift ;;
+        --fresh-server) fresh_server=1; shift ;;
         --duration) duration="${2:?--duration needs seconds}"; shift 2 ;;
         --sessions) sessions="${2:?--sessions needs a number}"; shift 2 ;;
         --callers) callers="${2:?--callers needs a number}"; shift 2 ;;
@@ -84,18 +95,40 @@ if [ "$development" = 1 ]; then
     batch_flags=(--transfer-batch-count=253 --account-batch-count=253)
     max_events=253
 fi
-tb_port="$(free_port)"
-address="127.0.0.1:$tb_port"
-timeout 120 "$TB" format --cluster=0 --replica=0 --replica-count=1 "${dev_flag[@]}" \
-    "$scratch/0_0.tigerbeetle" >"$scratch/format.log" 2>&1 || die "format failed: $(cat "$scratch/format.log")"
-"$TB" start --addresses="$address" "${dev_flag[@]}" "$scratch/0_0.tigerbeetle" >"$scratch/tb.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do
-    grep -q "listening on" "$scratch/tb.log" && break
-    sleep 0.1
-done
-grep -q "listening on" "$scratch/tb.log" || die "TigerBeetle did not listen within 60 s: $(tail -5 "$scratch/tb.log")"
-log "TigerBeetle $([ "$development" = 1 ] && echo --development || echo production) at $address"
+# Formats a fresh data file and starts a server on it; sets address and tb_pid.
+start_server() {
+    local data="$scratch/0_0.tigerbeetle"
+    rm -f "$data"
+    address="127.0.0.1:$(free_port)"
+    timeout 120 "$TB" format --cluster=0 --replica=0 --replica-count=1 "${dev_flag[@]}" \
+        "$data" >"$scratch/format.log" 2>&1 || die "format failed: $(cat "$scratch/format.log")"
+    "$TB" start --addresses="$address" "${dev_flag[@]}" "$data" >"$scratch/tb.log" 2>&1 &
+    tb_pid=$!
+    pids+=("$tb_pid")
+    for _ in $(seq 1 600); do
+        grep -q "listening on" "$scratch/tb.log" && break
+        sleep 0.1
+    done
+    grep -q "listening on" "$scratch/tb.log" || die "TigerBeetle did not listen within 60 s: $(tail -5 "$scratch/tb.log")"
+    log "TigerBeetle $([ "$development" = 1 ] && echo --development || echo production) at $address (fresh data file)"
+}
+
+# Stops the server and frees its data file.
+stop_server() {
+    kill "$tb_pid" 2>/dev/null || true
+    wait "$tb_pid" 2>/dev/null || true
+    rm -f "$scratch/0_0.tigerbeetle"
+}
+
+# Before a step after the first: a fresh server with --fresh-server, else the same one.
+next_step() {
+    if [ "$fresh_server" = 1 ]; then
+        stop_server
+        start_server
+    fi
+}
+
+start_server
 
 # One raw run; prints transfers/s.
 raw() {
@@ -110,12 +143,14 @@ log "load: $(cut -d' ' -f1-3 /proc/loadavg) before the run"
 log "1/4 raw tigerbeetle benchmark ($raw_transfers pending transfers)..."
 raw1="$(raw)"
 
+next_step
 log "2/4 in process: $callers callers, ${duration}s, sessions $sessions..."
 line="$(timeout $((duration + 120)) "$in_process" "$address" "$duration" "$callers" "$sessions" "$max_events")" \
     || die "in-process run failed"
 log "    $line"
 in_proc="$(sed -n 's/.*transfers_per_s=\([0-9]*\).*/\1/p' <<<"$line")"
 
+next_step
 log "3/4 HTTP: wrk -t1 -c$connections -d${duration}s, POST /v1/reserve/batch of 32..."
 port="$(free_port)"
 RUST_LOG=warn RATELIMITERD_TIGERBEETLE__BATCH_MAX_EVENTS="$max_events" "$daemon" \
@@ -140,6 +175,7 @@ log "    $(grep -E 'Latency  |Requests/sec' <<<"$out" | tr -s ' ' | tr '\n' ';')
 kill "$daemon_pid" 2>/dev/null || true
 wait "$daemon_pid" 2>/dev/null || true
 
+next_step
 log "4/4 raw tigerbeetle benchmark again..."
 raw2="$(raw)"
 log "load: $(cut -d' ' -f1-3 /proc/loadavg) after the run"

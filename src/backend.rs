@@ -145,9 +145,6 @@ pub enum Fault {
     /// A work item whose last transfer would link into the next item of the batch.
     #[error("a work item's last transfer must close its chain (no LINKED flag)")]
     OpenChain,
-    /// The batcher answered fewer items than it was given.
-    #[error("the batcher lost a work item")]
-    LostItem,
     /// TigerBeetle refused to create an account.
     #[error(
         "TigerBeetle refused to create account {label}: {code} (created earlier with other settings?)"

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 use async_trait::async_trait;
+use futures::future::join_all;
 use log::warn;
 use tigerbeetle_unofficial::error::{CreateAccountErrorKind, CreateTransferErrorKind as Kind};
 use tigerbeetle_unofficial::{Account, Transfer};
@@ -30,7 +31,7 @@ use super::definitions::ClusterDefinitions;
 use super::metrics::TigerBeetleMetrics;
 use super::microbatch::{
     lookup_accounts_paged, stopped, BatchRecorder, BatchStats, CreateAccounts, GetStats,
-    LookupAccounts, MicrobatchActor, RefreshCandidate, Submit,
+    LookupAccounts, MicrobatchActor, Outbox, RefreshCandidate,
 };
 use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
 use crate::backend::{Backend, BackendError, Fault, Outage, ReserveOutcome};
@@ -46,6 +47,8 @@ use crate::settings::TigerBeetleSettings;
 #[derive(Debug)]
 pub struct TigerBeetleBackend {
     pub(super) batcher: Addr<MicrobatchActor>,
+    /// Single chains (reserves) submitted in one pass go to the batcher in one message.
+    pub(super) outbox: Outbox,
     pub(super) clock: SharedClock,
     pub(super) book: Mutex<Book>,
     pub(super) metrics: TigerBeetleMetrics,
@@ -109,6 +112,7 @@ impl TigerBeetleBackend {
         ));
         let backend = Arc::new(TigerBeetleBackend {
             definitions,
+            outbox: Outbox::new(batcher.clone()),
             batcher,
             clock,
             book: Mutex::new(Book::new(max_leases, policy)),
@@ -138,19 +142,17 @@ impl TigerBeetleBackend {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends chains through the microbatcher; one answer per chain, in order.
+    /// Sends chains through the microbatcher (with whatever else is submitted in the same
+    /// pass, see [`Outbox`]); one answer per chain, in order.
     pub(super) async fn submit(
         &self,
         chains: Vec<Vec<Transfer>>,
     ) -> Result<Vec<Result<Failures, BackendError>>, BackendError> {
-        self.batcher.send(Submit(chains)).await.map_err(stopped)
+        Ok(join_all(chains.into_iter().map(|chain| self.outbox.submit(chain))).await)
     }
 
     async fn submit_one(&self, chain: Vec<Transfer>) -> Result<Failures, BackendError> {
-        self.submit(vec![chain])
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(Fault::LostItem.into()))
+        self.outbox.submit(chain).await
     }
 
     async fn create_accounts(

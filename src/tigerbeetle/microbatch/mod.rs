@@ -57,6 +57,9 @@ use crate::settings::TigerBeetleSettings;
 
 mod direct;
 mod messages;
+mod outbox;
+#[cfg(test)]
+mod outbox_tests;
 mod pool;
 #[cfg(test)]
 mod server_tests;
@@ -70,15 +73,17 @@ pub use session::FIRST_CALL_ALLOWANCE;
 
 pub(crate) use messages::{lookup_accounts_paged, stopped, LOOKUP_PAGE};
 pub use messages::{
-    BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts,
+    BatchRecord, BatchRecorder, BatchStats, CreateAccounts, Enqueue, GetStats, LookupAccounts,
     LookupTransfers, QueryAccounts, QueryTransfers, RefreshCandidate, Submit,
 };
+pub use outbox::Outbox;
 
 /// Most events per request accepted by a server started with `--development` (a 32 KiB
 /// request); the limit drops to this when a server refuses a larger batch.
 pub const DEVELOPMENT_MAX_EVENTS: usize = 253;
 
-type Reply = oneshot::Sender<Result<Failures, BackendError>>;
+/// Where one chain's answer goes.
+pub type Reply = oneshot::Sender<Result<Failures, BackendError>>;
 
 struct Queued {
     chain: Vec<Transfer>,
@@ -463,6 +468,17 @@ fn too_large(
     result: &Result<Result<(), CreateTransfersError>, tokio::time::error::Elapsed>,
 ) -> bool {
     matches!(result, Ok(Err(CreateTransfersError::Send(e))) if matches!(e.kind(), SendErrorKind::TooMuchData))
+}
+
+impl Handler<Enqueue> for MicrobatchActor {
+    type Result = ();
+
+    fn handle(&mut self, Enqueue(items): Enqueue, ctx: &mut Context<Self>) {
+        for (chain, reply) in items {
+            self.enqueue(chain, reply);
+        }
+        self.schedule(ctx);
+    }
 }
 
 impl Handler<Submit> for MicrobatchActor {

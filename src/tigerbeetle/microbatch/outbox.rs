@@ -54,15 +54,20 @@ impl Outbox {
         };
         if lead {
             let send = SendOnDrop(self);
-            tokio::task::yield_now().await;
+            YieldOnce(false).await;
             drop(send);
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(Outage::Stopped {
-                worker: "the TigerBeetle batcher",
-            }
-            .into())
-        })
+        // Outside tokio's per-task budget, like the actor messages this replaces: a task
+        // awaiting thousands of reserves (one `join_all`) must not exhaust its budget on
+        // these answers and starve its own timers.
+        tokio::task::unconstrained(answer)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Outage::Stopped {
+                    worker: "the TigerBeetle batcher",
+                }
+                .into())
+            })
     }
 
     /// Sends everything waiting in one message; a stopped batcher drops the answer channels,
@@ -80,6 +85,26 @@ impl Outbox {
 
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Pending once, waking itself at once: every other future ready in the same pass of the
+/// caller's executor (or of a `join_all`) runs before the leader goes on.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TigerBeetle throughput against `tigerbeetle benchmark` in one run (BENCHMARKS.md, "Issue
-# #11: TigerBeetle throughput"). Starts ONE TigerBeetle server (127.0.0.1, a fresh data
-# file) and measures, in this order, on that server:
+# #11: TigerBeetle throughput"). Starts one TigerBeetle server (127.0.0.1, a fresh data
+# file; with --fresh-server a new one for each step) and measures, in this order:
 #   1. raw:        `tigerbeetle benchmark --addresses=<it> --transfer-pending` (pending
 #                  transfers, like reserves; the largest batch the server takes)
 #   2. in process: benches/tigerbeetle/in_process.rs, CALLERS concurrent callers reserving

@@ -147,8 +147,8 @@ impl TigerBeetleBackend {
     pub(super) async fn submit(
         &self,
         chains: Vec<Vec<Transfer>>,
-    ) -> Result<Vec<Result<Failures, BackendError>>, BackendError> {
-        Ok(join_all(chains.into_iter().map(|chain| self.outbox.submit(chain))).await)
+    ) -> Vec<Result<Failures, BackendError>> {
+        join_all(chains.into_iter().map(|chain| self.outbox.submit(chain))).await
     }
 
     async fn submit_one(&self, chain: Vec<Transfer>) -> Result<Failures, BackendError> {

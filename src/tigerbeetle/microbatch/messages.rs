@@ -21,6 +21,19 @@ pub fn stopped(error: MailboxError) -> BackendError {
     .into()
 }
 
+/// A chain's answer as read from its channel: a channel dropped unanswered means the
+/// batcher stopped before answering.
+pub fn answered(
+    answer: Result<Result<Failures, BackendError>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<Failures, BackendError> {
+    answer.unwrap_or_else(|_| {
+        Err(Outage::Stopped {
+            worker: "the TigerBeetle batcher",
+        }
+        .into())
+    })
+}
+
 /// Most accounts asked for in one lookup (a `--development` server answers at most 253
 /// accounts per request).
 pub const LOOKUP_PAGE: usize = 200;

@@ -52,7 +52,7 @@ use tokio::sync::oneshot;
 
 use super::metrics::TigerBeetleMetrics;
 use super::transfers::Failures;
-use crate::backend::{BackendError, Fault, Outage};
+use crate::backend::{BackendError, Fault};
 use crate::settings::TigerBeetleSettings;
 
 mod direct;
@@ -498,14 +498,7 @@ impl Handler<Submit> for MicrobatchActor {
             join_all(receivers)
                 .await
                 .into_iter()
-                .map(|answer| {
-                    answer.unwrap_or_else(|_| {
-                        Err(Outage::Stopped {
-                            worker: "the TigerBeetle batcher",
-                        }
-                        .into())
-                    })
-                })
+                .map(messages::answered)
                 .collect()
         })
     }

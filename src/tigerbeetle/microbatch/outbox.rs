@@ -14,9 +14,9 @@ use actix::Addr;
 use tigerbeetle_unofficial::Transfer;
 use tokio::sync::oneshot;
 
-use super::messages::Enqueue;
+use super::messages::{answered, Enqueue};
 use super::MicrobatchActor;
-use crate::backend::{BackendError, Outage};
+use crate::backend::BackendError;
 use crate::tigerbeetle::transfers::Failures;
 
 /// Chains waiting for the next message to the batcher.
@@ -60,14 +60,7 @@ impl Outbox {
         // Outside tokio's per-task budget, like the actor messages this replaces: a task
         // awaiting thousands of reserves (one `join_all`) must not exhaust its budget on
         // these answers and starve its own timers.
-        tokio::task::unconstrained(answer)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Outage::Stopped {
-                    worker: "the TigerBeetle batcher",
-                }
-                .into())
-            })
+        answered(tokio::task::unconstrained(answer).await)
     }
 
     /// Sends everything waiting in one message; a stopped batcher drops the answer channels,

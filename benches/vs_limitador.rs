@@ -1,8 +1,10 @@
 //! In process, against limitador: ratelimiter's `LimiterService` reserve + complete through
 //! the memory backend (1 and 4 keys; 1 and 2 arbiters) and limitador 0.14's in-memory
-//! `reserve` + `commit_reservation` (1 and 4 limits), each sequentially from one caller and
-//! from two OS threads at once, all in one run. Prints ops/s (one op = one reserve and its
-//! complete/commit) and the ratios. Numbers go to BENCHMARKS.md.
+//! `reserve` + `commit_reservation` (1 and 4 limits), from one caller and from two OS threads
+//! at once, all in one run. limitador's calls are synchronous: each caller thread makes one
+//! at a time. Ours are futures: each caller thread runs 1 (sequential, like limitador) or
+//! `IN_FLIGHT` ops at once (an async program's many concurrent tasks). Prints ops/s (one op =
+//! one reserve and its complete/commit) and the ratios. Numbers go to BENCHMARKS.md.
 //!
 //! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE]` (default 2).
 
@@ -24,6 +26,9 @@ use support::KEYS;
 
 /// OS threads of the concurrent cases, the same on both sides.
 const THREADS: usize = 2;
+
+/// Ops each of our caller threads keeps in flight in the concurrent cases.
+const IN_FLIGHT: usize = 64;
 
 /// Ours, with a lease table large enough for every lease a case makes.
 async fn service(arbiters: usize) -> Arc<LimiterService> {
@@ -50,12 +55,13 @@ async fn ratelimiter_op(service: &LimiterService, keys: usize) {
     assert!(service.complete(&complete).await.expect("valid").ok);
 }
 
-/// Ops/s of `threads` callers, each on its own actix System, sharing one service (built on
-/// the calling System, which keeps running meanwhile).
+/// Ops/s of `threads` callers, each on its own actix System with `in_flight` ops at a time,
+/// sharing one service (built on the calling System, which keeps running meanwhile).
 async fn ratelimiter_ops(
     service: Arc<LimiterService>,
     keys: usize,
     threads: usize,
+    in_flight: usize,
     run: Duration,
 ) -> f64 {
     let start = Instant::now();
@@ -65,14 +71,20 @@ async fn ratelimiter_ops(
         let (tx, rx) = futures::channel::oneshot::channel();
         std::thread::spawn(move || {
             let ops = actix_rt::System::new().block_on(async move {
-                let mut ops = 0u64;
-                while start.elapsed() < run {
-                    for _ in 0..64 {
-                        ratelimiter_op(&service, keys).await;
+                let caller = || async {
+                    let mut ops = 0u64;
+                    while start.elapsed() < run {
+                        for _ in 0..64 {
+                            ratelimiter_op(&service, keys).await;
+                        }
+                        ops += 64;
                     }
-                    ops += 64;
-                }
-                ops
+                    ops
+                };
+                futures::future::join_all((0..in_flight).map(|_| caller()))
+                    .await
+                    .into_iter()
+                    .sum::<u64>()
             });
             let _ = tx.send(ops);
         });
@@ -145,31 +157,41 @@ fn main() {
     let run = Duration::from_secs_f64(secs);
     println!("{secs} s per case; one op = one reserve and its complete (commit)");
     println!(
-        "{:<6} {:<8} {:>14} {:>16} {:>16} {:>9} {:>9}",
-        "keys", "callers", "limitador", "ours, 1 arbiter", "ours, 2 arbiters", "ratio 1", "ratio 2"
+        "{:<5} {:<8} {:<10} {:>10} {:>16} {:>16} {:>8} {:>8}",
+        "keys",
+        "callers",
+        "in flight",
+        "limitador",
+        "ours, 1 arbiter",
+        "ours, 2 arbiters",
+        "ratio 1",
+        "ratio 2"
     );
     let system = actix_rt::System::new();
     for keys in [1usize, 4] {
         for threads in [1usize, THREADS] {
             let reference = limitador_ops(&limitador(keys), threads, run);
-            let mut ours = Vec::new();
-            for arbiters in [1usize, 2] {
-                let ops = system.block_on(async {
-                    let service = service(arbiters).await;
-                    ratelimiter_ops(service, keys, threads, run).await
-                });
-                ours.push(ops);
+            for in_flight in [1usize, IN_FLIGHT] {
+                let mut ours = Vec::new();
+                for arbiters in [1usize, 2] {
+                    let ops = system.block_on(async {
+                        let service = service(arbiters).await;
+                        ratelimiter_ops(service, keys, threads, in_flight, run).await
+                    });
+                    ours.push(ops);
+                }
+                println!(
+                    "{:<5} {:<8} {:<10} {:>10.0} {:>16.0} {:>16.0} {:>8.2} {:>8.2}",
+                    keys,
+                    threads,
+                    in_flight,
+                    reference,
+                    ours[0],
+                    ours[1],
+                    ours[0] / reference,
+                    ours[1] / reference
+                );
             }
-            println!(
-                "{:<6} {:<8} {:>14.0} {:>16.0} {:>16.0} {:>9.2} {:>9.2}",
-                keys,
-                threads,
-                reference,
-                ours[0],
-                ours[1],
-                ours[0] / reference,
-                ours[1] / reference
-            );
         }
     }
 }

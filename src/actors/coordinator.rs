@@ -5,14 +5,17 @@
 //! when they share a shard) instead of a hop to a central actor first, and every worker
 //! reaches the shards in parallel.
 //!
-//! Protocol: `TakeAll` goes to every involved shard at once; each takes its keys all or
+//! Protocol: `TakeAll` is posted to every involved shard's outbox at once; each takes its keys all or
 //! nothing. If any shard says no, `ReleaseAll` goes to those that took and is acknowledged
 //! before the answer *denied*. Capacity is never over-granted at any instant; a concurrent
 //! reserve may be denied while a tentative take is rolled back, which errs on the safe side.
 //! A reserve repeated while the first is still being decided waits for its answer.
 //!
-//! Order: the messages of one reserve are sent when it starts, before it first waits, so the
-//! items of a batch (started in array order) reach each shard in array order.
+//! Order: the takes of one reserve are posted when it starts, before it first waits, so the
+//! items of a batch (started in array order) reach each shard in array order. Takes,
+//! rollbacks and settles go through each shard's [`Outbox`]: the reserves and completes
+//! started in one pass of the caller's executor (a batch, an HTTP worker's ready requests,
+//! many concurrent callers) reach a shard in one message.
 //!
 //! The lease table sits behind one short lock, never held across a wait; the key directory
 //! (which shard owns a key, its kind and longest hold) behind a read-mostly lock.
@@ -29,8 +32,10 @@ use log::warn;
 use tokio::sync::oneshot;
 
 use super::key_shard::{
-    GetUsage, KeyName, KeyShard, Ping, Put, ReleaseAll, Settle, ShardTake, TakeAll, TryDecrease,
+    GetUsage, KeyName, KeyShard, Ping, Put, ReleaseAll, Settle, ShardOp, ShardTake, TakeAll,
+    TryDecrease,
 };
+use super::outbox::Outbox;
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{Hold, LeaseOutcome, LeaseTable};
 use crate::model::{
@@ -71,6 +76,8 @@ pub struct ReserveCoordinator {
     clock: SharedClock,
     policy: RetryPolicy,
     shards: Vec<Addr<KeyShard>>,
+    /// One per shard, in front of it: takes, rollbacks and settles.
+    outboxes: Vec<Outbox<KeyShard, ShardOp>>,
     directory: RwLock<HashMap<KeyName, KeyEntry>>,
     book: Mutex<LeaseBook>,
     /// Counts changes of the live state (reserves, completes, definitions), so a periodic
@@ -91,6 +98,13 @@ fn replay(outcome: LeaseOutcome) -> Option<ReserveOutcome> {
 
 fn stopped<E>(_: E) -> BackendError {
     BackendError::from(KEY_ACTOR_STOPPED)
+}
+
+/// A shard's answer to an item posted to its outbox; a dropped channel means it stopped.
+async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, BackendError> {
+    // Outside tokio's per-task budget, like actor messages: a task awaiting thousands of
+    // reserves (one `join_all`) must not exhaust its budget here and starve its own timers.
+    tokio::task::unconstrained(rx).await.map_err(stopped)
 }
 
 fn unknown(key: &str) -> BackendError {
@@ -138,11 +152,15 @@ impl Drop for Undecided<'_> {
         if !self.armed {
             return;
         }
+        // Posted behind the takes (never ahead of one still waiting in an outbox).
         for (shard, keys) in self.groups.drain(..) {
-            self.coordinator.shards[shard].do_send(ReleaseAll {
-                lease: self.lease,
-                keys,
-            });
+            self.coordinator.outboxes[shard].post_now(ShardOp::Release(
+                ReleaseAll {
+                    lease: self.lease,
+                    keys,
+                },
+                None,
+            ));
         }
         let mut book = self.coordinator.book();
         book.table.abandon(self.lease);
@@ -163,6 +181,7 @@ impl ReserveCoordinator {
         ReserveCoordinator {
             clock,
             policy,
+            outboxes: shards.iter().map(|s| Outbox::new(s.clone())).collect(),
             shards,
             directory: RwLock::new(HashMap::new()),
             book: Mutex::new(LeaseBook {
@@ -250,17 +269,22 @@ impl ReserveCoordinator {
                 .collect(),
             armed: true,
         };
-        // Sent now, before the first wait: a batch's items reach each shard in array order.
+        // Posted now, before the first wait: a batch's items reach each shard in array order.
+        let mut leads = Vec::new();
         let takes: Vec<_> = groups
             .into_iter()
             .map(|(shard, items)| {
-                self.shards[shard].send(TakeAll {
+                let (tx, rx) = oneshot::channel();
+                let take = TakeAll {
                     lease,
                     items,
                     now_ms,
-                })
+                };
+                leads.extend(self.outboxes[shard].post(ShardOp::Take(take, tx)));
+                answer(rx)
             })
             .collect();
+        join_all(leads.into_iter().map(|lead| lead.send())).await;
         let answers = join_all(takes).await;
         let result = self.decide(lease, now_ms, &undecided.groups, answers).await;
         undecided.armed = false;
@@ -288,7 +312,7 @@ impl ReserveCoordinator {
         lease: LeaseId,
         now_ms: i64,
         groups: &[(usize, Vec<KeyName>)],
-        answers: Vec<Result<ShardTake, MailboxError>>,
+        answers: Vec<Result<ShardTake, BackendError>>,
     ) -> Result<ReserveOutcome, BackendError> {
         let mut denied_hint = None;
         let mut failure = None;
@@ -300,7 +324,7 @@ impl ReserveCoordinator {
                     denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
                 }
                 Ok(ShardTake::Unknown(key)) => failure = Some(unknown(&key)),
-                Err(e) => failure = Some(stopped(e)),
+                Err(e) => failure = Some(e),
             }
         }
         if denied_hint.is_none() && failure.is_none() {
@@ -308,11 +332,12 @@ impl ReserveCoordinator {
                 reserved_at_ms: now_ms,
             });
         }
-        let releases: Vec<_> = taken
-            .into_iter()
-            .map(|(shard, keys)| self.shards[shard].send(ReleaseAll { lease, keys }))
-            .collect();
-        join_all(releases).await;
+        self.post_and_wait(taken.into_iter().map(|(shard, keys)| {
+            (shard, |ack| {
+                ShardOp::Release(ReleaseAll { lease, keys }, Some(ack))
+            })
+        }))
+        .await?;
         match (failure, denied_hint) {
             (None, Some(retry_after_ms)) => Ok(ReserveOutcome::Denied { retry_after_ms }),
             (Some(failure), _) => Err(failure),
@@ -362,13 +387,34 @@ impl ReserveCoordinator {
                 }
             }
         }
-        let acks: Vec<_> = shard_ids
-            .into_iter()
-            .zip(settles)
-            .map(|(shard, settle)| self.shards[shard].send(settle))
+        self.post_and_wait(
+            shard_ids
+                .into_iter()
+                .zip(settles)
+                .map(|(shard, settle)| (shard, |ack| ShardOp::Settle(settle, ack))),
+        )
+        .await
+    }
+
+    /// Posts `make(ack)` to each shard's outbox and waits for every acknowledgement.
+    async fn post_and_wait<F>(
+        &self,
+        ops: impl Iterator<Item = (usize, F)>,
+    ) -> Result<(), BackendError>
+    where
+        F: FnOnce(oneshot::Sender<()>) -> ShardOp,
+    {
+        let mut leads = Vec::new();
+        let acks: Vec<_> = ops
+            .map(|(shard, make)| {
+                let (tx, rx) = oneshot::channel();
+                leads.extend(self.outboxes[shard].post(make(tx)));
+                answer(rx)
+            })
             .collect();
+        join_all(leads.into_iter().map(|lead| lead.send())).await;
         for ack in join_all(acks).await {
-            ack.map_err(stopped)?;
+            ack?;
         }
         Ok(())
     }

@@ -4,14 +4,18 @@
 //!
 //! Messages carry every item of one request that lives on this shard, so a request whose keys
 //! all live on one shard costs one message; a take is all or nothing within the shard (what
-//! fitted is given back before answering when anything did not fit).
+//! fitted is given back before answering when anything did not fit). Takes, rollbacks and
+//! settles come through the shard's outbox ([`ShardOp`]): what the callers of one thread
+//! post in one pass of its executor arrives as one [`Delivery`], handled in order.
 
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
 use super::key_state::{KeyState, TakeResult};
+use super::outbox::Delivery;
 use crate::model::{KeySnapshot, LeaseId, LimitDefinition, RetryPolicy, Usage};
 
 /// A key's name, shared (not copied) between the directory, messages and the shard.
@@ -22,8 +26,7 @@ pub type KeyName = Arc<str>;
 const MAILBOX_CAPACITY: usize = 1 << 20;
 
 /// Takes every item for `lease`, all or nothing within this shard.
-#[derive(Debug, Message)]
-#[rtype(result = "ShardTake")]
+#[derive(Debug)]
 pub struct TakeAll {
     /// The lease taking capacity.
     pub lease: LeaseId,
@@ -48,8 +51,7 @@ pub enum ShardTake {
 }
 
 /// Gives back what `lease` holds on these keys (rollback of a take elsewhere).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[derive(Debug)]
 pub struct ReleaseAll {
     /// The lease.
     pub lease: LeaseId,
@@ -59,8 +61,7 @@ pub struct ReleaseAll {
 
 /// Completes `lease` on this shard: releases its concurrency holds and reconciles its rolling
 /// reservations with the actual usage.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[derive(Debug)]
 pub struct Settle {
     /// The lease.
     pub lease: LeaseId,
@@ -70,6 +71,18 @@ pub struct Settle {
     pub reconciles: Vec<(KeyName, u64)>,
     /// The caller's "now".
     pub now_ms: i64,
+}
+
+/// One item of a [`Delivery`] to a shard (see [`crate::actors::outbox`]), with the channel
+/// its answer goes to. A shard handles the items of a delivery in order.
+#[derive(Debug)]
+pub enum ShardOp {
+    /// A reserve's take on this shard.
+    Take(TakeAll, oneshot::Sender<ShardTake>),
+    /// A rollback; acknowledged when a sender is given.
+    Release(ReleaseAll, Option<oneshot::Sender<()>>),
+    /// A complete's part on this shard, acknowledged.
+    Settle(Settle, oneshot::Sender<()>),
 }
 
 /// Creates a key or replaces its definition.
@@ -152,12 +165,36 @@ impl Actor for KeyShard {
     }
 }
 
-impl Handler<TakeAll> for KeyShard {
-    type Result = MessageResult<TakeAll>;
+impl Handler<Delivery<ShardOp>> for KeyShard {
+    type Result = ();
 
-    fn handle(&mut self, msg: TakeAll, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Delivery(ops): Delivery<ShardOp>, _: &mut Context<Self>) {
+        // A poster that stopped waiting dropped its receiver; its item still counts (a take
+        // is rolled back by the `Release` its drop posted behind it).
+        for op in ops {
+            match op {
+                ShardOp::Take(take, answer) => {
+                    let _ = answer.send(self.take(take));
+                }
+                ShardOp::Release(release, ack) => {
+                    self.release(release);
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                }
+                ShardOp::Settle(settle, ack) => {
+                    self.settle(settle);
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+}
+
+impl KeyShard {
+    fn take(&mut self, msg: TakeAll) -> ShardTake {
         if let Some((key, _)) = msg.items.iter().find(|(k, _)| !self.keys.contains_key(k)) {
-            return MessageResult(ShardTake::Unknown(Arc::clone(key)));
+            return ShardTake::Unknown(Arc::clone(key));
         }
         // Every key is tried (a key that fits counts an allow for its deny streak, as when
         // each key decided alone); the hint is the largest of the keys that did not fit.
@@ -173,35 +210,27 @@ impl Handler<TakeAll> for KeyShard {
             }
         }
         match denied_hint {
-            None => MessageResult(ShardTake::Taken),
+            None => ShardTake::Taken,
             Some(retry_after_ms) => {
                 for (key, _) in &msg.items {
                     if let Some(state) = self.keys.get_mut(key) {
                         state.release(msg.lease);
                     }
                 }
-                MessageResult(ShardTake::NotFit { retry_after_ms })
+                ShardTake::NotFit { retry_after_ms }
             }
         }
     }
-}
 
-impl Handler<ReleaseAll> for KeyShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReleaseAll, _: &mut Context<Self>) {
+    fn release(&mut self, msg: ReleaseAll) {
         for key in &msg.keys {
             if let Some(state) = self.keys.get_mut(key) {
                 state.release(msg.lease);
             }
         }
     }
-}
 
-impl Handler<Settle> for KeyShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: Settle, _: &mut Context<Self>) {
+    fn settle(&mut self, msg: Settle) {
         for key in &msg.releases {
             if let Some(state) = self.keys.get_mut(key) {
                 state.release(msg.lease);

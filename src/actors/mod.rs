@@ -3,13 +3,16 @@
 //! each), and the [`coordinator::ReserveCoordinator`] giving multi-key reserves their
 //! all-or-nothing meaning, wrapped as [`memory::MemoryBackend`] — the
 //! [`decrease_applier::DecreaseApplier`] that retries pending decreases, and the
-//! [`snapshot_keeper::SnapshotKeeper`] that saves the memory backend's live state.
+//! [`snapshot_keeper::SnapshotKeeper`] that saves the memory backend's live state — and the
+//! [`outbox::Outbox`] that carries the items posted in one executor pass to an actor in one
+//! message (the key shards' and the TigerBeetle batcher's inbound path).
 
 mod coordinator;
 mod decrease_applier;
 mod key_shard;
 mod key_state;
 mod memory;
+pub mod outbox;
 mod snapshot_keeper;
 
 pub use decrease_applier::{DecreaseApplier, PendingDecreases};

@@ -61,12 +61,6 @@ pub async fn lookup_accounts_paged(
 #[rtype(result = "Vec<Result<Failures, BackendError>>")]
 pub struct Submit(pub Vec<Vec<Transfer>>);
 
-/// Queues chains whose answers go straight to their submitters (see `Outbox`): one
-/// message for many chains, answered through each chain's own channel.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Enqueue(pub Vec<(Vec<Transfer>, super::Reply)>);
-
 /// Looks accounts up (not batched); accounts that do not exist are left out.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<Account>, BackendError>")]

@@ -52,6 +52,7 @@ use tokio::sync::oneshot;
 
 use super::metrics::TigerBeetleMetrics;
 use super::transfers::Failures;
+use crate::actors::outbox::Delivery;
 use crate::backend::{BackendError, Fault};
 use crate::settings::TigerBeetleSettings;
 
@@ -73,7 +74,7 @@ pub use session::FIRST_CALL_ALLOWANCE;
 
 pub(crate) use messages::{lookup_accounts_paged, stopped, LOOKUP_PAGE};
 pub use messages::{
-    BatchRecord, BatchRecorder, BatchStats, CreateAccounts, Enqueue, GetStats, LookupAccounts,
+    BatchRecord, BatchRecorder, BatchStats, CreateAccounts, GetStats, LookupAccounts,
     LookupTransfers, QueryAccounts, QueryTransfers, RefreshCandidate, Submit,
 };
 pub use outbox::Outbox;
@@ -470,10 +471,14 @@ fn too_large(
     matches!(result, Ok(Err(CreateTransfersError::Send(e))) if matches!(e.kind(), SendErrorKind::TooMuchData))
 }
 
-impl Handler<Enqueue> for MicrobatchActor {
+impl Handler<Delivery<(Vec<Transfer>, Reply)>> for MicrobatchActor {
     type Result = ();
 
-    fn handle(&mut self, Enqueue(items): Enqueue, ctx: &mut Context<Self>) {
+    fn handle(
+        &mut self,
+        Delivery(items): Delivery<(Vec<Transfer>, Reply)>,
+        ctx: &mut Context<Self>,
+    ) {
         for (chain, reply) in items {
             self.enqueue(chain, reply);
         }

@@ -5,17 +5,16 @@
 //! when they share a shard) instead of a hop to a central actor first, and every worker
 //! reaches the shards in parallel.
 //!
-//! Protocol: `TakeAll` is posted to every involved shard's outbox at once; each takes its keys all or
+//! Protocol: `TakeAll` is queued for every involved shard at once; each takes its keys all or
 //! nothing. If any shard says no, `ReleaseAll` goes to those that took and is acknowledged
 //! before the answer *denied*. Capacity is never over-granted at any instant; a concurrent
 //! reserve may be denied while a tentative take is rolled back, which errs on the safe side.
 //! A reserve repeated while the first is still being decided waits for its answer.
 //!
-//! Order: the takes of one reserve are posted when it starts, before it first waits, so the
+//! Order: the takes of one reserve are queued when it starts, before it first waits, so the
 //! items of a batch (started in array order) reach each shard in array order. Takes,
-//! rollbacks and settles go through each shard's [`Outbox`]: the reserves and completes
-//! started in one pass of the caller's executor (a batch, an HTTP worker's ready requests,
-//! many concurrent callers) reach a shard in one message.
+//! rollbacks and settles go through each shard's inbox (`ShardInbox`): under load a shard
+//! handles everything that arrived while it was busy in one go.
 //!
 //! The lease table sits behind one short lock, never held across a wait; the key directory
 //! (which shard owns a key, its kind and longest hold) behind a read-mostly lock.
@@ -32,10 +31,9 @@ use log::warn;
 use tokio::sync::oneshot;
 
 use super::key_shard::{
-    GetUsage, KeyName, KeyShard, Ping, Put, ReleaseAll, Settle, ShardOp, ShardTake, TakeAll,
-    TryDecrease,
+    GetUsage, KeyName, KeyShard, Ping, Put, ReleaseAll, Settle, ShardHandle, ShardOp, ShardTake,
+    TakeAll, TryDecrease,
 };
-use super::outbox::Outbox;
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{Hold, LeaseOutcome, LeaseTable};
 use crate::model::{
@@ -75,9 +73,7 @@ struct LeaseBook {
 pub struct ReserveCoordinator {
     clock: SharedClock,
     policy: RetryPolicy,
-    shards: Vec<Addr<KeyShard>>,
-    /// One per shard, in front of it: takes, rollbacks and settles.
-    outboxes: Vec<Outbox<KeyShard, ShardOp>>,
+    shards: Vec<ShardHandle>,
     directory: RwLock<HashMap<KeyName, KeyEntry>>,
     book: Mutex<LeaseBook>,
     /// Counts changes of the live state (reserves, completes, definitions), so a periodic
@@ -154,7 +150,7 @@ impl Drop for Undecided<'_> {
         }
         // Posted behind the takes (never ahead of one still waiting in an outbox).
         for (shard, keys) in self.groups.drain(..) {
-            self.coordinator.outboxes[shard].post_now(ShardOp::Release(
+            self.coordinator.shards[shard].post(ShardOp::Release(
                 ReleaseAll {
                     lease: self.lease,
                     keys,
@@ -176,12 +172,11 @@ impl ReserveCoordinator {
         clock: SharedClock,
         policy: RetryPolicy,
         max_leases: usize,
-        shards: Vec<Addr<KeyShard>>,
+        shards: Vec<ShardHandle>,
     ) -> Self {
         ReserveCoordinator {
             clock,
             policy,
-            outboxes: shards.iter().map(|s| Outbox::new(s.clone())).collect(),
             shards,
             directory: RwLock::new(HashMap::new()),
             book: Mutex::new(LeaseBook {
@@ -269,8 +264,7 @@ impl ReserveCoordinator {
                 .collect(),
             armed: true,
         };
-        // Posted now, before the first wait: a batch's items reach each shard in array order.
-        let mut leads = Vec::new();
+        // Queued now, before the first wait: a batch's items reach each shard in array order.
         let takes: Vec<_> = groups
             .into_iter()
             .map(|(shard, items)| {
@@ -280,11 +274,10 @@ impl ReserveCoordinator {
                     items,
                     now_ms,
                 };
-                leads.extend(self.outboxes[shard].post(ShardOp::Take(take, tx)));
+                self.shards[shard].post(ShardOp::Take(take, tx));
                 answer(rx)
             })
             .collect();
-        join_all(leads.into_iter().map(|lead| lead.send())).await;
         let answers = join_all(takes).await;
         let result = self.decide(lease, now_ms, &undecided.groups, answers).await;
         undecided.armed = false;
@@ -332,7 +325,7 @@ impl ReserveCoordinator {
                 reserved_at_ms: now_ms,
             });
         }
-        self.post_and_wait(taken.into_iter().map(|(shard, keys)| {
+        self.queue_and_wait(taken.into_iter().map(|(shard, keys)| {
             (shard, |ack| {
                 ShardOp::Release(ReleaseAll { lease, keys }, Some(ack))
             })
@@ -387,7 +380,7 @@ impl ReserveCoordinator {
                 }
             }
         }
-        self.post_and_wait(
+        self.queue_and_wait(
             shard_ids
                 .into_iter()
                 .zip(settles)
@@ -396,23 +389,21 @@ impl ReserveCoordinator {
         .await
     }
 
-    /// Posts `make(ack)` to each shard's outbox and waits for every acknowledgement.
-    async fn post_and_wait<F>(
+    /// Queues `make(ack)` for each shard and waits for every acknowledgement.
+    async fn queue_and_wait<F>(
         &self,
         ops: impl Iterator<Item = (usize, F)>,
     ) -> Result<(), BackendError>
     where
         F: FnOnce(oneshot::Sender<()>) -> ShardOp,
     {
-        let mut leads = Vec::new();
         let acks: Vec<_> = ops
             .map(|(shard, make)| {
                 let (tx, rx) = oneshot::channel();
-                leads.extend(self.outboxes[shard].post(make(tx)));
+                self.shards[shard].post(make(tx));
                 answer(rx)
             })
             .collect();
-        join_all(leads.into_iter().map(|lead| lead.send())).await;
         for ack in join_all(acks).await {
             ack?;
         }
@@ -429,6 +420,7 @@ impl ReserveCoordinator {
         };
         // The shard knows the key before any reserve can find it in the directory.
         self.shards[entry.shard]
+            .addr
             .send(Put(definition))
             .await
             .map_err(stopped)?;
@@ -453,6 +445,7 @@ impl ReserveCoordinator {
         let entry = self.entry(key).ok_or_else(|| unknown(key))?;
         let message = make(entry.name, self.clock.now_ms());
         self.shards[entry.shard]
+            .addr
             .send(message)
             .await
             .map_err(stopped)?
@@ -473,7 +466,7 @@ impl ReserveCoordinator {
 
     /// `Ok` if every shard runs.
     pub async fn ping(&self) -> Result<(), BackendError> {
-        for (shard, answer) in join_all(self.shards.iter().map(|s| s.send(Ping)))
+        for (shard, answer) in join_all(self.shards.iter().map(|s| s.addr.send(Ping)))
             .await
             .into_iter()
             .enumerate()
@@ -498,7 +491,7 @@ mod tests {
     async fn a_reserve_dropped_mid_way_gives_back_what_it_took_and_can_be_retried() {
         let arbiter = Arbiter::new();
         let policy = RetryPolicy::default();
-        let shard = KeyShard::start_in_arbiter(&arbiter.handle(), move |_| KeyShard::new(policy));
+        let shard = ShardHandle::start(policy, Some(&arbiter.handle()));
         let coordinator = ReserveCoordinator::new(ManualClock::new(0), policy, 10, vec![shard]);
         coordinator
             .define(LimitDefinition::concurrency("k", 1, 600))

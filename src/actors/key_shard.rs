@@ -5,8 +5,8 @@
 //! Messages carry every item of one request that lives on this shard, so a request whose keys
 //! all live on one shard costs one message; a take is all or nothing within the shard (what
 //! fitted is given back before answering when anything did not fit). Takes, rollbacks and
-//! settles come through the shard's outbox ([`ShardOp`]): what the callers of one thread
-//! post in one pass of its executor arrives as one [`Delivery`], handled in order.
+//! settles come through the shard's [`ShardInbox`] ([`ShardOp`]), handled in order, many per
+//! wake-up under load.
 
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::key_state::{KeyState, TakeResult};
-use super::outbox::Delivery;
+use super::shard_inbox::{Drain, ShardInbox};
 use crate::model::{KeySnapshot, LeaseId, LimitDefinition, RetryPolicy, Usage};
 
 /// A key's name, shared (not copied) between the directory, messages and the shard.
@@ -73,8 +73,7 @@ pub struct Settle {
     pub now_ms: i64,
 }
 
-/// One item of a [`Delivery`] to a shard (see [`crate::actors::outbox`]), with the channel
-/// its answer goes to. A shard handles the items of a delivery in order.
+/// One item of a shard's [`ShardInbox`], with the channel its answer goes to.
 #[derive(Debug)]
 pub enum ShardOp {
     /// A reserve's take on this shard.
@@ -145,15 +144,71 @@ pub struct Ping;
 pub struct KeyShard {
     policy: RetryPolicy,
     keys: HashMap<KeyName, KeyState>,
+    inbox: Arc<ShardInbox>,
 }
 
 impl KeyShard {
-    /// A shard with no keys.
-    pub fn new(policy: RetryPolicy) -> Self {
+    /// A shard with no keys, draining `inbox`.
+    pub fn new(policy: RetryPolicy, inbox: Arc<ShardInbox>) -> Self {
         KeyShard {
             policy,
             keys: HashMap::new(),
+            inbox,
         }
+    }
+
+    fn apply(&mut self, op: ShardOp) {
+        // A caller that stopped waiting dropped its receiver; its item still counts (a take
+        // is rolled back by the `Release` its drop queued behind it).
+        match op {
+            ShardOp::Take(take, answer) => {
+                let _ = answer.send(self.take(take));
+            }
+            ShardOp::Release(release, ack) => {
+                self.release(release);
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            }
+            ShardOp::Settle(settle, ack) => {
+                self.settle(settle);
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// A running shard: its address (for direct messages) and its inbox.
+#[derive(Debug, Clone)]
+pub struct ShardHandle {
+    /// The shard's address.
+    pub addr: Addr<KeyShard>,
+    inbox: Arc<ShardInbox>,
+}
+
+impl ShardHandle {
+    /// Starts a shard on `arbiter`, or on the current one.
+    pub fn start(policy: RetryPolicy, arbiter: Option<&ArbiterHandle>) -> Self {
+        let inbox = Arc::new(ShardInbox::default());
+        let shard_inbox = Arc::clone(&inbox);
+        let addr = match arbiter {
+            Some(arbiter) => {
+                KeyShard::start_in_arbiter(arbiter, move |_| KeyShard::new(policy, shard_inbox))
+            }
+            None => KeyShard::new(policy, shard_inbox).start(),
+        };
+        ShardHandle { addr, inbox }
+    }
+
+    /// Queues `op` for the shard.
+    pub fn post(&self, op: ShardOp) {
+        self.inbox.post(&self.addr, op);
+    }
+}
+
+impl Drop for KeyShard {
+    fn drop(&mut self) {
+        self.inbox.close();
     }
 }
 
@@ -165,28 +220,17 @@ impl Actor for KeyShard {
     }
 }
 
-impl Handler<Delivery<ShardOp>> for KeyShard {
+impl Handler<Drain> for KeyShard {
     type Result = ();
 
-    fn handle(&mut self, Delivery(ops): Delivery<ShardOp>, _: &mut Context<Self>) {
-        // A poster that stopped waiting dropped its receiver; its item still counts (a take
-        // is rolled back by the `Release` its drop posted behind it).
-        for op in ops {
-            match op {
-                ShardOp::Take(take, answer) => {
-                    let _ = answer.send(self.take(take));
-                }
-                ShardOp::Release(release, ack) => {
-                    self.release(release);
-                    if let Some(ack) = ack {
-                        let _ = ack.send(());
-                    }
-                }
-                ShardOp::Settle(settle, ack) => {
-                    self.settle(settle);
-                    let _ = ack.send(());
-                }
-            }
+    /// Handles what is queued now; drains again (after any other message waiting) if more
+    /// arrived meanwhile.
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        for op in self.inbox.take() {
+            self.apply(op);
+        }
+        if self.inbox.more() {
+            ctx.notify(Drain);
         }
     }
 }

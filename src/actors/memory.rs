@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::coordinator::ReserveCoordinator;
 pub use super::coordinator::RestoreSummary;
-use super::key_shard::KeyShard;
+use super::key_shard::ShardHandle;
 use crate::backend::{Backend, BackendError, ReserveOutcome};
 use crate::model::leases::DEFAULT_MAX_LEASES;
 use crate::model::{
@@ -95,13 +95,11 @@ impl MemoryBackend {
     ) -> Arc<Self> {
         let arbiters: Vec<Arbiter> = (0..options.arbiters).map(|_| Arbiter::new()).collect();
         let shards = if arbiters.is_empty() {
-            vec![KeyShard::new(policy).start()]
+            vec![ShardHandle::start(policy, None)]
         } else {
             arbiters
                 .iter()
-                .map(|arbiter| {
-                    KeyShard::start_in_arbiter(&arbiter.handle(), move |_| KeyShard::new(policy))
-                })
+                .map(|arbiter| ShardHandle::start(policy, Some(&arbiter.handle())))
                 .collect()
         };
         let coordinator = ReserveCoordinator::new(clock, policy, options.lease_capacity, shards);

@@ -5,7 +5,7 @@
 //! [`decrease_applier::DecreaseApplier`] that retries pending decreases, and the
 //! [`snapshot_keeper::SnapshotKeeper`] that saves the memory backend's live state — and the
 //! [`outbox::Outbox`] that carries the items posted in one executor pass to an actor in one
-//! message (the key shards' and the TigerBeetle batcher's inbound path).
+//! message (the TigerBeetle batcher's inbound path).
 
 mod coordinator;
 mod decrease_applier;
@@ -13,6 +13,7 @@ mod key_shard;
 mod key_state;
 mod memory;
 pub mod outbox;
+mod shard_inbox;
 mod snapshot_keeper;
 
 pub use decrease_applier::{DecreaseApplier, PendingDecreases};

@@ -1,6 +1,5 @@
 //! [`Outbox`]: items posted one by one during one pass of the caller's executor (the 32
-//! reserves of one `POST /v1/reserve/batch`, the requests an HTTP worker parsed in one
-//! pass, many callers' reserves at once) reach an actor in one [`Delivery`] message instead
+//! reserves of one `POST /v1/reserve/batch`, many callers' reserves at once) reach an actor in one [`Delivery`] message instead
 //! of one message (and one wake-up of the actor's thread) each.
 //!
 //! The first poster finding the outbox empty leads ([`Outbox::post`] returns a [`Lead`]):

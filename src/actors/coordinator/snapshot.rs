@@ -37,7 +37,12 @@ impl ReserveCoordinator {
         }
         let now_ms = self.clock.now_ms();
         let leases = self.book().table.export(now_ms);
-        let exports = join_all(self.shards.iter().map(|s| s.send(ExportKeys { now_ms }))).await;
+        let exports = join_all(
+            self.shards
+                .iter()
+                .map(|s| s.addr.send(ExportKeys { now_ms })),
+        )
+        .await;
         let mut keys = Vec::new();
         for export in exports {
             keys.extend(export.map_err(stopped)?);
@@ -72,7 +77,7 @@ impl ReserveCoordinator {
         }
         let imports = per_shard
             .into_iter()
-            .map(|(shard, keys)| self.shards[shard].send(ImportKeys { keys, now_ms }));
+            .map(|(shard, keys)| self.shards[shard].addr.send(ImportKeys { keys, now_ms }));
         for imported in join_all(imports).await {
             let (keys, reservations) = imported.map_err(stopped)?;
             summary.keys += keys;
@@ -99,7 +104,7 @@ impl ReserveCoordinator {
         let count = per_shard.values().map(Vec::len).sum();
         let blocks = per_shard
             .into_iter()
-            .map(|(shard, keys)| self.shards[shard].send(BlockKeys(keys)));
+            .map(|(shard, keys)| self.shards[shard].addr.send(BlockKeys(keys)));
         for block in join_all(blocks).await {
             block.map_err(stopped)?;
         }

@@ -3,9 +3,14 @@
 //! it back. A periodic save is skipped when nothing changed since the last one and while the
 //! previous save still runs; the final save at a graceful stop always runs.
 //!
+//! Periodic saves keep to a fifth of one core: after a save that took `t`, the next one
+//! starts `max(interval, 5 × t)` after it started (logged, at most once a minute, while that
+//! stretches the interval), so a large state (hundreds of thousands of live leases) never
+//! turns the keeper into the busiest thread of the service.
+//!
 //! What a crash (SIGKILL, power loss) loses: what changed since the last periodic save, at
-//! most one interval — reserves made then are not counted after the restart. With the
-//! periodic save off, everything since the start.
+//! most one interval (or the stretched period above) — reserves made then are not counted
+//! after the restart. With the periodic save off, everything since the start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +24,16 @@ use crate::model::throttle::LogThrottle;
 use crate::model::SharedClock;
 use crate::snapshot::{LoadedSnapshot, SnapshotError, SnapshotFile};
 
-/// How often a failing periodic save is logged at most.
+/// How often a failing periodic save, or a stretched period, is logged at most.
 const FAILURE_LOG_INTERVAL_MS: i64 = 60_000;
+
+/// Periodic saves take at most one part in this many of the keeper's wall time.
+const SAVE_SHARE: u32 = 5;
+
+/// Time from the start of a save that took `took` to the start of the next periodic one.
+pub fn save_period(interval: Duration, took: Duration) -> Duration {
+    interval.max(took.saturating_mul(SAVE_SHARE))
+}
 
 /// Saves a snapshot now, whatever changed; answers whether a file was written (an older
 /// state is never written over a newer one).
@@ -37,8 +50,8 @@ pub struct SnapshotKeeper {
     clock: SharedClock,
     /// Generation of the state last saved.
     saved_generation: Option<u64>,
-    tick_running: bool,
     failures: LogThrottle,
+    stretched: LogThrottle,
 }
 
 impl std::fmt::Debug for SnapshotKeeper {
@@ -64,8 +77,8 @@ impl SnapshotKeeper {
             interval,
             clock,
             saved_generation: None,
-            tick_running: false,
             failures: LogThrottle::new(FAILURE_LOG_INTERVAL_MS),
+            stretched: LogThrottle::new(FAILURE_LOG_INTERVAL_MS),
         }
     }
 }
@@ -94,21 +107,36 @@ impl Actor for SnapshotKeeper {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if self.interval.is_zero() {
-            return;
+        if !self.interval.is_zero() {
+            ctx.run_later(self.interval, |act, ctx| act.periodic_save(ctx));
         }
-        ctx.run_interval(self.interval, |act, ctx| {
-            if act.tick_running {
-                return;
-            }
-            act.tick_running = true;
-            let work = save(
-                Arc::clone(&act.backend),
-                act.file.clone(),
-                act.saved_generation,
-            );
-            ctx.spawn(fut::wrap_future(work).map(|result, act: &mut Self, _| {
-                act.tick_running = false;
+    }
+}
+
+impl SnapshotKeeper {
+    /// Saves if anything changed, then schedules the next periodic save (one at a time).
+    fn periodic_save(&mut self, ctx: &mut Context<Self>) {
+        let started = std::time::Instant::now();
+        let work = save(
+            Arc::clone(&self.backend),
+            self.file.clone(),
+            self.saved_generation,
+        );
+        ctx.spawn(
+            fut::wrap_future(work).map(move |result, act: &mut Self, ctx| {
+                let took = started.elapsed();
+                let period = save_period(act.interval, took);
+                if period > act.interval && act.stretched.due(act.clock.now_ms()).is_some() {
+                    info!(
+                        "reservation snapshot: a save took {} ms, so periodic saves run every                          {} ms instead of every {} ms (at most a fifth of one core); a crash                          loses up to that long",
+                        took.as_millis(),
+                        period.as_millis(),
+                        act.interval.as_millis()
+                    );
+                }
+                ctx.run_later(period.saturating_sub(took), |act, ctx| {
+                    act.periodic_save(ctx)
+                });
                 match result {
                     Ok(Some(generation)) => act.saved_generation = Some(generation),
                     Ok(None) => {}
@@ -122,8 +150,8 @@ impl Actor for SnapshotKeeper {
                         }
                     }
                 }
-            }));
-        });
+            }),
+        );
     }
 }
 
@@ -188,4 +216,19 @@ pub async fn restore_snapshot(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_saves_keep_the_interval_and_slow_ones_stretch_it_to_five_times_their_length() {
+        let ms = Duration::from_millis;
+        assert_eq!(save_period(ms(1000), ms(0)), ms(1000));
+        assert_eq!(save_period(ms(1000), ms(200)), ms(1000));
+        assert_eq!(save_period(ms(1000), ms(300)), ms(1500));
+        assert_eq!(save_period(ms(1000), ms(2000)), ms(10_000));
+        assert_eq!(save_period(ms(1000), Duration::MAX), Duration::MAX);
+    }
 }

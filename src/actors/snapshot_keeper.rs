@@ -128,7 +128,9 @@ impl SnapshotKeeper {
                 let period = save_period(act.interval, took);
                 if period > act.interval && act.stretched.due(act.clock.now_ms()).is_some() {
                     info!(
-                        "reservation snapshot: a save took {} ms, so periodic saves run every                          {} ms instead of every {} ms (at most a fifth of one core); a crash                          loses up to that long",
+                        "reservation snapshot: a save took {} ms, so periodic saves run every {} ms \
+                         instead of every {} ms (at most a fifth of one core); a crash loses \
+                         up to that long",
                         took.as_millis(),
                         period.as_millis(),
                         act.interval.as_millis()

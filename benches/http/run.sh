@@ -10,13 +10,14 @@
 # release binaries, listens on 127.0.0.1 only and stops every server it started.
 #
 # Usage: benches/http/run.sh [--memory-arbiters N]... [--duration SECS] [--pairs N]
-#                            [--workers N] [--connections N]
+#                            [--workers N] [--connections N] [--snapshot-interval-ms MS]
 #   --memory-arbiters  may be given several times: one series of pairs per value
 #                      (default: ratelimiterd's default, one per core)
 #   --duration         seconds per wrk run (default 10)
 #   --pairs            ratelimiterd/ceiling pairs per series (default 3)
 #   --workers          HTTP workers of both servers (default: one per core)
 #   --connections      wrk connections (default 32; always 1 wrk thread)
+#   --snapshot-interval-ms  passed to ratelimiterd (default: its default, 1000)
 set -euo pipefail
 
 log() { printf '[bench-http] %s\n' "$*" >&2; }
@@ -29,6 +30,7 @@ pairs=3
 workers="$(nproc)"
 connections=32
 arbiters=()
+snapshot=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --memory-arbiters) arbiters+=("${2:?--memory-arbiters needs a number}"); shift 2 ;;
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
         --pairs) pairs="${2:?--pairs needs a number}"; shift 2 ;;
         --workers) workers="${2:?--workers needs a number}"; shift 2 ;;
         --connections) connections="${2:?--connections needs a number}"; shift 2 ;;
+        --snapshot-interval-ms) snapshot=(--snapshot-interval-ms "${2:?--snapshot-interval-ms needs ms}"); shift 2 ;;
         -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
@@ -82,16 +85,16 @@ wait_listening() {
     die "server did not listen on 127.0.0.1:$port within 10 s"
 }
 
-# Starts one server on a fresh port (a fresh daemon per run: the leases of one run, never
-# completed, do not weigh on the next).
+# Starts one server on a fresh port (a fresh daemon and a fresh registry and reservation
+# snapshot per run: the leases of one run, never completed, do not weigh on the next).
 start_daemon() {
     port=$((port + 1))
     local extra=()
     [ "$1" = default ] || extra=(--memory-arbiters "$1")
-    rm -f "$scratch/registry.json"
+    rm -f "$scratch/registry.json" "$scratch/registry.reservations.json"
     RUST_LOG=warn "$daemon" --listen "127.0.0.1:$port" --backend memory \
         --registry "$scratch/registry.json" --limits "$here/limits.json" \
-        --workers "$workers" --lease-capacity 4000000 "${extra[@]}" \
+        --workers "$workers" --lease-capacity 4000000 "${extra[@]}" "${snapshot[@]}" \
         >"$scratch/server.log" 2>&1 &
     server_pid=$!
     wait_listening
@@ -115,7 +118,7 @@ load() {
     awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out"
 }
 
-log "wrk -t1 -c$connections -d${duration}s, $workers HTTP workers per server, $pairs pairs per series"
+log "wrk -t1 -c$connections -d${duration}s, $workers HTTP workers per server, $pairs pairs per series ${snapshot[*]}"
 printf '%-10s %-5s %14s %14s %7s\n' arbiters pair ratelimiterd ceiling ratio
 for arb in "${arbiters[@]}"; do
     sum_d=0; sum_c=0

@@ -35,6 +35,18 @@ pub(crate) fn replace(
     sync_dir: SyncDir,
     what: &str,
 ) -> std::io::Result<()> {
+    replace_with(path, |out| out.write_all(contents), sync_dir, what)
+}
+
+/// [`replace`] with the contents streamed by `write` (through a buffer) instead of built in
+/// memory first: a large file costs no second copy of itself. An error from `write` leaves
+/// `path` untouched.
+pub(crate) fn replace_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    sync_dir: SyncDir,
+    what: &str,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -42,8 +54,9 @@ pub(crate) fn replace(
     fs::create_dir_all(&dir)?;
     let tmp = tmp_path(path);
     let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(contents)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 18, fs::File::create(&tmp)?);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp, path)

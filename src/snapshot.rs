@@ -123,7 +123,6 @@ impl SnapshotFile {
             path: self.path.clone(),
             source,
         };
-        let json = serde_json::to_vec(snapshot).map_err(|e| write_err(std::io::Error::other(e)))?;
         let mut saved = self
             .saved
             .lock()
@@ -131,7 +130,11 @@ impl SnapshotFile {
         if saved.is_some_and(|newest| newest > generation) {
             return Ok(false);
         }
-        atomic_file::replace(&self.path, &json, self.sync_dir, "reservation snapshot")
+        // Streamed: a snapshot of a million leases is hundreds of megabytes of JSON.
+        let json = |out: &mut dyn std::io::Write| {
+            serde_json::to_writer(out, snapshot).map_err(std::io::Error::other)
+        };
+        atomic_file::replace_with(&self.path, json, self.sync_dir, "reservation snapshot")
             .map_err(write_err)?;
         *saved = Some(generation);
         Ok(true)

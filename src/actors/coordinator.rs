@@ -234,7 +234,7 @@ impl ReserveCoordinator {
                         longest_hold_ms = longest_hold_ms.max(entry.hold_ms);
                         items.push((entry.shard, Arc::clone(&entry.name), requirement.amount));
                         holds.push(Hold {
-                            key: requirement.key,
+                            key: Arc::clone(&entry.name),
                             amount: requirement.amount,
                             kind: entry.kind,
                             hold_ms: entry.hold_ms,
@@ -352,7 +352,7 @@ impl ReserveCoordinator {
         {
             let directory = self.directory();
             for hold in holds {
-                let Some(entry) = directory.get(hold.key.as_str()) else {
+                let Some(entry) = directory.get(&*hold.key) else {
                     continue;
                 };
                 let at = match shard_ids.iter().position(|&s| s == entry.shard) {
@@ -371,7 +371,7 @@ impl ReserveCoordinator {
                 match hold.kind {
                     LimitKind::Concurrency => settles[at].releases.push(Arc::clone(&entry.name)),
                     LimitKind::Rolling => {
-                        if let Some(actual) = command.actuals.iter().find(|a| a.key == hold.key) {
+                        if let Some(actual) = command.actuals.iter().find(|a| *a.key == *hold.key) {
                             settles[at]
                                 .reconciles
                                 .push((Arc::clone(&entry.name), actual.actual_amount));

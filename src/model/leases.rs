@@ -27,8 +27,9 @@ use super::LeaseId;
 /// Capacity one allowed lease holds on one key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
-    /// The limit key.
-    pub key: String,
+    /// The limit key (shared with the backend's key directory: copying a hold, as a
+    /// snapshot does for every live lease, copies no string).
+    pub key: std::sync::Arc<str>,
     /// Units reserved.
     pub amount: u64,
     /// The key's kind at reserve time.

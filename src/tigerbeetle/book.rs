@@ -116,7 +116,7 @@ impl Book {
             });
             // What TigerBeetle enforces: the pending expires whole seconds after the reserve.
             plan.holds.push(Hold {
-                key: requirement.key.clone(),
+                key: requirement.key.as_str().into(),
                 amount: requirement.amount,
                 kind: definition.kind,
                 hold_ms: i64::from(timeout_seconds) * 1000,

@@ -70,7 +70,7 @@ impl Reserved {
         holds
             .iter()
             .map(|hold| Reserved {
-                key: hold.key.clone(),
+                key: hold.key.to_string(),
                 amount: hold.amount,
                 kind: hold.kind,
                 expires_at_ms: reserved_at_ms.saturating_add(hold.hold_ms),

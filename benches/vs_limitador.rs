@@ -1,5 +1,6 @@
 //! In process, against limitador: ratelimiter's `LimiterService` reserve + complete through
-//! the memory backend (1 and 4 keys; 1 and 2 arbiters) and limitador 0.14's in-memory
+//! the memory backend (1 and 4 keys; 0, 1 and 2 arbiters — 0 keeps the shard on the caller's
+//! own thread, measured with one caller) and limitador 0.14's in-memory
 //! `reserve` + `commit_reservation` (1 and 4 limits), from one caller and from two OS threads
 //! at once, all in one run. limitador's calls are synchronous: each caller thread makes one
 //! at a time. Ours are futures: each caller thread runs 1 (sequential, like limitador) or
@@ -55,6 +56,31 @@ async fn ratelimiter_op(service: &LimiterService, keys: usize) {
     assert!(service.complete(&complete).await.expect("valid").ok);
 }
 
+/// Ops done by one caller thread: `in_flight` loops of reserve + complete until `run` has
+/// passed since `start`.
+async fn caller_ops(
+    service: &LimiterService,
+    keys: usize,
+    in_flight: usize,
+    start: Instant,
+    run: Duration,
+) -> u64 {
+    let caller = || async {
+        let mut ops = 0u64;
+        while start.elapsed() < run {
+            for _ in 0..64 {
+                ratelimiter_op(service, keys).await;
+            }
+            ops += 64;
+        }
+        ops
+    };
+    futures::future::join_all((0..in_flight).map(|_| caller()))
+        .await
+        .into_iter()
+        .sum()
+}
+
 /// Ops/s of `threads` callers, each on its own actix System with `in_flight` ops at a time,
 /// sharing one service (built on the calling System, which keeps running meanwhile).
 async fn ratelimiter_ops(
@@ -70,22 +96,8 @@ async fn ratelimiter_ops(
         let service = Arc::clone(&service);
         let (tx, rx) = futures::channel::oneshot::channel();
         std::thread::spawn(move || {
-            let ops = actix_rt::System::new().block_on(async move {
-                let caller = || async {
-                    let mut ops = 0u64;
-                    while start.elapsed() < run {
-                        for _ in 0..64 {
-                            ratelimiter_op(&service, keys).await;
-                        }
-                        ops += 64;
-                    }
-                    ops
-                };
-                futures::future::join_all((0..in_flight).map(|_| caller()))
-                    .await
-                    .into_iter()
-                    .sum::<u64>()
-            });
+            let ops = actix_rt::System::new()
+                .block_on(async move { caller_ops(&service, keys, in_flight, start, run).await });
             let _ = tx.send(ops);
         });
         done.push(rx);
@@ -157,13 +169,15 @@ fn main() {
     let run = Duration::from_secs_f64(secs);
     println!("{secs} s per case; one op = one reserve and its complete (commit)");
     println!(
-        "{:<5} {:<8} {:<10} {:>10} {:>16} {:>16} {:>8} {:>8}",
+        "{:<5} {:<8} {:<10} {:>10} {:>14} {:>12} {:>12} {:>8} {:>8} {:>8}",
         "keys",
         "callers",
         "in flight",
         "limitador",
-        "ours, 1 arbiter",
-        "ours, 2 arbiters",
+        "ours, 0 arb.",
+        "ours, 1 arb.",
+        "ours, 2 arb.",
+        "ratio 0",
         "ratio 1",
         "ratio 2"
     );
@@ -172,6 +186,16 @@ fn main() {
         for threads in [1usize, THREADS] {
             let reference = limitador_ops(&limitador(keys), threads, run);
             for in_flight in [1usize, IN_FLIGHT] {
+                // 0 arbiters: the shard runs on the System that built the service; with one
+                // caller, that caller runs there too, so no op crosses a thread.
+                let here = (threads == 1).then(|| {
+                    system.block_on(async {
+                        let service = service(0).await;
+                        let start = Instant::now();
+                        let ops = caller_ops(&service, keys, in_flight, start, run).await;
+                        ops as f64 / start.elapsed().as_secs_f64()
+                    })
+                });
                 let mut ours = Vec::new();
                 for arbiters in [1usize, 2] {
                     let ops = system.block_on(async {
@@ -180,14 +204,20 @@ fn main() {
                     });
                     ours.push(ops);
                 }
+                let (here_ops, here_ratio) = match here {
+                    Some(ops) => (format!("{ops:.0}"), format!("{:.2}", ops / reference)),
+                    None => ("-".to_string(), "-".to_string()),
+                };
                 println!(
-                    "{:<5} {:<8} {:<10} {:>10.0} {:>16.0} {:>16.0} {:>8.2} {:>8.2}",
+                    "{:<5} {:<8} {:<10} {:>10.0} {:>14} {:>12.0} {:>12.0} {:>8} {:>8.2} {:>8.2}",
                     keys,
                     threads,
                     in_flight,
                     reference,
+                    here_ops,
                     ours[0],
                     ours[1],
+                    here_ratio,
                     ours[0] / reference,
                     ours[1] / reference
                 );

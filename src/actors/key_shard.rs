@@ -225,12 +225,13 @@ impl Handler<Drain> for KeyShard {
 
     /// Handles what is queued now; drains again (after any other message waiting) if more
     /// arrived meanwhile.
-    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+    fn handle(&mut self, drain: Drain, ctx: &mut Context<Self>) {
+        drain.handled();
         for op in self.inbox.take() {
             self.apply(op);
         }
         if self.inbox.more() {
-            ctx.notify(Drain);
+            ctx.notify(Drain::new(&self.inbox));
         }
     }
 }

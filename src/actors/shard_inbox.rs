@@ -9,16 +9,37 @@
 //! closed: what waited, and anything pushed later, is dropped with its answer channel, which
 //! the caller reads as the shard having stopped.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 
 use super::key_shard::{KeyShard, ShardOp};
 
-/// Tells a shard that its inbox holds items.
+/// Tells a shard that its inbox holds items. Dropped unhandled (the shard's mailbox went away
+/// with it inside), it closes the inbox, so no caller waits for an answer that cannot come.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Drain;
+pub struct Drain(Option<Arc<ShardInbox>>);
+
+impl Drain {
+    /// A wake-up for the shard draining `inbox`.
+    pub fn new(inbox: &Arc<ShardInbox>) -> Self {
+        Drain(Some(Arc::clone(inbox)))
+    }
+
+    /// Marks it handled.
+    pub fn handled(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        if let Some(inbox) = self.0.take() {
+            inbox.close();
+        }
+    }
+}
 
 /// Items waiting for one shard.
 #[derive(Debug, Default)]
@@ -37,7 +58,7 @@ struct State {
 
 impl ShardInbox {
     /// Queues `op` for `shard`, telling the shard unless it has been told already.
-    pub fn post(&self, shard: &Addr<KeyShard>, op: ShardOp) {
+    pub fn post(self: &Arc<Self>, shard: &Addr<KeyShard>, op: ShardOp) {
         let tell = {
             let mut state = self.state();
             if state.closed {
@@ -47,7 +68,8 @@ impl ShardInbox {
             !std::mem::replace(&mut state.scheduled, true)
         };
         if tell {
-            shard.do_send(Drain);
+            // A mailbox that is gone drops the message, which closes the inbox.
+            shard.do_send(Drain::new(self));
         }
     }
 
@@ -76,5 +98,67 @@ impl ShardInbox {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::actors::key_shard::{KeyName, Put, ShardHandle, ShardTake, TakeAll};
+    use crate::model::{LeaseId, LimitDefinition, RetryPolicy};
+
+    fn take(shard: &ShardHandle, key: &KeyName) -> oneshot::Receiver<ShardTake> {
+        let (tx, rx) = oneshot::channel();
+        let take = TakeAll {
+            lease: LeaseId::new(),
+            items: vec![(Arc::clone(key), 1)],
+            now_ms: 0,
+        };
+        shard.post(ShardOp::Take(take, tx));
+        rx
+    }
+
+    #[actix_rt::test]
+    async fn items_queued_while_the_shard_is_busy_are_handled_together_in_order() {
+        let arbiter = Arbiter::new();
+        let shard = ShardHandle::start(RetryPolicy::default(), Some(&arbiter.handle()));
+        let key: KeyName = Arc::from("k");
+        shard
+            .addr
+            .send(Put(LimitDefinition::concurrency("k", 2, 600)))
+            .await
+            .unwrap();
+        // The shard's thread is busy while three takes queue up behind one another.
+        arbiter.spawn(async { std::thread::sleep(Duration::from_millis(200)) });
+        let answers: Vec<_> = (0..3).map(|_| take(&shard, &key)).collect();
+        let answers =
+            tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(answers))
+                .await
+                .expect("answered within 5 s");
+        let answers: Vec<_> = answers.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers[..2], [ShardTake::Taken, ShardTake::Taken]);
+        assert!(
+            matches!(answers[2], ShardTake::NotFit { .. }),
+            "{answers:?}"
+        );
+        arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn a_stopped_shard_closes_its_inbox_and_callers_read_it_as_stopped() {
+        let arbiter = Arbiter::new();
+        let shard = ShardHandle::start(RetryPolicy::default(), Some(&arbiter.handle()));
+        let key: KeyName = Arc::from("k");
+        arbiter.stop();
+        arbiter.join().unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), take(&shard, &key))
+            .await
+            .expect("answered within 5 s");
+        assert!(answer.is_err(), "the answer channel is dropped: {answer:?}");
     }
 }

@@ -96,7 +96,7 @@ fn stopped<E>(_: E) -> BackendError {
     BackendError::from(KEY_ACTOR_STOPPED)
 }
 
-/// A shard's answer to an item posted to its outbox; a dropped channel means it stopped.
+/// A shard's answer to an item queued in its inbox; a dropped channel means it stopped.
 async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, BackendError> {
     // Outside tokio's per-task budget, like actor messages: a task awaiting thousands of
     // reserves (one `join_all`) must not exhaust its budget here and starve its own timers.
@@ -148,7 +148,7 @@ impl Drop for Undecided<'_> {
         if !self.armed {
             return;
         }
-        // Posted behind the takes (never ahead of one still waiting in an outbox).
+        // Queued behind the takes (never ahead of one still waiting in the inbox).
         for (shard, keys) in self.groups.drain(..) {
             self.coordinator.shards[shard].post(ShardOp::Release(
                 ReleaseAll {

@@ -8,7 +8,7 @@
 //! - Outages: the backend is wrapped in an [`OutageGuard`], so while it is known to be down
 //!   every call is answered at once (see [`crate::outage`]); the decrease applier pauses.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -268,35 +268,31 @@ impl LimiterService {
     /// fit, so it is refused at once with no hint and nothing taken).
     fn status_denial(&self, request: &crate::model::ReserveCommand) -> Option<ReserveResponse> {
         let states = self.read_states();
-        if let Some(r) = request.requirements.iter().find(|r| {
-            states
-                .get(&r.key)
-                .is_some_and(|s| s.status == LimitStatus::Decreasing)
-        }) {
+        // One lookup per requirement; the three checks then run in their order over all.
+        let found: Vec<_> = request
+            .requirements
+            .iter()
+            .map(|r| (r, states.get(&r.key)))
+            .collect();
+        if let Some((r, _)) = found
+            .iter()
+            .find(|(_, s)| s.is_some_and(|s| s.status == LimitStatus::Decreasing))
+        {
             return Some(ReserveResponse::error(
                 ErrorCode::LimitDecreasing(r.key.clone()),
                 self.settings.retry.decreasing_ms,
             ));
         }
-        if let Some(r) = request
-            .requirements
-            .iter()
-            .find(|r| !states.contains_key(&r.key))
-        {
+        if let Some((r, _)) = found.iter().find(|(_, s)| s.is_none()) {
             return Some(ReserveResponse::error(
                 ErrorCode::UnknownLimitKey(r.key.clone()),
                 0,
             ));
         }
-        request
-            .requirements
+        found
             .iter()
-            .find(|r| {
-                states
-                    .get(&r.key)
-                    .is_some_and(|s| r.amount > s.definition.capacity)
-            })
-            .map(|r| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.clone()), 0))
+            .find(|(r, s)| s.is_some_and(|s| r.amount > s.definition.capacity))
+            .map(|(r, _)| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.clone()), 0))
     }
 
     /// Reserves; `Err` only for a request that breaks a rule of the API.

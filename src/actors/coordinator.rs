@@ -13,8 +13,9 @@
 //!
 //! Order: the takes of one reserve are queued when it starts, before it first waits, so the
 //! items of a batch (started in array order) reach each shard in array order. Takes,
-//! rollbacks and settles go through each shard's inbox (`ShardInbox`): under load a shard
-//! handles everything that arrived while it was busy in one go.
+//! rollbacks and settles go through each shard's inbox (`ShardInbox`): a caller that finds
+//! the shard idle applies them on its own thread, so a reserve usually crosses no thread;
+//! under load one drainer applies everything that arrived meanwhile in one go.
 //!
 //! The lease table sits behind one short lock, never held across a wait; the key directory
 //! (which shard owns a key, its kind and longest hold) behind a read-mostly lock.
@@ -134,7 +135,7 @@ fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> Vec<ShardItem
 }
 
 /// Rolls back a reserve whose caller stopped waiting before it was decided: whatever its
-/// shards took is released (after the takes, in each shard's mailbox order), the lease is
+/// shards took is released (after the takes, in each shard's inbox order), the lease is
 /// forgotten so the client may retry it, and repeats waiting for it are answered.
 struct Undecided<'a> {
     coordinator: &'a ReserveCoordinator,
@@ -491,14 +492,14 @@ mod tests {
     async fn a_reserve_dropped_mid_way_gives_back_what_it_took_and_can_be_retried() {
         let arbiter = Arbiter::new();
         let policy = RetryPolicy::default();
-        let shard = ShardHandle::start(policy, Some(&arbiter.handle()));
-        let coordinator = ReserveCoordinator::new(ManualClock::new(0), policy, 10, vec![shard]);
+        let shards = vec![ShardHandle::start(policy, Some(&arbiter.handle()))];
+        let coordinator = ReserveCoordinator::new(ManualClock::new(0), policy, 10, shards);
         coordinator
             .define(LimitDefinition::concurrency("k", 1, 600))
             .await
             .unwrap();
-        // The shard's thread is busy: nothing is decided while the reserve is polled.
-        arbiter.spawn(async { std::thread::sleep(Duration::from_millis(200)) });
+        // The shard's keys are busy: nothing is decided while the reserve is polled.
+        coordinator.shards[0].lock_keys_for(&arbiter.handle(), Duration::from_millis(200));
         let command = ReserveCommand {
             lease: LeaseId::new(),
             job_id: None,

@@ -14,6 +14,7 @@ mod key_state;
 mod memory;
 pub mod outbox;
 mod shard_inbox;
+mod shard_keys;
 mod snapshot_keeper;
 
 pub use decrease_applier::{DecreaseApplier, PendingDecreases};

@@ -1,19 +1,30 @@
-//! [`ShardInbox`]: the queue in front of one [`KeyShard`] that takes, rollbacks and settles
-//! go through. A caller pushes its item and, only when the shard has not been told yet,
-//! sends it one [`Drain`] message; the shard then handles everything queued so far in one go.
-//! A lone request costs one message, as a direct one would; under load the items that
-//! arrive while the shard is busy wait and are handled together, so the shard's thread is
-//! woken once per burst, not once per request, and nobody waits for a batch to fill.
+//! [`ShardInbox`]: one shard's keys ([`ShardKeys`], behind a lock) and the queue in front of
+//! them that takes, rollbacks and settles go through.
 //!
-//! Items are handled in the order they were pushed. When the shard is gone the queue is
-//! closed: what waited, and anything pushed later, is dropped with its answer channel, which
-//! the caller reads as the shard having stopped.
+//! Whoever finds the shard idle drains the queue: a caller pushes its item and, when nobody
+//! is draining, takes the keys' lock itself and applies everything queued so far, its own
+//! item included, on its own thread — no hop to the shard's thread and back. Items that
+//! arrive meanwhile are applied by that same drainer, in push order, so under load one
+//! drainer handles a burst while the other callers only queue. When the keys are busy (the
+//! shard actor holds them for a definition, a decrease or a snapshot) or a drainer has done
+//! a few rounds, the rest is handed to the [`KeyShard`] actor with one [`Drain`] message.
+//! Either way exactly one thread at a time changes the keys, items are applied in the order
+//! they were pushed, and nobody waits for a batch to fill.
+//!
+//! When the shard is gone the queue is closed: what waited, and anything pushed later, is
+//! dropped with its answer channel, which the caller reads as the shard having stopped.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use actix::prelude::*;
 
-use super::key_shard::{KeyShard, ShardOp};
+use super::key_shard::KeyShard;
+use super::shard_keys::{ShardKeys, ShardOp};
+use crate::model::RetryPolicy;
+
+/// Rounds (drain everything queued, then look again) a caller does before it hands what
+/// still arrives to the shard actor, so one caller is not kept busy by everybody else.
+const CALLER_ROUNDS: usize = 4;
 
 /// Tells a shard that its inbox holds items. Dropped unhandled (the shard's mailbox went away
 /// with it inside), it closes the inbox, so no caller waits for an answer that cannot come.
@@ -41,49 +52,77 @@ impl Drop for Drain {
     }
 }
 
-/// Items waiting for one shard.
-#[derive(Debug, Default)]
+/// One shard's keys and the items waiting for them.
+#[derive(Debug)]
 pub struct ShardInbox {
     state: Mutex<State>,
+    keys: Mutex<ShardKeys>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     items: Vec<ShardOp>,
-    /// A [`Drain`] is on its way or being handled: pushing needs no new one.
-    scheduled: bool,
+    /// Somebody (a caller, or the actor after a [`Drain`]) drains: pushing needs do nothing
+    /// more.
+    draining: bool,
     /// The shard is gone.
     closed: bool,
 }
 
 impl ShardInbox {
-    /// Queues `op` for `shard`, telling the shard unless it has been told already.
+    /// An empty queue in front of a shard with no keys (new keys get `policy`).
+    pub fn new(policy: RetryPolicy) -> Self {
+        ShardInbox {
+            state: Mutex::default(),
+            keys: Mutex::new(ShardKeys::new(policy)),
+        }
+    }
+
+    /// Queues `op` and, unless somebody already drains, drains here — or, when the keys are
+    /// busy, tells the `shard` actor to.
     pub fn post(self: &Arc<Self>, shard: &Addr<KeyShard>, op: ShardOp) {
-        let tell = {
+        {
             let mut state = self.state();
             if state.closed {
                 return;
             }
             state.items.push(op);
-            !std::mem::replace(&mut state.scheduled, true)
+            if std::mem::replace(&mut state.draining, true) {
+                return;
+            }
+        }
+        let drained = match self.keys.try_lock() {
+            Ok(mut keys) => self.drain(&mut keys, CALLER_ROUNDS),
+            Err(TryLockError::Poisoned(p)) => self.drain(&mut p.into_inner(), CALLER_ROUNDS),
+            Err(TryLockError::WouldBlock) => false,
         };
-        if tell {
+        if !drained {
             // A mailbox that is gone drops the message, which closes the inbox.
             shard.do_send(Drain::new(self));
         }
     }
 
-    /// Everything queued so far, in order (for the shard).
-    pub fn take(&self) -> Vec<ShardOp> {
-        std::mem::take(&mut self.state().items)
+    /// Applies what is queued, at most `rounds` times over; `true` when the queue was left
+    /// empty (the next push drains anew), `false` when items still wait (the caller passes
+    /// the drain on).
+    pub fn drain(&self, keys: &mut ShardKeys, rounds: usize) -> bool {
+        for _ in 0..rounds {
+            let items = std::mem::take(&mut self.state().items);
+            for op in items {
+                keys.apply(op);
+            }
+            let mut state = self.state();
+            if state.items.is_empty() {
+                state.draining = false;
+                return true;
+            }
+        }
+        false
     }
 
-    /// After a drain: `true` if more arrived meanwhile (the shard drains again), else the
-    /// next push tells the shard anew.
-    pub fn more(&self) -> bool {
-        let mut state = self.state();
-        state.scheduled = !state.items.is_empty();
-        state.scheduled
+    /// The shard's keys, for the shard actor's own requests (and its drains).
+    pub fn keys(&self) -> MutexGuard<'_, ShardKeys> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The shard is gone: drops what waits and refuses what comes.
@@ -133,8 +172,8 @@ mod tests {
             .send(Put(LimitDefinition::concurrency("k", 2, 600)))
             .await
             .unwrap();
-        // The shard's thread is busy while three takes queue up behind one another.
-        arbiter.spawn(async { std::thread::sleep(Duration::from_millis(200)) });
+        // The shard's keys are busy while three takes queue up behind one another.
+        shard.lock_keys_for(&arbiter.handle(), Duration::from_millis(200));
         let answers: Vec<_> = (0..3).map(|_| take(&shard, &key)).collect();
         let answers =
             tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(answers))
@@ -145,6 +184,28 @@ mod tests {
         assert!(
             matches!(answers[2], ShardTake::NotFit { .. }),
             "{answers:?}"
+        );
+        arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn a_caller_that_finds_the_shard_idle_applies_its_item_on_its_own_thread() {
+        let arbiter = Arbiter::new();
+        let shard = ShardHandle::start(RetryPolicy::default(), Some(&arbiter.handle()));
+        let key: KeyName = Arc::from("k");
+        shard
+            .addr
+            .send(Put(LimitDefinition::concurrency("k", 1, 600)))
+            .await
+            .unwrap();
+        // The shard's thread sleeps (its keys are free): the answers are there at once.
+        arbiter.spawn(async { std::thread::sleep(Duration::from_millis(500)) });
+        let mut first = take(&shard, &key);
+        let mut second = take(&shard, &key);
+        assert_eq!(first.try_recv(), Ok(ShardTake::Taken));
+        assert!(
+            matches!(second.try_recv(), Ok(ShardTake::NotFit { .. })),
+            "{second:?}"
         );
         arbiter.stop();
     }

@@ -1,0 +1,223 @@
+//! `ShardKeys`: the keys of one shard ([`KeyState`] each) and what can be done to them — the
+//! inbox items ([`ShardOp`]: takes, rollbacks, settles) and the shard actor's own requests
+//! (definitions, usage, decreases, snapshots). It lives behind its shard's lock
+//! ([`super::shard_inbox::ShardInbox`]), so exactly one thread at a time changes a key.
+//!
+//! A take is all or nothing within the shard: what fitted is given back before answering
+//! when anything did not fit.
+
+use foldhash::{HashMap, HashMapExt};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::key_state::{KeyState, TakeResult};
+use crate::model::{KeySnapshot, LeaseId, LimitDefinition, RetryPolicy, Usage};
+
+/// A key's name, shared (not copied) between the directory, messages and the shard.
+pub type KeyName = Arc<str>;
+
+/// Takes every item for `lease`, all or nothing within this shard.
+#[derive(Debug)]
+pub struct TakeAll {
+    /// The lease taking capacity.
+    pub lease: LeaseId,
+    /// Keys of this shard with their amounts, in request order.
+    pub items: Vec<(KeyName, u64)>,
+    /// The caller's "now", shared by every key of one reserve.
+    pub now_ms: i64,
+}
+
+/// The answer to [`TakeAll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardTake {
+    /// Every item was taken.
+    Taken,
+    /// Something did not fit; nothing is held. The largest hint of the keys that did not fit.
+    NotFit {
+        /// The retry-after hint.
+        retry_after_ms: u64,
+    },
+    /// A key is not defined on this shard; nothing is held.
+    Unknown(KeyName),
+}
+
+/// Gives back what `lease` holds on these keys (rollback of a take elsewhere).
+#[derive(Debug)]
+pub struct ReleaseAll {
+    /// The lease.
+    pub lease: LeaseId,
+    /// The keys it took on this shard.
+    pub keys: Vec<KeyName>,
+}
+
+/// Completes `lease` on this shard: releases its concurrency holds and reconciles its rolling
+/// reservations with the actual usage.
+#[derive(Debug)]
+pub struct Settle {
+    /// The lease.
+    pub lease: LeaseId,
+    /// Concurrency keys to release.
+    pub releases: Vec<KeyName>,
+    /// Rolling keys with their actual usage.
+    pub reconciles: Vec<(KeyName, u64)>,
+    /// The caller's "now".
+    pub now_ms: i64,
+}
+
+/// One item of a shard's inbox, with the channel its answer goes to.
+#[derive(Debug)]
+pub enum ShardOp {
+    /// A reserve's take on this shard.
+    Take(TakeAll, oneshot::Sender<ShardTake>),
+    /// A rollback; acknowledged when a sender is given.
+    Release(ReleaseAll, Option<oneshot::Sender<()>>),
+    /// A complete's part on this shard, acknowledged.
+    Settle(Settle, oneshot::Sender<()>),
+}
+
+/// The keys hashed to one shard.
+#[derive(Debug)]
+pub struct ShardKeys {
+    policy: RetryPolicy,
+    keys: HashMap<KeyName, KeyState>,
+}
+
+impl ShardKeys {
+    /// No keys yet; new keys get `policy`.
+    pub fn new(policy: RetryPolicy) -> Self {
+        ShardKeys {
+            policy,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Applies one inbox item and answers it.
+    pub fn apply(&mut self, op: ShardOp) {
+        // A caller that stopped waiting dropped its receiver; its item still counts (a take
+        // is rolled back by the `Release` its drop queued behind it).
+        match op {
+            ShardOp::Take(take, answer) => {
+                let _ = answer.send(self.take(take));
+            }
+            ShardOp::Release(release, ack) => {
+                self.release(release);
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            }
+            ShardOp::Settle(settle, ack) => {
+                self.settle(settle);
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn take(&mut self, msg: TakeAll) -> ShardTake {
+        if let Some((key, _)) = msg.items.iter().find(|(k, _)| !self.keys.contains_key(k)) {
+            return ShardTake::Unknown(Arc::clone(key));
+        }
+        // Every key is tried (a key that fits counts an allow for its deny streak, as when
+        // each key decided alone); the hint is the largest of the keys that did not fit.
+        let mut denied_hint: Option<u64> = None;
+        for (key, amount) in &msg.items {
+            let Some(state) = self.keys.get_mut(key) else {
+                continue;
+            };
+            if let TakeResult::NotFit { retry_after_ms } =
+                state.try_take(msg.lease, *amount, msg.now_ms)
+            {
+                denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
+            }
+        }
+        match denied_hint {
+            None => ShardTake::Taken,
+            Some(retry_after_ms) => {
+                for (key, _) in &msg.items {
+                    if let Some(state) = self.keys.get_mut(key) {
+                        state.release(msg.lease);
+                    }
+                }
+                ShardTake::NotFit { retry_after_ms }
+            }
+        }
+    }
+
+    fn release(&mut self, msg: ReleaseAll) {
+        for key in &msg.keys {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.release(msg.lease);
+            }
+        }
+    }
+
+    fn settle(&mut self, msg: Settle) {
+        for key in &msg.releases {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.release(msg.lease);
+            }
+        }
+        for (key, actual) in &msg.reconciles {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.reconcile(msg.lease, *actual, msg.now_ms);
+            }
+        }
+    }
+
+    /// Creates a key or replaces its definition.
+    pub fn put(&mut self, definition: LimitDefinition) {
+        match self.keys.get_mut(definition.key.as_str()) {
+            Some(state) => state.redefine(definition),
+            None => {
+                let key: KeyName = Arc::from(definition.key.as_str());
+                self.keys
+                    .insert(key, KeyState::new(definition, self.policy));
+            }
+        }
+    }
+
+    /// Live usage of `key` at `now_ms`; `None` if it is not here.
+    pub fn usage(&mut self, key: &str, now_ms: i64) -> Option<Usage> {
+        let state = self.keys.get_mut(key)?;
+        state.expire(now_ms);
+        Some(state.usage())
+    }
+
+    /// Lowers `key`'s capacity to `to` if enough is free; `None` if it is not here.
+    pub fn try_decrease(&mut self, key: &str, to: u64, now_ms: i64) -> Option<bool> {
+        Some(self.keys.get_mut(key)?.try_decrease(to, now_ms))
+    }
+
+    /// The live state of every key that holds something at `now_ms`.
+    pub fn export(&mut self, now_ms: i64) -> Vec<KeySnapshot> {
+        self.keys
+            .values_mut()
+            .map(|state| state.export(now_ms))
+            .filter(|key| !key.is_empty())
+            .collect()
+    }
+
+    /// Takes snapshot state back in; answers (keys with something live, reservations).
+    pub fn import(&mut self, keys: Vec<KeySnapshot>, now_ms: i64) -> (usize, usize) {
+        let (mut imported_keys, mut reservations) = (0, 0);
+        for snapshot in keys {
+            if let Some(state) = self.keys.get_mut(snapshot.key.as_str()) {
+                let imported = state.import(snapshot, now_ms);
+                if imported > 0 {
+                    imported_keys += 1;
+                    reservations += imported;
+                }
+            }
+        }
+        (imported_keys, reservations)
+    }
+
+    /// Counts each key's whole capacity in use until its time.
+    pub fn block(&mut self, keys: Vec<(KeyName, i64)>) {
+        for (key, until_ms) in keys {
+            if let Some(state) = self.keys.get_mut(&key) {
+                state.block_until(until_ms);
+            }
+        }
+    }
+}

@@ -146,16 +146,19 @@ impl KeyState {
             return;
         }
         // An expired reservation is gone: the call's window has passed, nothing to reconcile.
-        let Some((expires_at, reserved)) = self.reservations.remove(lease) else {
+        let Some((expires_at, reserved)) = self.reservations.get(lease) else {
             return;
         };
         if actual <= reserved {
-            // Shrink to the actual; the expiry stays where it was.
+            // Shrink to the actual in place; the expiry stays where it was.
             if actual > 0 {
-                self.reservations.insert(lease, actual, expires_at);
+                self.reservations.shrink(lease, actual);
+            } else {
+                self.reservations.remove(lease);
             }
             return;
         }
+        self.reservations.remove(lease);
         let overage = actual - reserved;
         if self.fits(actual) {
             // The difference is held for the rest of the window, at least one second.

@@ -4,26 +4,60 @@
 //! given, so the owner needs no timers and tests drive time by hand. A reservation expiring
 //! at `t` is gone at `t` (it no longer counts for a reserve made at `t`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use foldhash::HashMap;
 
 use super::LeaseId;
 
-/// Position of a reservation in the expiry order: (expires at, insertion sequence).
-type ExpiryKey = (i64, u64);
+/// A removed reservation leaves a hole in the queue; once holes make up more than half of
+/// it (and at least this many), the queue is rebuilt without them.
+const MIN_HOLES_TO_COMPACT: usize = 64;
+
+/// Position of a straggler: (expires at, insertion sequence).
+type StragglerKey = (i64, u64);
+
+/// One reservation in the queue; `amount: None` is a hole left by a removal.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    at: i64,
+    lease: LeaseId,
+    amount: Option<u64>,
+}
+
+/// Where a lease's reservation is.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// In the queue, at this sequence number (`head_seq` + index).
+    Queue(u64),
+    /// Among the stragglers.
+    Straggler(StragglerKey),
+}
 
 /// Live reservations of one key, by expiry and by lease (one entry per lease).
+///
+/// Nearly every reservation of a key expires after every one before it (now + the key's
+/// window): those are appended to a queue kept in expiry order, so expiry pops from its
+/// front and an insert costs no tree walk. The few that expire earlier than the queue's
+/// last entry (merged leases, overage extensions, imports) go to a small ordered map.
+/// Removing a lease from the queue leaves a hole, dropped when it reaches the front or when
+/// holes outnumber live entries (the queue is then rebuilt: amortized constant time).
 #[derive(Debug, Default)]
 pub struct Reservations {
-    /// Live reservations by expiry, each with its lease and amount.
-    by_expiry: BTreeMap<ExpiryKey, (LeaseId, u64)>,
-    /// Where each lease's reservation sits in `by_expiry`.
-    by_lease: HashMap<LeaseId, ExpiryKey>,
+    /// Reservations in expiry order, oldest first; never starts with a hole.
+    queue: VecDeque<Slot>,
+    /// Sequence number of `queue[0]`.
+    head_seq: u64,
+    /// Holes in `queue`.
+    holes: usize,
+    /// Reservations expiring before the queue's back when they were added.
+    stragglers: BTreeMap<StragglerKey, (LeaseId, u64)>,
+    /// Tie-breaker among stragglers expiring at the same millisecond.
+    next_straggler: u64,
+    /// Where each lease's reservation is.
+    by_lease: HashMap<LeaseId, Place>,
     /// Sum of live amounts.
     in_use: u64,
-    /// Tie-breaker for reservations expiring at the same millisecond.
-    next_seq: u64,
 }
 
 impl Reservations {
@@ -34,13 +68,39 @@ impl Reservations {
 
     /// Drops every reservation due at `now_ms`.
     pub fn expire(&mut self, now_ms: i64) {
-        while let Some((&(at, seq), &(lease, amount))) = self.by_expiry.iter().next() {
+        while let Some(slot) = self.queue.front().copied() {
+            if slot.at > now_ms {
+                break;
+            }
+            self.pop_front();
+            if let Some(amount) = slot.amount {
+                self.by_lease.remove(&slot.lease);
+                self.release_amount(amount);
+            }
+        }
+        while let Some((&(at, seq), &(lease, amount))) = self.stragglers.iter().next() {
             if at > now_ms {
                 break;
             }
-            self.by_expiry.remove(&(at, seq));
+            self.stragglers.remove(&(at, seq));
             self.by_lease.remove(&lease);
             self.release_amount(amount);
+        }
+        self.drop_leading_holes();
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(slot) = self.queue.pop_front() {
+            self.head_seq += 1;
+            if slot.amount.is_none() {
+                self.holes -= 1;
+            }
+        }
+    }
+
+    fn drop_leading_holes(&mut self) {
+        while self.queue.front().is_some_and(|s| s.amount.is_none()) {
+            self.pop_front();
         }
     }
 
@@ -59,6 +119,11 @@ impl Reservations {
     /// Sum of live amounts (as of the last [`Reservations::expire`]).
     pub fn in_use(&self) -> u64 {
         self.in_use
+    }
+
+    /// Whether no reservation is live.
+    pub fn is_empty(&self) -> bool {
+        self.by_lease.is_empty()
     }
 
     /// Whether `amount` more fits under `capacity`.
@@ -90,32 +155,119 @@ impl Reservations {
     }
 
     /// Adds a reservation for a lease that holds nothing here.
-    fn insert_absent(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
-        let key = (expires_at_ms, self.next_seq);
-        self.next_seq += 1;
-        self.by_expiry.insert(key, (lease, amount));
-        self.by_lease.insert(lease, key);
+    fn insert_absent(&mut self, lease: LeaseId, amount: u64, at: i64) {
+        let place = if self.queue.back().map_or(true, |last| last.at <= at) {
+            let seq = self.head_seq + self.queue.len() as u64;
+            self.queue.push_back(Slot {
+                at,
+                lease,
+                amount: Some(amount),
+            });
+            Place::Queue(seq)
+        } else {
+            let key = (at, self.next_straggler);
+            self.next_straggler += 1;
+            self.stragglers.insert(key, (lease, amount));
+            Place::Straggler(key)
+        };
+        self.by_lease.insert(lease, place);
         self.in_use = self.in_use.saturating_add(amount);
+    }
+
+    /// The queue slot at `seq`.
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
+        self.queue.get_mut(index)
+    }
+
+    /// `lease`'s reservation here, as (expiry, amount).
+    pub fn get(&self, lease: LeaseId) -> Option<(i64, u64)> {
+        match *self.by_lease.get(&lease)? {
+            Place::Queue(seq) => {
+                let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
+                let slot = self.queue.get(index)?;
+                Some((slot.at, slot.amount?))
+            }
+            Place::Straggler(key) => self.stragglers.get(&key).map(|&(_, a)| (key.0, a)),
+        }
+    }
+
+    /// Lowers `lease`'s reservation to `amount` in place (same expiry, same place in the
+    /// order); no-op for a lease without one here or an amount not below what it holds.
+    pub fn shrink(&mut self, lease: LeaseId, amount: u64) {
+        let held = match self.by_lease.get(&lease).copied() {
+            Some(Place::Queue(seq)) => self.slot_mut(seq).and_then(|s| s.amount.as_mut()),
+            Some(Place::Straggler(key)) => self.stragglers.get_mut(&key).map(|(_, a)| a),
+            None => None,
+        };
+        let Some(held) = held else {
+            return;
+        };
+        if amount < *held {
+            let freed = *held - amount;
+            *held = amount;
+            self.release_amount(freed);
+        }
     }
 
     /// Removes `lease`'s reservation; returns its (expiry, amount).
     pub fn remove(&mut self, lease: LeaseId) -> Option<(i64, u64)> {
-        let key = self.by_lease.remove(&lease)?;
-        let (_, amount) = self.by_expiry.remove(&key)?;
-        self.release_amount(amount);
-        Some((key.0, amount))
+        let removed = match self.by_lease.remove(&lease)? {
+            Place::Queue(seq) => {
+                let slot = self.slot_mut(seq)?;
+                let amount = slot.amount.take()?;
+                let at = slot.at;
+                self.holes += 1;
+                self.drop_leading_holes();
+                self.compact_if_mostly_holes();
+                (at, amount)
+            }
+            Place::Straggler(key) => (key.0, self.stragglers.remove(&key)?.1),
+        };
+        self.release_amount(removed.1);
+        Some(removed)
+    }
+
+    /// Rebuilds the queue without holes once they outnumber live entries.
+    fn compact_if_mostly_holes(&mut self) {
+        if self.holes < MIN_HOLES_TO_COMPACT || self.holes * 2 <= self.queue.len() {
+            return;
+        }
+        self.queue.retain(|slot| slot.amount.is_some());
+        self.holes = 0;
+        for (index, slot) in self.queue.iter().enumerate() {
+            self.by_lease
+                .insert(slot.lease, Place::Queue(self.head_seq + index as u64));
+        }
     }
 
     /// Every live reservation as (lease, amount, expires at), in expiry order.
     pub fn iter(&self) -> impl Iterator<Item = (LeaseId, u64, i64)> + '_ {
-        self.by_expiry
+        let mut queue = self
+            .queue
+            .iter()
+            .filter_map(|s| s.amount.map(|amount| (s.lease, amount, s.at)))
+            .peekable();
+        let mut stragglers = self
+            .stragglers
             .iter()
             .map(|(&(at, _), &(lease, amount))| (lease, amount, at))
+            .peekable();
+        std::iter::from_fn(move || match (queue.peek(), stragglers.peek()) {
+            (Some(q), Some(s)) if s.2 < q.2 => stragglers.next(),
+            (Some(_), _) => queue.next(),
+            (None, _) => stragglers.next(),
+        })
     }
 
     /// When the earliest live reservation expires.
     pub fn earliest_expiry_ms(&self) -> Option<i64> {
-        self.by_expiry.keys().next().map(|&(at, _)| at)
+        let queue = self.queue.front().map(|s| s.at);
+        let straggler = self.stragglers.keys().next().map(|&(at, _)| at);
+        match (queue, straggler) {
+            (Some(q), Some(s)) => Some(q.min(s)),
+            (q, s) => q.or(s),
+        }
     }
 
     /// How long from `now_ms` until `amount` fits under `capacity`, counting only the
@@ -131,7 +283,7 @@ impl Reservations {
         }
         // Units that must expire before `amount` fits.
         let mut need = self.in_use.saturating_add(amount) - capacity;
-        for (&(at, _), &(_, held)) in &self.by_expiry {
+        for (_, held, at) in self.iter() {
             if held >= need {
                 let wait = at.saturating_sub(now_ms).max(1);
                 return Some(u64::try_from(wait).unwrap_or(u64::MAX));
@@ -187,6 +339,126 @@ mod tests {
         r.expire(1000);
         assert_eq!(r.in_use(), 0);
         assert_eq!(r.earliest_expiry_ms(), None);
+    }
+
+    /// One step of the model-based test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(usize, u64, i64),
+        Replace(usize, u64, i64),
+        Remove(usize),
+        Shrink(usize, u64),
+        Expire(i64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Eight leases, so the same ones come back (merges, removals of holes); expiries
+        // mostly rising, sometimes earlier (stragglers).
+        prop_oneof![
+            4 => (0..8usize, 1..20u64, 0..200i64).prop_map(|(l, a, t)| Op::Insert(l, a, t)),
+            1 => (0..8usize, 1..20u64, 0..200i64).prop_map(|(l, a, t)| Op::Replace(l, a, t)),
+            3 => (0..8usize).prop_map(Op::Remove),
+            1 => (0..8usize, 0..20u64).prop_map(|(l, a)| Op::Shrink(l, a)),
+            1 => (0..200i64).prop_map(Op::Expire),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against a plain list of (lease, amount, expiry): the same amounts, expiries and
+        /// order after any sequence of operations.
+        #[test]
+        fn behaves_like_a_plain_list(ops in proptest::collection::vec(op(), 0..300)) {
+            let leases: Vec<LeaseId> = (0..8).map(|_| LeaseId::new()).collect();
+            let mut r = Reservations::new();
+            let mut model: Vec<(LeaseId, u64, i64)> = Vec::new();
+            let mut now = 0i64;
+            for op in ops {
+                match op {
+                    Op::Insert(l, amount, t) => {
+                        let at = now + t;
+                        r.insert(leases[l], amount, at);
+                        match model.iter_mut().find(|e| e.0 == leases[l]) {
+                            Some(e) => { e.1 += amount; e.2 = e.2.max(at); }
+                            None => model.push((leases[l], amount, at)),
+                        }
+                    }
+                    Op::Replace(l, amount, t) => {
+                        r.replace(leases[l], amount, now + t);
+                        model.retain(|e| e.0 != leases[l]);
+                        model.push((leases[l], amount, now + t));
+                    }
+                    Op::Remove(l) => {
+                        let expected = model.iter().position(|e| e.0 == leases[l])
+                            .map(|i| model.remove(i)).map(|e| (e.2, e.1));
+                        proptest::prop_assert_eq!(r.remove(leases[l]), expected);
+                    }
+                    Op::Shrink(l, amount) => {
+                        r.shrink(leases[l], amount);
+                        if let Some(e) = model.iter_mut().find(|e| e.0 == leases[l]) {
+                            e.1 = e.1.min(amount);
+                        }
+                    }
+                    Op::Expire(t) => {
+                        now = now.max(t);
+                        r.expire(now);
+                        model.retain(|e| e.2 > now);
+                    }
+                }
+                let mut expected = model.clone();
+                expected.sort_by_key(|e| e.2);
+                let got: Vec<_> = r.iter().collect();
+                // In expiry order.
+                proptest::prop_assert_eq!(
+                    got.iter().map(|e| e.2).collect::<Vec<_>>(),
+                    expected.iter().map(|e| e.2).collect::<Vec<_>>()
+                );
+                let mut got_sorted = got.clone();
+                got_sorted.sort();
+                expected.sort();
+                proptest::prop_assert_eq!(got_sorted, expected.clone());
+                proptest::prop_assert_eq!(r.in_use(), model.iter().map(|e| e.1).sum::<u64>());
+                proptest::prop_assert_eq!(r.earliest_expiry_ms(), model.iter().map(|e| e.2).min());
+                for &(lease, amount, at) in &model {
+                    proptest::prop_assert_eq!(r.get(lease), Some((at, amount)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn removals_leave_holes_that_are_compacted_away() {
+        let mut r = Reservations::new();
+        let leases: Vec<LeaseId> = (0..1000).map(|_| LeaseId::new()).collect();
+        for (i, lease) in leases.iter().enumerate() {
+            r.insert(*lease, 1, 1000 + i as i64);
+        }
+        // Every lease but the first and the last removed: the queue never holds more than
+        // twice its live entries (plus the compaction threshold).
+        for lease in &leases[1..999] {
+            r.remove(*lease);
+            assert!(r.queue.len() <= 2 * r.by_lease.len() + MIN_HOLES_TO_COMPACT);
+        }
+        assert_eq!(r.in_use(), 2);
+        assert_eq!(r.get(leases[999]), Some((1999, 1)));
+        r.remove(leases[0]);
+        assert_eq!(r.queue.len(), 1, "leading holes are dropped");
+        assert_eq!(r.earliest_expiry_ms(), Some(1999));
+    }
+
+    #[test]
+    fn a_shrunk_lease_keeps_its_expiry_and_place() {
+        let (mut r, leases) = with(&[(5, 1000), (3, 3000)]);
+        r.shrink(leases[0], 2);
+        assert_eq!(r.get(leases[0]), Some((1000, 2)));
+        assert_eq!(r.in_use(), 5);
+        // Never grows, and an unknown lease is left alone.
+        r.shrink(leases[0], 4);
+        r.shrink(LeaseId::new(), 0);
+        assert_eq!(r.in_use(), 5);
+        assert_eq!(r.earliest_expiry_ms(), Some(1000));
+        r.expire(1000);
+        assert_eq!(r.in_use(), 3);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! `IN_FLIGHT` ops at once (an async program's many concurrent tasks). Prints ops/s (one op =
 //! one reserve and its complete/commit) and the ratios. Numbers go to BENCHMARKS.md.
 //!
-//! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE]` (default 2).
+//! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE] [--keys N]` (default 2 s;
+//! `--keys 1` or `--keys 4` runs only those cases, e.g. under a profiler).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(missing_docs)]
@@ -50,10 +51,10 @@ async fn ratelimiter_op(service: &LimiterService, keys: usize) {
             .map(|k| Requirement::new(*k, 100))
             .collect(),
     );
-    assert!(service.reserve(&reserve).await.expect("valid").allowed);
+    assert!(service.reserve(reserve).await.expect("valid").allowed);
     let actuals = KEYS[..keys].iter().map(|k| Actual::new(*k, 50)).collect();
     let complete = CompleteRequest::new(lease, actuals);
-    assert!(service.complete(&complete).await.expect("valid").ok);
+    assert!(service.complete(complete).await.expect("valid").ok);
 }
 
 /// Ops done by one caller thread: `in_flight` loops of reserve + complete until `run` has
@@ -162,10 +163,23 @@ fn limitador_ops(limiter: &Arc<RateLimiter>, threads: usize, run: Duration) -> f
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .map_or(2.0, |s| s.parse().expect("seconds per case"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut secs = 2.0;
+    let mut key_counts = vec![1usize, 4];
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--keys" => {
+                let n = rest.next().and_then(|n| n.parse().ok());
+                key_counts = vec![n
+                    .filter(|n| [1, 4].contains(n))
+                    .expect("--keys 1 or --keys 4")];
+            }
+            // cargo bench passes `--bench`.
+            flag if flag.starts_with("--") => {}
+            seconds => secs = seconds.parse().expect("seconds per case"),
+        }
+    }
     let run = Duration::from_secs_f64(secs);
     println!("{secs} s per case; one op = one reserve and its complete (commit)");
     println!(
@@ -182,7 +196,7 @@ fn main() {
         "ratio 2"
     );
     let system = actix_rt::System::new();
-    for keys in [1usize, 4] {
+    for &keys in &key_counts {
         for threads in [1usize, THREADS] {
             let reference = limitador_ops(&limitador(keys), threads, run);
             for in_flight in [1usize, IN_FLIGHT] {

@@ -298,9 +298,9 @@ impl LimiterService {
     /// Reserves; `Err` only for a request that breaks a rule of the API.
     pub async fn reserve(
         &self,
-        request: &ReserveRequest,
+        request: impl Into<ReserveRequest>,
     ) -> Result<ReserveResponse, InvalidRequest> {
-        let command = request.validate()?;
+        let command = request.into().validate()?;
         if let Some(denial) = self.status_denial(&command) {
             return Ok(denial);
         }
@@ -346,9 +346,9 @@ impl LimiterService {
     /// Completes; `Err` only for a request that breaks a rule of the API.
     pub async fn complete(
         &self,
-        request: &CompleteRequest,
+        request: impl Into<CompleteRequest>,
     ) -> Result<CompleteResponse, InvalidRequest> {
-        let command = request.validate()?;
+        let command = request.into().validate()?;
         let lease = command.lease;
         let again = self.shared.is_some().then(|| command.clone());
         let mut result = self.backend.complete(command).await;
@@ -371,8 +371,11 @@ impl LimiterService {
 
     /// Reserves every item; an invalid item gets its own `invalid_request` answer. Items are
     /// handed to the backend in array order.
-    pub async fn reserve_batch(&self, requests: &[ReserveRequest]) -> Vec<ReserveResponse> {
-        join_all(requests.iter().map(|r| async move {
+    pub async fn reserve_batch<R: Into<ReserveRequest>>(
+        &self,
+        requests: impl IntoIterator<Item = R>,
+    ) -> Vec<ReserveResponse> {
+        join_all(requests.into_iter().map(|r| async move {
             self.reserve(r)
                 .await
                 .unwrap_or_else(|_| ReserveResponse::error(ErrorCode::InvalidRequest, 0))
@@ -381,8 +384,11 @@ impl LimiterService {
     }
 
     /// Completes every item; an invalid item gets its own `invalid_request` answer.
-    pub async fn complete_batch(&self, requests: &[CompleteRequest]) -> Vec<CompleteResponse> {
-        join_all(requests.iter().map(|r| async move {
+    pub async fn complete_batch<R: Into<CompleteRequest>>(
+        &self,
+        requests: impl IntoIterator<Item = R>,
+    ) -> Vec<CompleteResponse> {
+        join_all(requests.into_iter().map(|r| async move {
             self.complete(r)
                 .await
                 .unwrap_or_else(|_| CompleteResponse::error(ErrorCode::InvalidRequest))

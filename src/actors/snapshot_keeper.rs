@@ -8,6 +8,11 @@
 //! stretches the interval), so a large state (hundreds of thousands of live leases) never
 //! turns the keeper into the busiest thread of the service.
 //!
+//! Each save is written (serialized and flushed) on a thread of its own at a lower scheduling
+//! priority (nice [`WRITER_NICE`]): when requests keep every core busy they get the CPU
+//! first and the save takes longer (and so does the period above); on an idle core it runs
+//! at full speed.
+//!
 //! What a crash (SIGKILL, power loss) loses: what changed since the last periodic save, at
 //! most one interval (or the stretched period above) — reserves made then are not counted
 //! after the restart. With the periodic save off, everything since the start.
@@ -29,6 +34,9 @@ const FAILURE_LOG_INTERVAL_MS: i64 = 60_000;
 
 /// Periodic saves take at most one part in this many of the keeper's wall time.
 const SAVE_SHARE: u32 = 5;
+
+/// Nice value of the thread that writes a save (Linux: per thread; 0 is the default).
+pub const WRITER_NICE: i32 = 10;
 
 /// Time from the start of a save that took `took` to the start of the next periodic one.
 pub fn save_period(interval: Duration, took: Duration) -> Duration {
@@ -94,13 +102,43 @@ async fn save(
         return Ok(None);
     };
     let path = file.path().to_path_buf();
-    let written = tokio::task::spawn_blocking(move || file.save(generation, &snapshot))
-        .await
-        .map_err(|e| SnapshotError::Write {
-            path,
-            source: std::io::Error::other(e),
-        })??;
+    let write_error = |source| SnapshotError::Write {
+        path: path.clone(),
+        source,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("snapshot-writer".into())
+        .spawn(move || {
+            lower_this_threads_priority();
+            let _ = tx.send(file.save(generation, &snapshot));
+        })
+        .map_err(write_error)?;
+    let written = rx.await.map_err(|_| {
+        write_error(std::io::Error::other(
+            "the snapshot writer thread stopped without an answer",
+        ))
+    })??;
     Ok(written.then_some(generation))
+}
+
+/// Moves the calling thread to nice [`WRITER_NICE`]; a refusal only costs speed, so it is
+/// logged at debug level.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread; no memory is shared.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE)
+        };
+        if rc != 0 {
+            log::debug!(
+                "snapshot writer: could not lower its priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 impl Actor for SnapshotKeeper {
@@ -223,6 +261,22 @@ pub async fn restore_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_thread_runs_at_a_lower_priority() {
+        let nice = std::thread::spawn(|| {
+            lower_this_threads_priority();
+            // SAFETY: plain system calls on the calling thread.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            }
+        })
+        .join()
+        .unwrap();
+        assert!(nice >= WRITER_NICE, "nice {nice}");
+    }
 
     #[test]
     fn fast_saves_keep_the_interval_and_slow_ones_stretch_it_to_five_times_their_length() {

@@ -130,14 +130,14 @@ impl LocalLimiter {
 impl Limiter for LocalLimiter {
     async fn reserve(&self, request: ReserveRequest) -> Result<ReserveResponse, LimiterError> {
         self.service
-            .reserve(&request)
+            .reserve(request)
             .await
             .map_err(|e| LimiterError::Rejected(e.to_string()))
     }
 
     async fn complete(&self, request: CompleteRequest) -> Result<CompleteResponse, LimiterError> {
         self.service
-            .complete(&request)
+            .complete(request)
             .await
             .map_err(|e| LimiterError::Rejected(e.to_string()))
     }
@@ -146,14 +146,14 @@ impl Limiter for LocalLimiter {
         &self,
         requests: Vec<ReserveRequest>,
     ) -> Result<Vec<ReserveResponse>, LimiterError> {
-        Ok(self.service.reserve_batch(&requests).await)
+        Ok(self.service.reserve_batch(requests).await)
     }
 
     async fn batch_complete(
         &self,
         requests: Vec<CompleteRequest>,
     ) -> Result<Vec<CompleteResponse>, LimiterError> {
-        Ok(self.service.complete_batch(&requests).await)
+        Ok(self.service.complete_batch(requests).await)
     }
 
     async fn definition(&self, key: &str) -> Result<Option<LimitDefinition>, LimiterError> {

@@ -50,7 +50,7 @@ pub async fn reserve(
 ) -> Result<Json<ReserveResponse>, actix_web::Error> {
     let answer: Result<ReserveResponse, actix_web::Error> = match body {
         Ok(body) => service
-            .reserve(&body.into_inner().0)
+            .reserve(body.into_inner().0)
             .await
             .map_err(|e| ApiError::from(e).into()),
         Err(e) => Err(e),
@@ -84,7 +84,7 @@ pub async fn complete(
 ) -> Result<Json<CompleteResponse>, actix_web::Error> {
     let answer: Result<CompleteResponse, actix_web::Error> = match body {
         Ok(body) => service
-            .complete(&body.into_inner().0)
+            .complete(body.into_inner().0)
             .await
             .map_err(|e| ApiError::from(e).into()),
         Err(e) => Err(e),
@@ -125,7 +125,7 @@ pub async fn reserve_batch(
         }
     };
     let (valid, slots) = parse_items::<ReserveRequest>(items, "reserve");
-    let answers = service.reserve_batch(&valid).await;
+    let answers = service.reserve_batch(valid).await;
     let results = merge(
         slots,
         answers,
@@ -166,7 +166,7 @@ pub async fn complete_batch(
         }
     };
     let (valid, slots) = parse_items::<CompleteRequest>(items, "complete");
-    let answers = service.complete_batch(&valid).await;
+    let answers = service.complete_batch(valid).await;
     let results = merge(
         slots,
         answers,

@@ -247,14 +247,17 @@ fn check_job_id(job_id: &Option<String>) -> Result<(), InvalidRequest> {
     }
 }
 
-fn check_distinct<'a>(
+/// Every key of `items` valid and named once (at most a few dozen items: compared pairwise,
+/// nothing allocated).
+fn check_distinct<T>(
     field: &str,
-    keys: impl Iterator<Item = &'a str>,
+    items: &[T],
+    key_of: impl Fn(&T) -> &str,
 ) -> Result<(), InvalidRequest> {
-    let mut seen = std::collections::HashSet::new();
-    for (index, key) in keys.enumerate() {
+    for (index, item) in items.iter().enumerate() {
+        let key = key_of(item);
         validate_key(key).map_err(|e| InvalidRequest::new(format!("{field}[{index}].{e}")))?;
-        if !seen.insert(key) {
+        if items[..index].iter().any(|earlier| key_of(earlier) == key) {
             return Err(InvalidRequest::new(format!(
                 "{field}[{index}].key: {key:?} appears more than once"
             )));
@@ -273,8 +276,9 @@ impl ReserveRequest {
         }
     }
 
-    /// Checks every rule of SPEC §3 and returns the command.
-    pub fn validate(&self) -> Result<ReserveCommand, InvalidRequest> {
+    /// Checks every rule of SPEC §3 and returns the command (which takes over the
+    /// requirements: nothing is copied).
+    pub fn validate(self) -> Result<ReserveCommand, InvalidRequest> {
         let lease = parse_lease(&self.lease_id)?;
         check_job_id(&self.job_id)?;
         let count = self.requirements.len();
@@ -283,10 +287,7 @@ impl ReserveRequest {
                 "requirements: must hold 1 to {MAX_REQUIREMENTS} items (got {count})"
             )));
         }
-        check_distinct(
-            "requirements",
-            self.requirements.iter().map(|r| r.key.as_str()),
-        )?;
+        check_distinct("requirements", &self.requirements, |r| r.key.as_str())?;
         if let Some(index) = self.requirements.iter().position(|r| r.amount == 0) {
             return Err(InvalidRequest::new(format!(
                 "requirements[{index}].amount: must be at least 1"
@@ -294,8 +295,8 @@ impl ReserveRequest {
         }
         Ok(ReserveCommand {
             lease,
-            job_id: self.job_id.clone(),
-            requirements: self.requirements.clone(),
+            job_id: self.job_id,
+            requirements: self.requirements,
         })
     }
 }
@@ -310,8 +311,8 @@ impl CompleteRequest {
         }
     }
 
-    /// Checks every rule of SPEC §3 and returns the command.
-    pub fn validate(&self) -> Result<CompleteCommand, InvalidRequest> {
+    /// Checks every rule of SPEC §3 and returns the command (which takes over the actuals).
+    pub fn validate(self) -> Result<CompleteCommand, InvalidRequest> {
         let lease = parse_lease(&self.lease_id)?;
         check_job_id(&self.job_id)?;
         if self.actuals.len() > MAX_ACTUALS {
@@ -320,12 +321,26 @@ impl CompleteRequest {
                 self.actuals.len()
             )));
         }
-        check_distinct("actuals", self.actuals.iter().map(|a| a.key.as_str()))?;
+        check_distinct("actuals", &self.actuals, |a| a.key.as_str())?;
         Ok(CompleteCommand {
             lease,
-            job_id: self.job_id.clone(),
-            actuals: self.actuals.clone(),
+            job_id: self.job_id,
+            actuals: self.actuals,
         })
+    }
+}
+
+/// A copy, so callers that keep their request can hand it over by reference.
+impl From<&ReserveRequest> for ReserveRequest {
+    fn from(request: &ReserveRequest) -> Self {
+        request.clone()
+    }
+}
+
+/// A copy, so callers that keep their request can hand it over by reference.
+impl From<&CompleteRequest> for CompleteRequest {
+    fn from(request: &CompleteRequest) -> Self {
+        request.clone()
     }
 }
 

@@ -180,7 +180,12 @@ pub fn validate_key(key: &str) -> Result<(), InvalidRequest> {
             key.len()
         )));
     }
-    if key.chars().any(char::is_control) {
+    let control = if key.is_ascii() {
+        key.bytes().any(|b| b.is_ascii_control())
+    } else {
+        key.chars().any(char::is_control)
+    };
+    if control {
         return Err(InvalidRequest::new(format!(
             "key: must not contain control characters ({key:?})"
         )));

@@ -105,12 +105,6 @@ pub enum Fault {
         /// The key.
         key: String,
     },
-    /// A lease already being decided was started again.
-    #[error("lease {lease} is already being decided")]
-    LeaseInProgress {
-        /// The lease.
-        lease: LeaseId,
-    },
     /// The backend's settings break a rule.
     #[cfg(feature = "server")]
     #[error(transparent)]

@@ -36,7 +36,7 @@ use super::key_shard::{
     TakeAll, TryDecrease,
 };
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
-use crate::model::leases::{Hold, LeaseOutcome, LeaseTable};
+use crate::model::leases::{Begun, Hold, LeaseOutcome, LeaseTable};
 use crate::model::{
     CompleteCommand, LeaseId, LimitDefinition, LimitKind, ReserveCommand, RetryPolicy, SharedClock,
     Usage,
@@ -215,39 +215,45 @@ impl ReserveCoordinator {
         let mut holds = Vec::with_capacity(command.requirements.len());
         let mut items = Vec::with_capacity(command.requirements.len());
         let mut longest_hold_ms = 0;
+        // The keys first (the directory is read before the lease table is touched): a lease
+        // with an unknown key is never recorded.
+        let mut unknown_key = None;
+        {
+            let directory = self.directory();
+            for requirement in &command.requirements {
+                let Some(entry) = directory.get(requirement.key.as_str()) else {
+                    unknown_key = Some(requirement.key.as_str());
+                    break;
+                };
+                longest_hold_ms = longest_hold_ms.max(entry.hold_ms);
+                items.push((entry.shard, Arc::clone(&entry.name), requirement.amount));
+                holds.push(Hold {
+                    key: Arc::clone(&entry.name),
+                    amount: requirement.amount,
+                    kind: entry.kind,
+                    hold_ms: entry.hold_ms,
+                });
+            }
+        }
         let waiting = {
             let mut book = self.book();
-            match book.table.get(lease, now_ms) {
-                Some(outcome) => match replay(outcome) {
-                    Some(answer) => return Ok(answer),
-                    None => {
-                        let (tx, rx) = oneshot::channel();
-                        book.waiters.entry(lease).or_default().push(tx);
-                        Some(rx)
-                    }
+            let known = match unknown_key {
+                // A remembered lease is answered as before, even if a key went away since.
+                Some(key) => Some(book.table.get(lease, now_ms).ok_or_else(|| unknown(key))?),
+                // The table refuses a new lease only when every slot holds one in flight.
+                None => match book.table.begin(lease, now_ms)? {
+                    Begun::New => None,
+                    Begun::Known(outcome) => Some(outcome),
                 },
-                None => {
-                    let directory = self.directory();
-                    for requirement in command.requirements {
-                        let Some(entry) = directory.get(requirement.key.as_str()) else {
-                            return Err(unknown(&requirement.key));
-                        };
-                        longest_hold_ms = longest_hold_ms.max(entry.hold_ms);
-                        items.push((entry.shard, Arc::clone(&entry.name), requirement.amount));
-                        holds.push(Hold {
-                            key: Arc::clone(&entry.name),
-                            amount: requirement.amount,
-                            kind: entry.kind,
-                            hold_ms: entry.hold_ms,
-                        });
-                    }
-                    drop(directory);
-                    // `get` found nothing under this same lock, so the lease is new here; the
-                    // table refuses only when every slot holds a lease in flight.
-                    if !book.table.begin(lease, now_ms)? {
-                        return Err(Fault::LeaseInProgress { lease }.into());
-                    }
-                    None
+            };
+            match known.map(replay) {
+                None => None,
+                Some(Some(answer)) => return Ok(answer),
+                Some(None) => {
+                    // Being decided: wait for that answer.
+                    let (tx, rx) = oneshot::channel();
+                    book.waiters.entry(lease).or_default().push(tx);
+                    Some(rx)
                 }
             }
         };

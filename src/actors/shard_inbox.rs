@@ -5,7 +5,8 @@
 //! is draining, takes the keys' lock itself and applies everything queued so far, its own
 //! item included, on its own thread — no hop to the shard's thread and back. Items that
 //! arrive meanwhile are applied by that same drainer, in push order, so under load one
-//! drainer handles a burst while the other callers only queue. When the keys are busy (the
+//! drainer handles a burst while the other callers only queue (and wait a few microseconds
+//! for that drain to end, rather than sleep and be woken from another thread). When the keys are busy (the
 //! shard actor holds them for a definition, a decrease or a snapshot) or a drainer has done
 //! a few rounds, the rest is handed to the [`KeyShard`] actor with one [`Drain`] message.
 //! Either way exactly one thread at a time changes the keys, items are applied in the order
@@ -14,7 +15,9 @@
 //! When the shard is gone the queue is closed: what waited, and anything pushed later, is
 //! dropped with its answer channel, which the caller reads as the shard having stopped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -25,6 +28,11 @@ use crate::model::RetryPolicy;
 /// Rounds (drain everything queued, then look again) a caller does before it hands what
 /// still arrives to the shard actor, so one caller is not kept busy by everybody else.
 const CALLER_ROUNDS: usize = 4;
+
+/// How long a caller whose item another thread is applying waits for that drain to end
+/// before it gives up its thread: a drain takes microseconds, while sleeping and being woken
+/// from another thread costs far more.
+const SPIN_FOR_DRAIN: Duration = Duration::from_micros(20);
 
 /// Tells a shard that its inbox holds items. Dropped unhandled (the shard's mailbox went away
 /// with it inside), it closes the inbox, so no caller waits for an answer that cannot come.
@@ -57,6 +65,8 @@ impl Drop for Drain {
 pub struct ShardInbox {
     state: Mutex<State>,
     keys: Mutex<ShardKeys>,
+    /// `state.draining`, readable without the lock (for callers spinning on a drain).
+    draining: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +85,7 @@ impl ShardInbox {
         ShardInbox {
             state: Mutex::default(),
             keys: Mutex::new(ShardKeys::new(policy)),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -87,9 +98,13 @@ impl ShardInbox {
                 return;
             }
             state.items.push(op);
-            if std::mem::replace(&mut state.draining, true) {
+            if state.draining {
+                drop(state);
+                self.spin_while_draining();
                 return;
             }
+            state.draining = true;
+            self.draining.store(true, Ordering::Release);
         }
         let drained = match self.keys.try_lock() {
             Ok(mut keys) => self.drain(&mut keys, CALLER_ROUNDS),
@@ -114,10 +129,26 @@ impl ShardInbox {
             let mut state = self.state();
             if state.items.is_empty() {
                 state.draining = false;
+                self.draining.store(false, Ordering::Release);
                 return true;
             }
         }
         false
+    }
+
+    /// Waits (at most [`SPIN_FOR_DRAIN`]) for the drain under way to end: it applies every
+    /// item queued before it ends, so the caller's answer is then ready without its thread
+    /// ever sleeping.
+    fn spin_while_draining(&self) {
+        let start = Instant::now();
+        while self.draining.load(Ordering::Acquire) {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if start.elapsed() > SPIN_FOR_DRAIN {
+                return;
+            }
+        }
     }
 
     /// The shard's keys, for the shard actor's own requests (and its drains).

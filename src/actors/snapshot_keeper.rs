@@ -3,8 +3,8 @@
 //! it back. A periodic save is skipped when nothing changed since the last one and while the
 //! previous save still runs; the final save at a graceful stop always runs.
 //!
-//! Periodic saves keep to a fifth of one core: after a save that took `t`, the next one
-//! starts `max(interval, 5 × t)` after it started (logged, at most once a minute, while that
+//! Periodic saves keep to a tenth of one core: after a save that took `t`, the next one
+//! starts `max(interval, 10 × t)` after it started (logged, at most once a minute, while that
 //! stretches the interval), so a large state (hundreds of thousands of live leases) never
 //! turns the keeper into the busiest thread of the service.
 //!
@@ -33,7 +33,7 @@ use crate::snapshot::{LoadedSnapshot, SnapshotError, SnapshotFile};
 const FAILURE_LOG_INTERVAL_MS: i64 = 60_000;
 
 /// Periodic saves take at most one part in this many of the keeper's wall time.
-const SAVE_SHARE: u32 = 5;
+const SAVE_SHARE: u32 = 10;
 
 /// Nice value of the thread that writes a save (Linux: per thread; 0 is the default).
 pub const WRITER_NICE: i32 = 10;
@@ -167,7 +167,7 @@ impl SnapshotKeeper {
                 if period > act.interval && act.stretched.due(act.clock.now_ms()).is_some() {
                     info!(
                         "reservation snapshot: a save took {} ms, so periodic saves run every {} ms \
-                         instead of every {} ms (at most a fifth of one core); a crash loses \
+                         instead of every {} ms (at most a tenth of one core); a crash loses \
                          up to that long",
                         took.as_millis(),
                         period.as_millis(),
@@ -279,12 +279,12 @@ mod tests {
     }
 
     #[test]
-    fn fast_saves_keep_the_interval_and_slow_ones_stretch_it_to_five_times_their_length() {
+    fn fast_saves_keep_the_interval_and_slow_ones_stretch_it_to_ten_times_their_length() {
         let ms = Duration::from_millis;
         assert_eq!(save_period(ms(1000), ms(0)), ms(1000));
-        assert_eq!(save_period(ms(1000), ms(200)), ms(1000));
-        assert_eq!(save_period(ms(1000), ms(300)), ms(1500));
-        assert_eq!(save_period(ms(1000), ms(2000)), ms(10_000));
+        assert_eq!(save_period(ms(1000), ms(100)), ms(1000));
+        assert_eq!(save_period(ms(1000), ms(150)), ms(1500));
+        assert_eq!(save_period(ms(1000), ms(2000)), ms(20_000));
         assert_eq!(save_period(ms(1000), Duration::MAX), Duration::MAX);
     }
 }

@@ -180,11 +180,9 @@ pub fn validate_key(key: &str) -> Result<(), InvalidRequest> {
             key.len()
         )));
     }
-    let control = if key.is_ascii() {
-        key.bytes().any(|b| b.is_ascii_control())
-    } else {
-        key.chars().any(char::is_control)
-    };
+    // One pass over the bytes; only a key with non-ASCII text is decoded.
+    let control = key.bytes().any(|b| b.is_ascii_control())
+        || (!key.is_ascii() && key.chars().any(char::is_control));
     if control {
         return Err(InvalidRequest::new(format!(
             "key: must not contain control characters ({key:?})"

@@ -24,6 +24,15 @@ use super::definition::LimitKind;
 use super::expiring::ExpiringMap;
 use super::LeaseId;
 
+/// What [`LeaseTable::begin`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    /// A new lease, now pending.
+    New,
+    /// A lease already remembered, with its outcome; nothing changed.
+    Known(LeaseOutcome),
+}
+
 /// Capacity one allowed lease holds on one key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
@@ -226,6 +235,10 @@ impl LeaseTable {
     /// The outcome remembered for `lease`, after forgetting what is due at `now_ms`.
     pub fn get(&mut self, lease: LeaseId, now_ms: i64) -> Option<LeaseOutcome> {
         self.purge(now_ms);
+        self.outcome(lease)
+    }
+
+    fn outcome(&self, lease: LeaseId) -> Option<LeaseOutcome> {
         match self.in_flight.get(&lease) {
             Some(InFlight::Pending) => Some(LeaseOutcome::Pending),
             Some(InFlight::Allowed { reserved_at_ms, .. }) => Some(LeaseOutcome::Allowed {
@@ -236,12 +249,13 @@ impl LeaseTable {
         }
     }
 
-    /// Marks `lease` as being decided. `Ok(false)` if the lease is already known; an error,
-    /// and nothing recorded, if every slot holds a lease in flight.
-    pub fn begin(&mut self, lease: LeaseId, now_ms: i64) -> Result<bool, LeaseTableFull> {
+    /// Marks `lease` as being decided, unless it is already known: then its outcome (as
+    /// [`LeaseTable::get`] gives it) and nothing changes. An error, and nothing recorded, if
+    /// the lease is new and every slot holds a lease in flight.
+    pub fn begin(&mut self, lease: LeaseId, now_ms: i64) -> Result<Begun, LeaseTableFull> {
         self.purge(now_ms);
-        if self.in_flight.contains(&lease) || self.settled.contains(&lease) {
-            return Ok(false);
+        if let Some(outcome) = self.outcome(lease) {
+            return Ok(Begun::Known(outcome));
         }
         if self.in_flight.len() >= self.capacity {
             self.refused += 1;
@@ -254,7 +268,7 @@ impl LeaseTable {
             InFlight::Pending,
             now_ms.saturating_add(PENDING_FORGET_MS),
         );
-        Ok(true)
+        Ok(Begun::New)
     }
 
     /// Records an allow; the lease stays in flight until its longest hold has passed or it
@@ -435,7 +449,7 @@ mod tests {
     /// A lease begun and allowed at `now_ms` with one hold of `hold_ms`.
     fn allowed(table: &mut LeaseTable, now_ms: i64, kind: LimitKind, hold_ms: i64) -> LeaseId {
         let lease = LeaseId::new();
-        assert_eq!(table.begin(lease, now_ms), Ok(true));
+        assert_eq!(table.begin(lease, now_ms), Ok(Begun::New));
         table.allow(lease, now_ms, vec![hold("k", kind)], hold_ms);
         lease
     }
@@ -444,8 +458,11 @@ mod tests {
     fn allowed_lease_completes_once() {
         let mut table = LeaseTable::default();
         let lease = LeaseId::new();
-        assert_eq!(table.begin(lease, 0), Ok(true));
-        assert_eq!(table.begin(lease, 0), Ok(false));
+        assert_eq!(table.begin(lease, 0), Ok(Begun::New));
+        assert_eq!(
+            table.begin(lease, 0),
+            Ok(Begun::Known(LeaseOutcome::Pending))
+        );
         assert_eq!(table.get(lease, 0), Some(LeaseOutcome::Pending));
         table.allow(lease, 0, vec![hold("a", LimitKind::Rolling)], MINUTE);
         assert_eq!(
@@ -463,7 +480,10 @@ mod tests {
         assert_eq!((table.in_flight(), table.len()), (0, 1));
         assert_eq!(
             table.begin(lease, 4),
-            Ok(false),
+            Ok(Begun::Known(LeaseOutcome::Allowed {
+                reserved_at_ms: 0,
+                completed: true
+            })),
             "a completed id stays known"
         );
         assert_eq!(
@@ -477,7 +497,7 @@ mod tests {
     fn denied_lease_is_remembered_for_the_longest_hold() {
         let mut table = LeaseTable::default();
         let lease = LeaseId::new();
-        assert_eq!(table.begin(lease, 0), Ok(true));
+        assert_eq!(table.begin(lease, 0), Ok(Begun::New));
         table.deny(lease, 0, 123, MINUTE);
         assert_eq!(
             table.get(lease, MINUTE - 1),
@@ -495,13 +515,13 @@ mod tests {
     fn abandon_forgets_only_pending() {
         let mut table = LeaseTable::default();
         let (a, b, c) = (LeaseId::new(), LeaseId::new(), LeaseId::new());
-        assert_eq!(table.begin(a, 0), Ok(true));
+        assert_eq!(table.begin(a, 0), Ok(Begun::New));
         table.abandon(a);
         assert!(table.get(a, 0).is_none());
         table.deny(b, 0, 1, 1000);
         table.abandon(b);
         assert!(table.get(b, 0).is_some());
-        assert_eq!(table.begin(c, 0), Ok(true));
+        assert_eq!(table.begin(c, 0), Ok(Begun::New));
         table.allow(c, 0, vec![], 1000);
         table.abandon(c);
         assert!(table.get(c, 0).is_some());
@@ -512,7 +532,7 @@ mod tests {
     fn an_allowed_lease_cannot_turn_denied() {
         let mut table = LeaseTable::default();
         let lease = LeaseId::new();
-        assert!(table.begin(lease, 0).unwrap());
+        assert_eq!(table.begin(lease, 0), Ok(Begun::New));
         table.allow(lease, 0, vec![hold("a", LimitKind::Rolling)], 60_000);
         table.deny(lease, 1, 5, 60_000);
     }
@@ -522,7 +542,7 @@ mod tests {
     fn a_denied_lease_cannot_turn_allowed() {
         let mut table = LeaseTable::default();
         let lease = LeaseId::new();
-        assert!(table.begin(lease, 0).unwrap());
+        assert_eq!(table.begin(lease, 0), Ok(Begun::New));
         table.deny(lease, 0, 5, 60_000);
         table.allow(lease, 1, vec![hold("a", LimitKind::Rolling)], 60_000);
     }
@@ -555,7 +575,11 @@ mod tests {
         let storm: Vec<_> = (0..100).map(|_| LeaseId::new()).collect();
         for (i, lease) in storm.iter().enumerate() {
             let now = i as i64;
-            assert_eq!(table.begin(*lease, now), Ok(true), "denial {i} is decided");
+            assert_eq!(
+                table.begin(*lease, now),
+                Ok(Begun::New),
+                "denial {i} is decided"
+            );
             table.deny(*lease, now, 7, DAY);
         }
         assert_eq!(table.settled_dropped(), 97);
@@ -583,7 +607,7 @@ mod tests {
         let pending = LeaseId::new();
         assert_eq!(
             table.begin(pending, 0),
-            Ok(true),
+            Ok(Begun::New),
             "pending counts as in flight"
         );
         let refused = LeaseId::new();
@@ -592,18 +616,28 @@ mod tests {
         assert_eq!(table.get(refused, 1), None, "a refusal records nothing");
         assert_eq!(
             table.begin(first, 1),
-            Ok(false),
+            Ok(Begun::Known(LeaseOutcome::Allowed {
+                reserved_at_ms: 0,
+                completed: false
+            })),
             "known leases are not refused"
         );
         assert!(table.start_complete(first, 2).is_some());
-        assert_eq!(table.begin(refused, 2), Ok(true), "a complete frees a slot");
+        assert_eq!(
+            table.begin(refused, 2),
+            Ok(Begun::New),
+            "a complete frees a slot"
+        );
         table.allow(refused, 2, vec![hold("k", LimitKind::Concurrency)], MINUTE);
         assert_eq!(table.begin(LeaseId::new(), 3), Err(full));
         assert_eq!(table.refused(), 2);
         // The pending entry is forgotten after its own bound, the allowed one after its hold.
         assert_eq!(table.begin(LeaseId::new(), MINUTE + 1), Err(full));
-        assert_eq!(table.begin(LeaseId::new(), MINUTE + 2), Ok(true));
-        assert_eq!(table.begin(LeaseId::new(), PENDING_FORGET_MS), Ok(true));
+        assert_eq!(table.begin(LeaseId::new(), MINUTE + 2), Ok(Begun::New));
+        assert_eq!(
+            table.begin(LeaseId::new(), PENDING_FORGET_MS),
+            Ok(Begun::New)
+        );
         let message = full.to_string();
         for needle in [
             "--lease-capacity",

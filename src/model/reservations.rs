@@ -4,6 +4,7 @@
 //! given, so the owner needs no timers and tests drive time by hand. A reservation expiring
 //! at `t` is gone at `t` (it no longer counts for a reserve made at `t`).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
 use foldhash::HashMap;
@@ -58,6 +59,27 @@ pub struct Reservations {
     by_lease: HashMap<LeaseId, Place>,
     /// Sum of live amounts.
     in_use: u64,
+}
+
+/// Puts a live `slot` in expiry order: at the back of the queue when it expires no earlier
+/// than the queue's last entry, else among the stragglers.
+fn place_in_order(
+    queue: &mut VecDeque<Slot>,
+    head_seq: u64,
+    stragglers: &mut BTreeMap<StragglerKey, (LeaseId, u64)>,
+    next_straggler: &mut u64,
+    slot: Slot,
+) -> Place {
+    if queue.back().map_or(true, |last| last.at <= slot.at) {
+        let seq = head_seq + queue.len() as u64;
+        queue.push_back(slot);
+        Place::Queue(seq)
+    } else {
+        let key = (slot.at, *next_straggler);
+        *next_straggler += 1;
+        stragglers.insert(key, (slot.lease, slot.amount.unwrap_or(0)));
+        Place::Straggler(key)
+    }
 }
 
 impl Reservations {
@@ -137,6 +159,32 @@ impl Reservations {
     /// something here is merged: the amounts add up and the later expiry is kept (when in
     /// doubt, over-count).
     pub fn insert(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
+        // A new lease (nearly always): one hash lookup finds it absent and records it.
+        let Reservations {
+            queue,
+            head_seq,
+            stragglers,
+            next_straggler,
+            by_lease,
+            in_use,
+            ..
+        } = self;
+        if let Entry::Vacant(entry) = by_lease.entry(lease) {
+            let slot = Slot {
+                at: expires_at_ms,
+                lease,
+                amount: Some(amount),
+            };
+            entry.insert(place_in_order(
+                queue,
+                *head_seq,
+                stragglers,
+                next_straggler,
+                slot,
+            ));
+            *in_use = in_use.saturating_add(amount);
+            return;
+        }
         let (amount, expires_at_ms) = match self.remove(lease) {
             Some((old_expiry, old_amount)) => (
                 amount.saturating_add(old_amount),
@@ -156,20 +204,18 @@ impl Reservations {
 
     /// Adds a reservation for a lease that holds nothing here.
     fn insert_absent(&mut self, lease: LeaseId, amount: u64, at: i64) {
-        let place = if self.queue.back().map_or(true, |last| last.at <= at) {
-            let seq = self.head_seq + self.queue.len() as u64;
-            self.queue.push_back(Slot {
-                at,
-                lease,
-                amount: Some(amount),
-            });
-            Place::Queue(seq)
-        } else {
-            let key = (at, self.next_straggler);
-            self.next_straggler += 1;
-            self.stragglers.insert(key, (lease, amount));
-            Place::Straggler(key)
+        let slot = Slot {
+            at,
+            lease,
+            amount: Some(amount),
         };
+        let place = place_in_order(
+            &mut self.queue,
+            self.head_seq,
+            &mut self.stragglers,
+            &mut self.next_straggler,
+            slot,
+        );
         self.by_lease.insert(lease, place);
         self.in_use = self.in_use.saturating_add(amount);
     }

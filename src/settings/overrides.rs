@@ -42,8 +42,8 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     pub memory_arbiters: Option<u64>,
     /// Memory backend: save live reservations beside the registry this often, and at stop
-    /// (0: only at stop); a crash loses at most this much, or 5× the time of a save when a
-    /// save takes longer than a fifth of it [default: 1000]
+    /// (0: only at stop); a crash loses at most this much, or 10× the time of a save when a
+    /// save takes longer than a tenth of it [default: 1000]
     #[arg(long, value_name = "MS")]
     pub snapshot_interval_ms: Option<u64>,
     /// HTTP worker threads [default: one per CPU core]

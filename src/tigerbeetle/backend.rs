@@ -36,7 +36,7 @@ use super::microbatch::{
 use super::transfers::{self, reserve_chain, verdict, Failures, Verdict};
 use crate::backend::{Backend, BackendError, Fault, Outage, ReserveOutcome};
 use crate::definitions::DefinitionStore;
-use crate::model::leases::{LeaseOutcome, DEFAULT_MAX_LEASES};
+use crate::model::leases::{Begun, LeaseOutcome, DEFAULT_MAX_LEASES};
 use crate::model::{
     CompleteCommand, LimitState, LimitStatus, Overage, ReserveCommand, RetryPolicy, SharedClock,
     Usage,
@@ -286,7 +286,7 @@ impl Backend for TigerBeetleBackend {
             let plan = book.plan(&command.requirements)?;
             // Only the first attempt owns the pending entry; a repeat in flight must not
             // forget it on failure, since the first attempt still settles it.
-            let owner = book.leases.begin(lease, now_ms)?;
+            let owner = book.leases.begin(lease, now_ms)? == Begun::New;
             (plan, owner)
         };
         let result = self.submit_one(reserve_chain(lease, &plan.takes)).await;

@@ -316,10 +316,11 @@ impl ReserveCoordinator {
     ) -> Result<ReserveOutcome, BackendError> {
         let mut denied_hint = None;
         let mut failure = None;
+        // Which groups took their part (copied only when something must be rolled back).
         let mut taken = Vec::new();
-        for ((shard, keys), answer) in groups.iter().zip(answers) {
+        for (group, answer) in groups.iter().zip(answers) {
             match answer {
-                Ok(ShardTake::Taken) => taken.push((*shard, keys.clone())),
+                Ok(ShardTake::Taken) => taken.push(group),
                 Ok(ShardTake::NotFit { retry_after_ms }) => {
                     denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
                 }
@@ -333,7 +334,8 @@ impl ReserveCoordinator {
             });
         }
         self.queue_and_wait(taken.into_iter().map(|(shard, keys)| {
-            (shard, |ack| {
+            (*shard, |ack| {
+                let keys = keys.clone();
                 ShardOp::Release(ReleaseAll { lease, keys }, Some(ack))
             })
         }))

@@ -6,9 +6,10 @@
 //! item included, on its own thread — no hop to the shard's thread and back. Items that
 //! arrive meanwhile are applied by that same drainer, in push order, so under load one
 //! drainer handles a burst while the other callers only queue (and wait a few microseconds
-//! for that drain to end, rather than sleep and be woken from another thread). When the keys are busy (the
-//! shard actor holds them for a definition, a decrease or a snapshot) or a drainer has done
-//! a few rounds, the rest is handed to the [`KeyShard`] actor with one [`Drain`] message.
+//! for that drain to end, rather than sleep and be woken from another thread). When the keys
+//! are busy (the shard actor holds them for a definition, a decrease or a snapshot) or a
+//! drainer has done a few rounds, the rest is handed to the [`KeyShard`] actor with one
+//! [`Drain`] message.
 //! Either way exactly one thread at a time changes the keys, items are applied in the order
 //! they were pushed, and nobody waits for a batch to fill.
 //!
@@ -65,8 +66,9 @@ impl Drop for Drain {
 pub struct ShardInbox {
     state: Mutex<State>,
     keys: Mutex<ShardKeys>,
-    /// `state.draining`, readable without the lock (for callers spinning on a drain).
-    draining: AtomicBool,
+    /// A caller is applying the queue right now, on its thread (not the actor, which may be
+    /// busy for long): the callers queuing meanwhile spin for it rather than sleep.
+    caller_draining: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -85,7 +87,7 @@ impl ShardInbox {
         ShardInbox {
             state: Mutex::default(),
             keys: Mutex::new(ShardKeys::new(policy)),
-            draining: AtomicBool::new(false),
+            caller_draining: AtomicBool::new(false),
         }
     }
 
@@ -100,15 +102,14 @@ impl ShardInbox {
             state.items.push(op);
             if state.draining {
                 drop(state);
-                self.spin_while_draining();
+                self.spin_while_a_caller_drains();
                 return;
             }
             state.draining = true;
-            self.draining.store(true, Ordering::Release);
         }
         let drained = match self.keys.try_lock() {
-            Ok(mut keys) => self.drain(&mut keys, CALLER_ROUNDS),
-            Err(TryLockError::Poisoned(p)) => self.drain(&mut p.into_inner(), CALLER_ROUNDS),
+            Ok(mut keys) => self.drain_here(&mut keys),
+            Err(TryLockError::Poisoned(p)) => self.drain_here(&mut p.into_inner()),
             Err(TryLockError::WouldBlock) => false,
         };
         if !drained {
@@ -129,19 +130,26 @@ impl ShardInbox {
             let mut state = self.state();
             if state.items.is_empty() {
                 state.draining = false;
-                self.draining.store(false, Ordering::Release);
                 return true;
             }
         }
         false
     }
 
-    /// Waits (at most [`SPIN_FOR_DRAIN`]) for the drain under way to end: it applies every
-    /// item queued before it ends, so the caller's answer is then ready without its thread
-    /// ever sleeping.
-    fn spin_while_draining(&self) {
+    /// A caller's drain, on its own thread.
+    fn drain_here(&self, keys: &mut ShardKeys) -> bool {
+        self.caller_draining.store(true, Ordering::Release);
+        let drained = self.drain(keys, CALLER_ROUNDS);
+        self.caller_draining.store(false, Ordering::Release);
+        drained
+    }
+
+    /// Waits (at most [`SPIN_FOR_DRAIN`]) for a caller's drain under way to end: it applies
+    /// every item queued before it ends (or hands them to the actor), so the caller's answer
+    /// is then usually ready without its thread ever sleeping.
+    fn spin_while_a_caller_drains(&self) {
         let start = Instant::now();
-        while self.draining.load(Ordering::Acquire) {
+        while self.caller_draining.load(Ordering::Acquire) {
             for _ in 0..64 {
                 std::hint::spin_loop();
             }
@@ -193,16 +201,21 @@ mod tests {
         rx
     }
 
-    #[actix_rt::test]
-    async fn items_queued_while_the_shard_is_busy_are_handled_together_in_order() {
+    /// A shard on an arbiter of its own, with the concurrency key `k` of `capacity`.
+    async fn shard_with_concurrency_key(capacity: u64) -> (Arbiter, ShardHandle, KeyName) {
         let arbiter = Arbiter::new();
         let shard = ShardHandle::start(RetryPolicy::default(), Some(&arbiter.handle()));
-        let key: KeyName = Arc::from("k");
         shard
             .addr
-            .send(Put(LimitDefinition::concurrency("k", 2, 600)))
+            .send(Put(LimitDefinition::concurrency("k", capacity, 600)))
             .await
             .unwrap();
+        (arbiter, shard, Arc::from("k"))
+    }
+
+    #[actix_rt::test]
+    async fn items_queued_while_the_shard_is_busy_are_handled_together_in_order() {
+        let (arbiter, shard, key) = shard_with_concurrency_key(2).await;
         // The shard's keys are busy while three takes queue up behind one another.
         shard.lock_keys_for(&arbiter.handle(), Duration::from_millis(200));
         let answers: Vec<_> = (0..3).map(|_| take(&shard, &key)).collect();
@@ -221,14 +234,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_caller_that_finds_the_shard_idle_applies_its_item_on_its_own_thread() {
-        let arbiter = Arbiter::new();
-        let shard = ShardHandle::start(RetryPolicy::default(), Some(&arbiter.handle()));
-        let key: KeyName = Arc::from("k");
-        shard
-            .addr
-            .send(Put(LimitDefinition::concurrency("k", 1, 600)))
-            .await
-            .unwrap();
+        let (arbiter, shard, key) = shard_with_concurrency_key(1).await;
         // The shard's thread sleeps (its keys are free): the answers are there at once.
         arbiter.spawn(async { std::thread::sleep(Duration::from_millis(500)) });
         let mut first = take(&shard, &key);

@@ -55,31 +55,13 @@ pub struct Reservations {
     stragglers: BTreeMap<StragglerKey, (LeaseId, u64)>,
     /// Tie-breaker among stragglers expiring at the same millisecond.
     next_straggler: u64,
-    /// Where each lease's reservation is.
-    by_lease: HashMap<LeaseId, Place>,
+    /// The sequence number of each lease's reservation in the queue (a small entry: this
+    /// index is the largest part of a key's memory and is touched by every reserve).
+    in_queue: HashMap<LeaseId, u64>,
+    /// Where each straggling lease's reservation is.
+    straggler_of: HashMap<LeaseId, StragglerKey>,
     /// Sum of live amounts.
     in_use: u64,
-}
-
-/// Puts a live `slot` in expiry order: at the back of the queue when it expires no earlier
-/// than the queue's last entry, else among the stragglers.
-fn place_in_order(
-    queue: &mut VecDeque<Slot>,
-    head_seq: u64,
-    stragglers: &mut BTreeMap<StragglerKey, (LeaseId, u64)>,
-    next_straggler: &mut u64,
-    slot: Slot,
-) -> Place {
-    if queue.back().map_or(true, |last| last.at <= slot.at) {
-        let seq = head_seq + queue.len() as u64;
-        queue.push_back(slot);
-        Place::Queue(seq)
-    } else {
-        let key = (slot.at, *next_straggler);
-        *next_straggler += 1;
-        stragglers.insert(key, (slot.lease, slot.amount.unwrap_or(0)));
-        Place::Straggler(key)
-    }
 }
 
 impl Reservations {
@@ -96,7 +78,7 @@ impl Reservations {
             }
             self.pop_front();
             if let Some(amount) = slot.amount {
-                self.by_lease.remove(&slot.lease);
+                self.in_queue.remove(&slot.lease);
                 self.release_amount(amount);
             }
         }
@@ -105,7 +87,7 @@ impl Reservations {
                 break;
             }
             self.stragglers.remove(&(at, seq));
-            self.by_lease.remove(&lease);
+            self.straggler_of.remove(&lease);
             self.release_amount(amount);
         }
         self.drop_leading_holes();
@@ -145,7 +127,7 @@ impl Reservations {
 
     /// Whether no reservation is live.
     pub fn is_empty(&self) -> bool {
-        self.by_lease.is_empty()
+        self.in_queue.is_empty() && self.straggler_of.is_empty()
     }
 
     /// Whether `amount` more fits under `capacity`.
@@ -159,31 +141,23 @@ impl Reservations {
     /// something here is merged: the amounts add up and the later expiry is kept (when in
     /// doubt, over-count).
     pub fn insert(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
-        // A new lease (nearly always): one hash lookup finds it absent and records it.
-        let Reservations {
-            queue,
-            head_seq,
-            stragglers,
-            next_straggler,
-            by_lease,
-            in_use,
-            ..
-        } = self;
-        if let Entry::Vacant(entry) = by_lease.entry(lease) {
-            let slot = Slot {
-                at: expires_at_ms,
-                lease,
-                amount: Some(amount),
-            };
-            entry.insert(place_in_order(
-                queue,
-                *head_seq,
-                stragglers,
-                next_straggler,
-                slot,
-            ));
-            *in_use = in_use.saturating_add(amount);
-            return;
+        // A new lease expiring last (nearly always): one hash lookup finds it absent and
+        // records it.
+        let in_order = self
+            .queue
+            .back()
+            .map_or(true, |last| last.at <= expires_at_ms);
+        if in_order && !self.straggler_of.contains_key(&lease) {
+            if let Entry::Vacant(entry) = self.in_queue.entry(lease) {
+                entry.insert(self.head_seq + self.queue.len() as u64);
+                self.queue.push_back(Slot {
+                    at: expires_at_ms,
+                    lease,
+                    amount: Some(amount),
+                });
+                self.in_use = self.in_use.saturating_add(amount);
+                return;
+            }
         }
         let (amount, expires_at_ms) = match self.remove(lease) {
             Some((old_expiry, old_amount)) => (
@@ -202,22 +176,34 @@ impl Reservations {
         self.insert_absent(lease, amount, expires_at_ms);
     }
 
-    /// Adds a reservation for a lease that holds nothing here.
+    /// Adds a reservation for a lease that holds nothing here: at the back of the queue when
+    /// it expires no earlier than the queue's last entry, else among the stragglers.
     fn insert_absent(&mut self, lease: LeaseId, amount: u64, at: i64) {
-        let slot = Slot {
-            at,
-            lease,
-            amount: Some(amount),
-        };
-        let place = place_in_order(
-            &mut self.queue,
-            self.head_seq,
-            &mut self.stragglers,
-            &mut self.next_straggler,
-            slot,
-        );
-        self.by_lease.insert(lease, place);
+        if self.queue.back().map_or(true, |last| last.at <= at) {
+            self.in_queue
+                .insert(lease, self.head_seq + self.queue.len() as u64);
+            self.queue.push_back(Slot {
+                at,
+                lease,
+                amount: Some(amount),
+            });
+        } else {
+            let key = (at, self.next_straggler);
+            self.next_straggler += 1;
+            self.stragglers.insert(key, (lease, amount));
+            self.straggler_of.insert(lease, key);
+        }
         self.in_use = self.in_use.saturating_add(amount);
+    }
+
+    /// Where `lease`'s reservation is.
+    fn place(&self, lease: LeaseId) -> Option<Place> {
+        if let Some(&seq) = self.in_queue.get(&lease) {
+            return Some(Place::Queue(seq));
+        }
+        self.straggler_of
+            .get(&lease)
+            .map(|&key| Place::Straggler(key))
     }
 
     /// The queue slot at `seq`.
@@ -228,7 +214,7 @@ impl Reservations {
 
     /// `lease`'s reservation here, as (expiry, amount).
     pub fn get(&self, lease: LeaseId) -> Option<(i64, u64)> {
-        match *self.by_lease.get(&lease)? {
+        match self.place(lease)? {
             Place::Queue(seq) => {
                 let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
                 let slot = self.queue.get(index)?;
@@ -241,7 +227,7 @@ impl Reservations {
     /// Lowers `lease`'s reservation to `amount` in place (same expiry, same place in the
     /// order); no-op for a lease without one here or an amount not below what it holds.
     pub fn shrink(&mut self, lease: LeaseId, amount: u64) {
-        let held = match self.by_lease.get(&lease).copied() {
+        let held = match self.place(lease) {
             Some(Place::Queue(seq)) => self.slot_mut(seq).and_then(|s| s.amount.as_mut()),
             Some(Place::Straggler(key)) => self.stragglers.get_mut(&key).map(|(_, a)| a),
             None => None,
@@ -258,8 +244,9 @@ impl Reservations {
 
     /// Removes `lease`'s reservation; returns its (expiry, amount).
     pub fn remove(&mut self, lease: LeaseId) -> Option<(i64, u64)> {
-        let removed = match self.by_lease.remove(&lease)? {
+        let removed = match self.place(lease)? {
             Place::Queue(seq) => {
+                self.in_queue.remove(&lease);
                 let slot = self.slot_mut(seq)?;
                 let amount = slot.amount.take()?;
                 let at = slot.at;
@@ -268,7 +255,10 @@ impl Reservations {
                 self.compact_if_mostly_holes();
                 (at, amount)
             }
-            Place::Straggler(key) => (key.0, self.stragglers.remove(&key)?.1),
+            Place::Straggler(key) => {
+                self.straggler_of.remove(&lease);
+                (key.0, self.stragglers.remove(&key)?.1)
+            }
         };
         self.release_amount(removed.1);
         Some(removed)
@@ -282,8 +272,8 @@ impl Reservations {
         self.queue.retain(|slot| slot.amount.is_some());
         self.holes = 0;
         for (index, slot) in self.queue.iter().enumerate() {
-            self.by_lease
-                .insert(slot.lease, Place::Queue(self.head_seq + index as u64));
+            self.in_queue
+                .insert(slot.lease, self.head_seq + index as u64);
         }
     }
 
@@ -483,7 +473,7 @@ mod tests {
         // twice its live entries (plus the compaction threshold).
         for lease in &leases[1..999] {
             r.remove(*lease);
-            assert!(r.queue.len() <= 2 * r.by_lease.len() + MIN_HOLES_TO_COMPACT);
+            assert!(r.queue.len() <= 2 * r.in_queue.len() + MIN_HOLES_TO_COMPACT);
         }
         assert_eq!(r.in_use(), 2);
         assert_eq!(r.get(leases[999]), Some((1999, 1)));

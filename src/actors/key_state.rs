@@ -1,8 +1,9 @@
 //! `KeyState`: the live state of one key — its definition, its live reservations (rolling)
 //! or holds (concurrency) ordered by expiry, its debt and its deny streak. A denied rolling
 //! take is told exactly when its amount fits, from that expiry order (SPEC §9). Each key's
-//! state is owned by exactly one [`super::key_shard::KeyShard`] actor, which calls these
-//! methods; nobody else touches it.
+//! state is owned by exactly one [`super::key_shard::KeyShard`] actor (in its
+//! [`super::shard_keys::ShardKeys`], behind the shard's lock); these methods run under that
+//! lock, on whichever thread drains the shard's inbox, one at a time.
 //!
 //! Expiry is lazy: every call first drops what has expired at the `now_ms` it is given, so
 //! nothing needs timers and tests drive time with a manual clock.

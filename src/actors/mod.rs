@@ -1,7 +1,9 @@
 //! Actors: state owners. The in-memory backend — [`key_shard::KeyShard`] actors, one per
 //! arbiter (core), each the single owner of the keys hashed to it ([`key_state::KeyState`]
-//! each), and the [`coordinator::ReserveCoordinator`] giving multi-key reserves their
-//! all-or-nothing meaning, wrapped as [`memory::MemoryBackend`] — the
+//! each, behind the shard's lock; callers that find a shard idle apply their takes and
+//! settles under that lock on their own thread, see [`shard_inbox`]), and the
+//! [`coordinator::ReserveCoordinator`] giving multi-key reserves their all-or-nothing
+//! meaning, wrapped as [`memory::MemoryBackend`] — the
 //! [`decrease_applier::DecreaseApplier`] that retries pending decreases, and the
 //! [`snapshot_keeper::SnapshotKeeper`] that saves the memory backend's live state — and the
 //! [`outbox::Outbox`] that carries the items posted in one executor pass to an actor in one

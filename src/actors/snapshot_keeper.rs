@@ -122,16 +122,20 @@ async fn save(
     Ok(written.then_some(generation))
 }
 
+/// The calling thread's kernel id (Linux applies a thread's priority per thread).
+#[cfg(target_os = "linux")]
+fn this_thread_id() -> libc::id_t {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::id_t }
+}
+
 /// Moves the calling thread to nice [`WRITER_NICE`]; a refusal only costs speed, so it is
 /// logged at debug level.
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain system calls on the calling thread; no memory is shared.
-        let rc = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE)
-        };
+        // SAFETY: a plain system call on the calling thread; no memory is shared.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, this_thread_id(), WRITER_NICE) };
         if rc != 0 {
             log::debug!(
                 "snapshot writer: could not lower its priority: {}",
@@ -267,11 +271,8 @@ mod tests {
     fn the_writer_thread_runs_at_a_lower_priority() {
         let nice = std::thread::spawn(|| {
             lower_this_threads_priority();
-            // SAFETY: plain system calls on the calling thread.
-            unsafe {
-                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::getpriority(libc::PRIO_PROCESS, tid)
-            }
+            // SAFETY: a plain system call on the calling thread.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, this_thread_id()) }
         })
         .join()
         .unwrap();

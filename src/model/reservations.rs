@@ -143,19 +143,11 @@ impl Reservations {
     pub fn insert(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
         // A new lease expiring last (nearly always): one hash lookup finds it absent and
         // records it.
-        let in_order = self
-            .queue
-            .back()
-            .map_or(true, |last| last.at <= expires_at_ms);
-        if in_order && !self.straggler_of.contains_key(&lease) {
+        if self.goes_last(expires_at_ms) && !self.straggler_of.contains_key(&lease) {
+            let seq = self.next_seq();
             if let Entry::Vacant(entry) = self.in_queue.entry(lease) {
-                entry.insert(self.head_seq + self.queue.len() as u64);
-                self.queue.push_back(Slot {
-                    at: expires_at_ms,
-                    lease,
-                    amount: Some(amount),
-                });
-                self.in_use = self.in_use.saturating_add(amount);
+                entry.insert(seq);
+                self.push_last(lease, amount, expires_at_ms);
                 return;
             }
         }
@@ -179,20 +171,35 @@ impl Reservations {
     /// Adds a reservation for a lease that holds nothing here: at the back of the queue when
     /// it expires no earlier than the queue's last entry, else among the stragglers.
     fn insert_absent(&mut self, lease: LeaseId, amount: u64, at: i64) {
-        if self.queue.back().map_or(true, |last| last.at <= at) {
-            self.in_queue
-                .insert(lease, self.head_seq + self.queue.len() as u64);
-            self.queue.push_back(Slot {
-                at,
-                lease,
-                amount: Some(amount),
-            });
+        if self.goes_last(at) {
+            self.in_queue.insert(lease, self.next_seq());
+            self.push_last(lease, amount, at);
         } else {
             let key = (at, self.next_straggler);
             self.next_straggler += 1;
             self.stragglers.insert(key, (lease, amount));
             self.straggler_of.insert(lease, key);
+            self.in_use = self.in_use.saturating_add(amount);
         }
+    }
+
+    /// Whether a reservation expiring at `at` keeps the queue in order at its back.
+    fn goes_last(&self, at: i64) -> bool {
+        self.queue.back().map_or(true, |last| last.at <= at)
+    }
+
+    /// The sequence number the next slot pushed to the queue gets.
+    fn next_seq(&self) -> u64 {
+        self.head_seq + self.queue.len() as u64
+    }
+
+    /// Appends a live reservation to the queue (its index entry is the caller's).
+    fn push_last(&mut self, lease: LeaseId, amount: u64, at: i64) {
+        self.queue.push_back(Slot {
+            at,
+            lease,
+            amount: Some(amount),
+        });
         self.in_use = self.in_use.saturating_add(amount);
     }
 
@@ -206,9 +213,14 @@ impl Reservations {
             .map(|&key| Place::Straggler(key))
     }
 
+    /// Where the slot of sequence number `seq` sits in the queue.
+    fn index_of(&self, seq: u64) -> Option<usize> {
+        usize::try_from(seq.checked_sub(self.head_seq)?).ok()
+    }
+
     /// The queue slot at `seq`.
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
-        let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
+        let index = self.index_of(seq)?;
         self.queue.get_mut(index)
     }
 
@@ -216,8 +228,7 @@ impl Reservations {
     pub fn get(&self, lease: LeaseId) -> Option<(i64, u64)> {
         match self.place(lease)? {
             Place::Queue(seq) => {
-                let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
-                let slot = self.queue.get(index)?;
+                let slot = self.queue.get(self.index_of(seq)?)?;
                 Some((slot.at, slot.amount?))
             }
             Place::Straggler(key) => self.stragglers.get(&key).map(|&(_, a)| (key.0, a)),

@@ -151,12 +151,9 @@ impl KeyState {
             return;
         };
         if actual <= reserved {
-            // Shrink to the actual in place; the expiry stays where it was.
-            if actual > 0 {
-                self.reservations.shrink(lease, actual);
-            } else {
-                self.reservations.remove(lease);
-            }
+            // Kept at the actual until its expiry, in place; nothing asks for it by lease
+            // again (0 frees it now).
+            self.reservations.settle(lease, actual);
             return;
         }
         self.reservations.remove(lease);

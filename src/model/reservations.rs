@@ -18,12 +18,33 @@ const MIN_HOLES_TO_COMPACT: usize = 64;
 /// Position of a straggler: (expires at, insertion sequence).
 type StragglerKey = (i64, u64);
 
-/// One reservation in the queue; `amount: None` is a hole left by a removal.
+/// What a queue slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    /// A lease's reservation, found through the index by lease.
+    Live,
+    /// A reservation whose lease has completed: it only waits for its expiry, so it is out
+    /// of the index and may carry the amounts of other settled slots expiring at the same
+    /// millisecond.
+    Settled,
+    /// Nothing: left by a removal or a merge.
+    Hole,
+}
+
+/// One slot of the queue.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     at: i64,
     lease: LeaseId,
-    amount: Option<u64>,
+    amount: u64,
+    state: SlotState,
+}
+
+impl Slot {
+    /// The amount a live or settled slot counts; `None` for a hole.
+    fn held(&self) -> Option<u64> {
+        (self.state != SlotState::Hole).then_some(self.amount)
+    }
 }
 
 /// Where a lease's reservation is.
@@ -77,8 +98,10 @@ impl Reservations {
                 break;
             }
             self.pop_front();
-            if let Some(amount) = slot.amount {
+            if slot.state == SlotState::Live {
                 self.in_queue.remove(&slot.lease);
+            }
+            if let Some(amount) = slot.held() {
                 self.release_amount(amount);
             }
         }
@@ -87,7 +110,10 @@ impl Reservations {
                 break;
             }
             self.stragglers.remove(&(at, seq));
-            self.straggler_of.remove(&lease);
+            // A settled straggler is no longer indexed (its lease may be again, elsewhere).
+            if self.straggler_of.get(&lease) == Some(&(at, seq)) {
+                self.straggler_of.remove(&lease);
+            }
             self.release_amount(amount);
         }
         self.drop_leading_holes();
@@ -96,15 +122,32 @@ impl Reservations {
     fn pop_front(&mut self) {
         if let Some(slot) = self.queue.pop_front() {
             self.head_seq += 1;
-            if slot.amount.is_none() {
+            if slot.state == SlotState::Hole {
                 self.holes -= 1;
             }
         }
     }
 
     fn drop_leading_holes(&mut self) {
-        while self.queue.front().is_some_and(|s| s.amount.is_none()) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|s| s.state == SlotState::Hole)
+        {
             self.pop_front();
+        }
+    }
+
+    /// Pops holes off the back of the queue (their sequence numbers are reused: no index
+    /// entry names them).
+    fn drop_trailing_holes(&mut self) {
+        while self
+            .queue
+            .back()
+            .is_some_and(|s| s.state == SlotState::Hole)
+        {
+            self.queue.pop_back();
+            self.holes -= 1;
         }
     }
 
@@ -127,7 +170,7 @@ impl Reservations {
 
     /// Whether no reservation is live.
     pub fn is_empty(&self) -> bool {
-        self.in_queue.is_empty() && self.straggler_of.is_empty()
+        self.queue.is_empty() && self.stragglers.is_empty()
     }
 
     /// Whether `amount` more fits under `capacity`.
@@ -198,7 +241,8 @@ impl Reservations {
         self.queue.push_back(Slot {
             at,
             lease,
-            amount: Some(amount),
+            amount,
+            state: SlotState::Live,
         });
         self.in_use = self.in_use.saturating_add(amount);
     }
@@ -229,27 +273,58 @@ impl Reservations {
         match self.place(lease)? {
             Place::Queue(seq) => {
                 let slot = self.queue.get(self.index_of(seq)?)?;
-                Some((slot.at, slot.amount?))
+                Some((slot.at, slot.held()?))
             }
             Place::Straggler(key) => self.stragglers.get(&key).map(|&(_, a)| (key.0, a)),
         }
     }
 
-    /// Lowers `lease`'s reservation to `amount` in place (same expiry, same place in the
-    /// order); no-op for a lease without one here or an amount not below what it holds.
-    pub fn shrink(&mut self, lease: LeaseId, amount: u64) {
-        let held = match self.place(lease) {
-            Some(Place::Queue(seq)) => self.slot_mut(seq).and_then(|s| s.amount.as_mut()),
-            Some(Place::Straggler(key)) => self.stragglers.get_mut(&key).map(|(_, a)| a),
-            None => None,
-        };
-        let Some(held) = held else {
+    /// Settles `lease`'s reservation at `amount` (at most what it holds), keeping its
+    /// expiry and place in the order: the lease's call is over, so the reservation only
+    /// waits for its expiry. A queued one leaves the index by lease (later calls for
+    /// `lease` no longer find it) and joins a settled neighbour expiring at the same
+    /// millisecond, so a busy key keeps one slot per millisecond rather than one per call.
+    /// `amount` 0 removes it. No-op for a lease without a reservation here.
+    pub fn settle(&mut self, lease: LeaseId, amount: u64) {
+        if amount == 0 {
+            self.remove(lease);
+            return;
+        }
+        match self.place(lease) {
+            Some(Place::Queue(seq)) => self.settle_queued(lease, seq, amount),
+            Some(Place::Straggler(key)) => {
+                self.straggler_of.remove(&lease);
+                if let Some((_, held)) = self.stragglers.get_mut(&key) {
+                    let freed = held.saturating_sub(amount);
+                    *held -= freed;
+                    self.release_amount(freed);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn settle_queued(&mut self, lease: LeaseId, seq: u64, amount: u64) {
+        let Some(index) = self.index_of(seq).filter(|&i| i < self.queue.len()) else {
             return;
         };
-        if amount < *held {
-            let freed = *held - amount;
-            *held = amount;
-            self.release_amount(freed);
+        self.in_queue.remove(&lease);
+        let slot = &mut self.queue[index];
+        let freed = slot.amount.saturating_sub(amount);
+        slot.amount -= freed;
+        slot.state = SlotState::Settled;
+        let (at, kept) = (slot.at, slot.amount);
+        self.release_amount(freed);
+        let neighbour = index
+            .checked_sub(1)
+            .and_then(|i| self.queue.get_mut(i))
+            .filter(|s| s.state == SlotState::Settled && s.at == at);
+        if let Some(neighbour) = neighbour {
+            neighbour.amount = neighbour.amount.saturating_add(kept);
+            self.queue[index].state = SlotState::Hole;
+            self.holes += 1;
+            self.drop_trailing_holes();
+            self.compact_if_mostly_holes();
         }
     }
 
@@ -259,10 +334,12 @@ impl Reservations {
             Place::Queue(seq) => {
                 self.in_queue.remove(&lease);
                 let slot = self.slot_mut(seq)?;
-                let amount = slot.amount.take()?;
+                let amount = slot.held()?;
+                slot.state = SlotState::Hole;
                 let at = slot.at;
                 self.holes += 1;
                 self.drop_leading_holes();
+                self.drop_trailing_holes();
                 self.compact_if_mostly_holes();
                 (at, amount)
             }
@@ -280,11 +357,13 @@ impl Reservations {
         if self.holes < MIN_HOLES_TO_COMPACT || self.holes * 2 <= self.queue.len() {
             return;
         }
-        self.queue.retain(|slot| slot.amount.is_some());
+        self.queue.retain(|slot| slot.state != SlotState::Hole);
         self.holes = 0;
         for (index, slot) in self.queue.iter().enumerate() {
-            self.in_queue
-                .insert(slot.lease, self.head_seq + index as u64);
+            if slot.state == SlotState::Live {
+                self.in_queue
+                    .insert(slot.lease, self.head_seq + index as u64);
+            }
         }
     }
 
@@ -293,7 +372,7 @@ impl Reservations {
         let mut queue = self
             .queue
             .iter()
-            .filter_map(|s| s.amount.map(|amount| (s.lease, amount, s.at)))
+            .filter_map(|s| s.held().map(|amount| (s.lease, amount, s.at)))
             .peekable();
         let mut stragglers = self
             .stragglers
@@ -394,56 +473,68 @@ mod tests {
         Insert(usize, u64, i64),
         Replace(usize, u64, i64),
         Remove(usize),
-        Shrink(usize, u64),
+        Settle(usize, u64),
         Expire(i64),
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         use proptest::prelude::*;
-        // Eight leases, so the same ones come back (merges, removals of holes); expiries
-        // mostly rising, sometimes earlier (stragglers).
+        // Eight leases, so the same ones come back (merges, removals of holes, a settled
+        // lease reserving again); expiries mostly rising, sometimes earlier (stragglers),
+        // often the same millisecond (settled slots joining).
         prop_oneof![
             4 => (0..8usize, 1..20u64, 0..200i64).prop_map(|(l, a, t)| Op::Insert(l, a, t)),
             1 => (0..8usize, 1..20u64, 0..200i64).prop_map(|(l, a, t)| Op::Replace(l, a, t)),
             3 => (0..8usize).prop_map(Op::Remove),
-            1 => (0..8usize, 0..20u64).prop_map(|(l, a)| Op::Shrink(l, a)),
+            3 => (0..8usize, 0..20u64).prop_map(|(l, a)| Op::Settle(l, a)),
             1 => (0..200i64).prop_map(Op::Expire),
         ]
     }
 
+    /// The model: (lease while not settled, amount, expiry).
+    type ModelEntry = (Option<LeaseId>, u64, i64);
+
     proptest::proptest! {
-        /// Against a plain list of (lease, amount, expiry): the same amounts, expiries and
-        /// order after any sequence of operations.
+        /// Against a plain list of reservations: the same live amounts per lease, the same
+        /// amount expiring at each millisecond, in expiry order, after any sequence of
+        /// operations. Settled reservations are out of reach by lease.
         #[test]
         fn behaves_like_a_plain_list(ops in proptest::collection::vec(op(), 0..300)) {
             let leases: Vec<LeaseId> = (0..8).map(|_| LeaseId::new()).collect();
             let mut r = Reservations::new();
-            let mut model: Vec<(LeaseId, u64, i64)> = Vec::new();
+            let mut model: Vec<ModelEntry> = Vec::new();
             let mut now = 0i64;
+            let find = |model: &[ModelEntry], l: usize| {
+                model.iter().position(|e| e.0 == Some(leases[l]))
+            };
             for op in ops {
                 match op {
                     Op::Insert(l, amount, t) => {
                         let at = now + t;
                         r.insert(leases[l], amount, at);
-                        match model.iter_mut().find(|e| e.0 == leases[l]) {
-                            Some(e) => { e.1 += amount; e.2 = e.2.max(at); }
-                            None => model.push((leases[l], amount, at)),
+                        match find(&model, l) {
+                            Some(i) => { model[i].1 += amount; model[i].2 = model[i].2.max(at); }
+                            None => model.push((Some(leases[l]), amount, at)),
                         }
                     }
                     Op::Replace(l, amount, t) => {
                         r.replace(leases[l], amount, now + t);
-                        model.retain(|e| e.0 != leases[l]);
-                        model.push((leases[l], amount, now + t));
+                        model.retain(|e| e.0 != Some(leases[l]));
+                        model.push((Some(leases[l]), amount, now + t));
                     }
                     Op::Remove(l) => {
-                        let expected = model.iter().position(|e| e.0 == leases[l])
-                            .map(|i| model.remove(i)).map(|e| (e.2, e.1));
+                        let expected = find(&model, l).map(|i| model.remove(i)).map(|e| (e.2, e.1));
                         proptest::prop_assert_eq!(r.remove(leases[l]), expected);
                     }
-                    Op::Shrink(l, amount) => {
-                        r.shrink(leases[l], amount);
-                        if let Some(e) = model.iter_mut().find(|e| e.0 == leases[l]) {
-                            e.1 = e.1.min(amount);
+                    Op::Settle(l, amount) => {
+                        r.settle(leases[l], amount);
+                        if let Some(i) = find(&model, l) {
+                            if amount == 0 {
+                                model.remove(i);
+                            } else {
+                                model[i].0 = None;
+                                model[i].1 = model[i].1.min(amount);
+                            }
                         }
                     }
                     Op::Expire(t) => {
@@ -452,22 +543,26 @@ mod tests {
                         model.retain(|e| e.2 > now);
                     }
                 }
-                let mut expected = model.clone();
-                expected.sort_by_key(|e| e.2);
                 let got: Vec<_> = r.iter().collect();
-                // In expiry order.
+                // In expiry order, with the same amount expiring at each millisecond.
+                proptest::prop_assert!(got.windows(2).all(|w| w[0].2 <= w[1].2));
+                let by_expiry = |entries: &mut dyn Iterator<Item = (u64, i64)>| {
+                    let mut sums = std::collections::BTreeMap::new();
+                    for (amount, at) in entries {
+                        *sums.entry(at).or_insert(0u64) += amount;
+                    }
+                    sums
+                };
                 proptest::prop_assert_eq!(
-                    got.iter().map(|e| e.2).collect::<Vec<_>>(),
-                    expected.iter().map(|e| e.2).collect::<Vec<_>>()
+                    by_expiry(&mut got.iter().map(|e| (e.1, e.2))),
+                    by_expiry(&mut model.iter().map(|e| (e.1, e.2)))
                 );
-                let mut got_sorted = got.clone();
-                got_sorted.sort();
-                expected.sort();
-                proptest::prop_assert_eq!(got_sorted, expected.clone());
                 proptest::prop_assert_eq!(r.in_use(), model.iter().map(|e| e.1).sum::<u64>());
                 proptest::prop_assert_eq!(r.earliest_expiry_ms(), model.iter().map(|e| e.2).min());
-                for &(lease, amount, at) in &model {
-                    proptest::prop_assert_eq!(r.get(lease), Some((at, amount)));
+                proptest::prop_assert_eq!(r.is_empty(), model.is_empty());
+                for (l, &lease) in leases.iter().enumerate() {
+                    let expected = find(&model, l).map(|i| (model[i].2, model[i].1));
+                    proptest::prop_assert_eq!(r.get(lease), expected);
                 }
             }
         }
@@ -494,18 +589,41 @@ mod tests {
     }
 
     #[test]
-    fn a_shrunk_lease_keeps_its_expiry_and_place() {
+    fn a_settled_lease_keeps_its_expiry_and_place_out_of_reach_by_lease() {
         let (mut r, leases) = with(&[(5, 1000), (3, 3000)]);
-        r.shrink(leases[0], 2);
-        assert_eq!(r.get(leases[0]), Some((1000, 2)));
-        assert_eq!(r.in_use(), 5);
-        // Never grows, and an unknown lease is left alone.
-        r.shrink(leases[0], 4);
-        r.shrink(LeaseId::new(), 0);
-        assert_eq!(r.in_use(), 5);
+        // Never grows; an unknown lease is left alone.
+        r.settle(leases[0], 7);
+        r.settle(LeaseId::new(), 1);
+        assert_eq!(r.in_use(), 8);
+        r.settle(leases[1], 2);
+        assert_eq!(r.in_use(), 7);
+        assert_eq!(r.get(leases[1]), None, "settled: no longer found by lease");
+        assert_eq!(r.remove(leases[1]), None);
+        // The same lease reserving again is a reservation of its own.
+        r.insert(leases[1], 4, 4000);
+        assert_eq!(r.remove(leases[1]), Some((4000, 4)));
         assert_eq!(r.earliest_expiry_ms(), Some(1000));
         r.expire(1000);
-        assert_eq!(r.in_use(), 3);
+        assert_eq!(r.in_use(), 2);
+        r.expire(3000);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn settled_calls_of_one_millisecond_share_one_slot() {
+        let mut r = Reservations::new();
+        for i in 0..1000 {
+            let lease = LeaseId::new();
+            r.insert(lease, 10, 5000 + i / 100);
+            r.settle(lease, 3);
+        }
+        // Ten milliseconds, ten slots, none of them indexed by lease.
+        assert_eq!(r.queue.len(), 10);
+        assert!(r.in_queue.is_empty());
+        assert_eq!(r.in_use(), 3000);
+        assert_eq!(r.wait_until_fits_ms(301, 3000, 0), Some(5001));
+        r.expire(5004);
+        assert_eq!(r.in_use(), 1500);
     }
 
     #[test]

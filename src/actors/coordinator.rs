@@ -32,8 +32,8 @@ use log::warn;
 use tokio::sync::oneshot;
 
 use super::key_shard::{
-    GetUsage, KeyName, KeyShard, Ping, Put, ReleaseAll, Settle, ShardHandle, ShardOp, ShardTake,
-    TakeAll, TryDecrease,
+    GetUsage, KeyName, KeyShard, Ping, Put, ReleaseAll, Settle, ShardHandle, ShardKeys, ShardOp,
+    ShardTake, TakeAll, TryDecrease,
 };
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{Begun, Hold, LeaseOutcome, LeaseTable};
@@ -134,13 +134,33 @@ fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> Vec<ShardItem
     groups
 }
 
+/// The keys of one shard's part.
+fn key_names(items: &[(KeyName, u64)]) -> Vec<KeyName> {
+    items.iter().map(|(key, _)| Arc::clone(key)).collect()
+}
+
+/// A shard's answer: given at once (the shard was idle), or to wait for.
+enum Pending<T> {
+    Ready(T),
+    Queued(oneshot::Receiver<T>),
+}
+
+impl<T> Pending<T> {
+    async fn get(self) -> Result<T, BackendError> {
+        match self {
+            Pending::Ready(answer) => Ok(answer),
+            Pending::Queued(rx) => answer(rx).await,
+        }
+    }
+}
+
 /// Rolls back a reserve whose caller stopped waiting before it was decided: whatever its
 /// shards took is released (after the takes, in each shard's inbox order), the lease is
 /// forgotten so the client may retry it, and repeats waiting for it are answered.
 struct Undecided<'a> {
     coordinator: &'a ReserveCoordinator,
     lease: LeaseId,
-    groups: Vec<(usize, Vec<KeyName>)>,
+    groups: &'a [ShardItems],
     armed: bool,
 }
 
@@ -150,11 +170,11 @@ impl Drop for Undecided<'_> {
             return;
         }
         // Queued behind the takes (never ahead of one still waiting in the inbox).
-        for (shard, keys) in self.groups.drain(..) {
-            self.coordinator.shards[shard].post(ShardOp::Release(
+        for (shard, items) in self.groups {
+            self.coordinator.shards[*shard].post(ShardOp::Release(
                 ReleaseAll {
                     lease: self.lease,
-                    keys,
+                    keys: key_names(items),
                 },
                 None,
             ));
@@ -265,28 +285,38 @@ impl ReserveCoordinator {
         let mut undecided = Undecided {
             coordinator: self,
             lease,
-            groups: groups
-                .iter()
-                .map(|(shard, items)| (*shard, items.iter().map(|(k, _)| Arc::clone(k)).collect()))
-                .collect(),
+            groups: &groups,
             armed: true,
         };
-        // Queued now, before the first wait: a batch's items reach each shard in array order.
+        // Taken now on an idle shard, else queued; either way before the first wait, so a
+        // batch's items reach each shard in array order.
         let takes: Vec<_> = groups
-            .into_iter()
+            .iter()
             .map(|(shard, items)| {
-                let (tx, rx) = oneshot::channel();
-                let take = TakeAll {
-                    lease,
-                    items,
-                    now_ms,
-                };
-                self.shards[shard].post(ShardOp::Take(take, tx));
-                answer(rx)
+                let shard = &self.shards[*shard];
+                match shard.run_now(|keys| keys.take(lease, items, now_ms)) {
+                    Some(taken) => Pending::Ready(taken),
+                    None => {
+                        let (tx, rx) = oneshot::channel();
+                        let items = items.clone();
+                        shard.post(ShardOp::Take(
+                            TakeAll {
+                                lease,
+                                items,
+                                now_ms,
+                            },
+                            tx,
+                        ));
+                        Pending::Queued(rx)
+                    }
+                }
             })
             .collect();
-        let answers = join_all(takes).await;
-        let result = self.decide(lease, now_ms, &undecided.groups, answers).await;
+        let mut answers = Vec::with_capacity(takes.len());
+        for take in takes {
+            answers.push(take.get().await);
+        }
+        let result = self.decide(lease, now_ms, &groups, answers).await;
         undecided.armed = false;
         let mut book = self.book();
         match &result {
@@ -311,7 +341,7 @@ impl ReserveCoordinator {
         &self,
         lease: LeaseId,
         now_ms: i64,
-        groups: &[(usize, Vec<KeyName>)],
+        groups: &[ShardItems],
         answers: Vec<Result<ShardTake, BackendError>>,
     ) -> Result<ReserveOutcome, BackendError> {
         let mut denied_hint = None;
@@ -333,12 +363,16 @@ impl ReserveCoordinator {
                 reserved_at_ms: now_ms,
             });
         }
-        self.queue_and_wait(taken.into_iter().map(|(shard, keys)| {
-            (*shard, |ack| {
-                let keys = keys.clone();
+        self.on_every_shard(
+            taken
+                .into_iter()
+                .map(|(shard, items)| (*shard, items.as_slice())),
+            |keys, items| keys.release_items(lease, items),
+            |items, ack| {
+                let keys = key_names(items);
                 ShardOp::Release(ReleaseAll { lease, keys }, Some(ack))
-            })
-        }))
+            },
+        )
         .await?;
         match (failure, denied_hint) {
             (None, Some(retry_after_ms)) => Ok(ReserveOutcome::Denied { retry_after_ms }),
@@ -389,32 +423,33 @@ impl ReserveCoordinator {
                 }
             }
         }
-        self.queue_and_wait(
-            shard_ids
-                .into_iter()
-                .zip(settles)
-                .map(|(shard, settle)| (shard, |ack| ShardOp::Settle(settle, ack))),
+        self.on_every_shard(
+            shard_ids.into_iter().zip(settles),
+            |keys, settle| keys.settle(settle),
+            ShardOp::Settle,
         )
         .await
     }
 
-    /// Queues `make(ack)` for each shard and waits for every acknowledgement.
-    async fn queue_and_wait<F>(
+    /// Applies each shard's part at once when that shard is idle (`now`), else queues it
+    /// (`queued`, acknowledged) and waits for every acknowledgement.
+    async fn on_every_shard<T>(
         &self,
-        ops: impl Iterator<Item = (usize, F)>,
-    ) -> Result<(), BackendError>
-    where
-        F: FnOnce(oneshot::Sender<()>) -> ShardOp,
-    {
-        let acks: Vec<_> = ops
-            .map(|(shard, make)| {
+        parts: impl Iterator<Item = (usize, T)>,
+        now: impl Fn(&mut ShardKeys, &T),
+        queued: impl Fn(T, oneshot::Sender<()>) -> ShardOp,
+    ) -> Result<(), BackendError> {
+        let mut acks = Vec::new();
+        for (shard, part) in parts {
+            let shard = &self.shards[shard];
+            if shard.run_now(|keys| now(keys, &part)).is_none() {
                 let (tx, rx) = oneshot::channel();
-                self.shards[shard].post(make(tx));
-                answer(rx)
-            })
-            .collect();
-        for ack in join_all(acks).await {
-            ack?;
+                shard.post(queued(part, tx));
+                acks.push(rx);
+            }
+        }
+        for ack in acks {
+            answer(ack).await?;
         }
         Ok(())
     }

@@ -9,14 +9,13 @@
 //! on one shard costs one inbox item.
 //!
 //! [`KeyState`]: super::key_state::KeyState
-//! [`ShardKeys`]: super::shard_keys::ShardKeys
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::shard_inbox::{Drain, ShardInbox};
-pub use super::shard_keys::{KeyName, ReleaseAll, Settle, ShardOp, ShardTake, TakeAll};
+pub use super::shard_keys::{KeyName, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll};
 use crate::model::{KeySnapshot, LimitDefinition, RetryPolicy, Usage};
 
 /// Largest number of queued messages per shard before senders wait (effectively unbounded:
@@ -109,6 +108,12 @@ impl ShardHandle {
     /// Queues `op` for the shard.
     pub fn post(&self, op: ShardOp) {
         self.inbox.post(&self.addr, op);
+    }
+
+    /// Runs `work` on the shard's keys at once, on this thread, if the shard is idle; `None`
+    /// (nothing done) when it is busy: post the item instead.
+    pub fn run_now<R>(&self, work: impl FnOnce(&mut ShardKeys) -> R) -> Option<R> {
+        self.inbox.run_now(&self.addr, work)
     }
 
     /// Keeps the shard's keys locked on `arbiter`'s thread for `busy` (returns once they

@@ -118,6 +118,44 @@ impl ShardInbox {
         }
     }
 
+    /// Runs `work` on the keys at once, on this thread, when the shard is idle (nothing
+    /// queued, nobody draining, keys free): what [`ShardInbox::post`] followed by a drain
+    /// here would do, without queuing the work or an answer channel. Answers `None`, having
+    /// done nothing, when the shard is busy or gone: the caller then posts its item.
+    pub fn run_now<R>(
+        self: &Arc<Self>,
+        shard: &Addr<KeyShard>,
+        work: impl FnOnce(&mut ShardKeys) -> R,
+    ) -> Option<R> {
+        {
+            // Items wait only while somebody drains: not draining means nothing queued.
+            let mut state = self.state();
+            if state.closed || state.draining {
+                return None;
+            }
+            state.draining = true;
+        }
+        let mut keys = match self.keys.try_lock() {
+            Ok(keys) => keys,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                // Whatever was queued since `draining` was set goes to the actor.
+                shard.do_send(Drain::new(self));
+                return None;
+            }
+        };
+        self.caller_draining.store(true, Ordering::Release);
+        let answer = work(&mut keys);
+        // Items queued meanwhile are this drainer's.
+        let drained = self.drain(&mut keys, CALLER_ROUNDS);
+        self.caller_draining.store(false, Ordering::Release);
+        drop(keys);
+        if !drained {
+            shard.do_send(Drain::new(self));
+        }
+        Some(answer)
+    }
+
     /// Applies what is queued, at most `rounds` times over; `true` when the queue was left
     /// empty (the next push drains anew), `false` when items still wait (the caller passes
     /// the drain on).
@@ -244,6 +282,27 @@ mod tests {
             matches!(second.try_recv(), Ok(ShardTake::NotFit { .. })),
             "{second:?}"
         );
+        arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn work_runs_at_once_on_an_idle_shard_and_not_at_all_on_a_busy_one() {
+        let (arbiter, shard, key) = shard_with_concurrency_key(1).await;
+        let lease = LeaseId::new();
+        let items = [(Arc::clone(&key), 1)];
+        assert_eq!(
+            shard.run_now(|keys| keys.take(lease, &items, 0)),
+            Some(ShardTake::Taken)
+        );
+        shard.lock_keys_for(&arbiter.handle(), Duration::from_millis(300));
+        let mut ran = false;
+        assert_eq!(shard.run_now(|_| ran = true), None);
+        assert!(!ran, "a busy shard's keys are not touched");
+        // The key's one slot is taken: a take queued behind the busy keys is denied.
+        let answer = tokio::time::timeout(Duration::from_secs(5), take(&shard, &key))
+            .await
+            .expect("answered within 5 s");
+        assert!(matches!(answer, Ok(ShardTake::NotFit { .. })), "{answer:?}");
         arbiter.stop();
     }
 

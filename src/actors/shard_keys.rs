@@ -98,60 +98,66 @@ impl ShardKeys {
         // is rolled back by the `Release` its drop queued behind it).
         match op {
             ShardOp::Take(take, answer) => {
-                let _ = answer.send(self.take(take));
+                let _ = answer.send(self.take(take.lease, &take.items, take.now_ms));
             }
             ShardOp::Release(release, ack) => {
-                self.release(release);
+                self.release(release.lease, &release.keys);
                 if let Some(ack) = ack {
                     let _ = ack.send(());
                 }
             }
             ShardOp::Settle(settle, ack) => {
-                self.settle(settle);
+                self.settle(&settle);
                 let _ = ack.send(());
             }
         }
     }
 
-    fn take(&mut self, msg: TakeAll) -> ShardTake {
-        if let Some((key, _)) = msg.items.iter().find(|(k, _)| !self.keys.contains_key(k)) {
-            return ShardTake::Unknown(Arc::clone(key));
-        }
+    /// Takes every item (key, amount) for `lease` at `now_ms`, all or nothing.
+    pub fn take(&mut self, lease: LeaseId, items: &[(KeyName, u64)], now_ms: i64) -> ShardTake {
         // Every key is tried (a key that fits counts an allow for its deny streak, as when
         // each key decided alone); the hint is the largest of the keys that did not fit.
         let mut denied_hint: Option<u64> = None;
-        for (key, amount) in &msg.items {
+        for (index, (key, amount)) in items.iter().enumerate() {
             let Some(state) = self.keys.get_mut(key) else {
-                continue;
+                // Not here (the shard learns a key before the directory names it, so this
+                // is a safety net): what was taken so far is given back.
+                self.release_items(lease, &items[..index]);
+                return ShardTake::Unknown(Arc::clone(key));
             };
-            if let TakeResult::NotFit { retry_after_ms } =
-                state.try_take(msg.lease, *amount, msg.now_ms)
-            {
+            if let TakeResult::NotFit { retry_after_ms } = state.try_take(lease, *amount, now_ms) {
                 denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
             }
         }
         match denied_hint {
             None => ShardTake::Taken,
             Some(retry_after_ms) => {
-                for (key, _) in &msg.items {
-                    if let Some(state) = self.keys.get_mut(key) {
-                        state.release(msg.lease);
-                    }
-                }
+                self.release_items(lease, items);
                 ShardTake::NotFit { retry_after_ms }
             }
         }
     }
 
-    fn release(&mut self, msg: ReleaseAll) {
-        for key in &msg.keys {
+    /// Gives back what `lease` holds on the keys of `items`.
+    pub fn release_items(&mut self, lease: LeaseId, items: &[(KeyName, u64)]) {
+        for (key, _) in items {
             if let Some(state) = self.keys.get_mut(key) {
-                state.release(msg.lease);
+                state.release(lease);
             }
         }
     }
 
-    fn settle(&mut self, msg: Settle) {
+    /// Gives back what `lease` holds on `keys`.
+    pub fn release<K: std::borrow::Borrow<str>>(&mut self, lease: LeaseId, keys: &[K]) {
+        for key in keys {
+            if let Some(state) = self.keys.get_mut(key.borrow()) {
+                state.release(lease);
+            }
+        }
+    }
+
+    /// Releases and reconciles what `msg` names.
+    pub fn settle(&mut self, msg: &Settle) {
         for key in &msg.releases {
             if let Some(state) = self.keys.get_mut(key) {
                 state.release(msg.lease);

@@ -5,17 +5,18 @@
 //! when they share a shard) instead of a hop to a central actor first, and every worker
 //! reaches the shards in parallel.
 //!
-//! Protocol: `TakeAll` is queued for every involved shard at once; each takes its keys all or
-//! nothing. If any shard says no, `ReleaseAll` goes to those that took and is acknowledged
-//! before the answer *denied*. Capacity is never over-granted at any instant; a concurrent
-//! reserve may be denied while a tentative take is rolled back, which errs on the safe side.
-//! A reserve repeated while the first is still being decided waits for its answer.
+//! Protocol: every involved shard takes its part of a reserve (its keys) all or nothing, and
+//! answers where it put each reservation; those places are kept with the lease's holds in
+//! the lease table, so `complete` and rollbacks find them without an index by lease. If any
+//! shard says no, what the others took is given back (acknowledged) before the answer
+//! *denied*. Capacity is never over-granted at any instant; a concurrent reserve may be
+//! denied while a tentative take is rolled back, which errs on the safe side. A reserve
+//! repeated while the first is still being decided waits for its answer.
 //!
-//! Order: the takes of one reserve are queued when it starts, before it first waits, so the
-//! items of a batch (started in array order) reach each shard in array order. Takes,
-//! rollbacks and settles go through each shard's inbox (`ShardInbox`): a caller that finds
-//! the shard idle applies them on its own thread, so a reserve usually crosses no thread;
-//! under load one drainer applies everything that arrived meanwhile in one go.
+//! Order: a shard found idle applies the part at once on the caller's thread; a busy one
+//! gets it in its inbox (`ShardInbox`), drained in order by whoever finds it idle next. Both
+//! happen when the reserve starts, before it first waits, so the items of a batch (started
+//! in array order) reach each shard in array order.
 //!
 //! The lease table sits behind one short lock, never held across a wait; the key directory
 //! (which shard owns a key, its kind and longest hold) behind a read-mostly lock.
@@ -43,8 +44,10 @@ use crate::model::{
 };
 
 mod snapshot;
+mod take;
 
 pub use snapshot::RestoreSummary;
+use take::{by_shard, key_places, ShardPart, TakeAnswer, Undecided};
 
 /// What a shard that no longer answers means for the caller.
 const KEY_ACTOR_STOPPED: Outage = Outage::Stopped {
@@ -119,74 +122,6 @@ pub fn shard_of(key: &str, shards: usize) -> usize {
     (hasher.finish() % shards.max(1) as u64) as usize
 }
 
-/// One shard's part of a reserve: its keys with their amounts, in request order.
-type ShardItems = (usize, Vec<(KeyName, u64)>);
-
-/// Groups `items` by shard, keeping request order within each shard.
-fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> Vec<ShardItems> {
-    let mut groups: Vec<ShardItems> = Vec::new();
-    for (shard, key, amount) in items {
-        match groups.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, group)) => group.push((key, amount)),
-            None => groups.push((shard, vec![(key, amount)])),
-        }
-    }
-    groups
-}
-
-/// The keys of one shard's part.
-fn key_names(items: &[(KeyName, u64)]) -> Vec<KeyName> {
-    items.iter().map(|(key, _)| Arc::clone(key)).collect()
-}
-
-/// A shard's answer: given at once (the shard was idle), or to wait for.
-enum Pending<T> {
-    Ready(T),
-    Queued(oneshot::Receiver<T>),
-}
-
-impl<T> Pending<T> {
-    async fn get(self) -> Result<T, BackendError> {
-        match self {
-            Pending::Ready(answer) => Ok(answer),
-            Pending::Queued(rx) => answer(rx).await,
-        }
-    }
-}
-
-/// Rolls back a reserve whose caller stopped waiting before it was decided: whatever its
-/// shards took is released (after the takes, in each shard's inbox order), the lease is
-/// forgotten so the client may retry it, and repeats waiting for it are answered.
-struct Undecided<'a> {
-    coordinator: &'a ReserveCoordinator,
-    lease: LeaseId,
-    groups: &'a [ShardItems],
-    armed: bool,
-}
-
-impl Drop for Undecided<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        // Queued behind the takes (never ahead of one still waiting in the inbox).
-        for (shard, items) in self.groups {
-            self.coordinator.shards[*shard].post(ShardOp::Release(
-                ReleaseAll {
-                    lease: self.lease,
-                    keys: key_names(items),
-                },
-                None,
-            ));
-        }
-        let mut book = self.coordinator.book();
-        book.table.abandon(self.lease);
-        for waiter in book.waiters.remove(&self.lease).unwrap_or_default() {
-            let _ = waiter.send(Err(Outage::Abandoned.into()));
-        }
-    }
-}
-
 impl ReserveCoordinator {
     /// A coordinator over `shards`, remembering at most `max_leases` leases.
     pub fn new(
@@ -252,6 +187,7 @@ impl ReserveCoordinator {
                     amount: requirement.amount,
                     kind: entry.kind,
                     hold_ms: entry.hold_ms,
+                    place: None,
                 });
             }
         }
@@ -281,42 +217,50 @@ impl ReserveCoordinator {
             return rx.await.unwrap_or_else(|_| Err(Outage::Abandoned.into()));
         }
         self.changed();
-        let groups = by_shard(items.into_iter());
+        let parts = by_shard(items.into_iter());
         let mut undecided = Undecided {
             coordinator: self,
             lease,
-            groups: &groups,
+            parts: &parts,
+            answers: Vec::with_capacity(parts.len()),
             armed: true,
         };
         // Taken now on an idle shard, else queued; either way before the first wait, so a
         // batch's items reach each shard in array order.
-        let takes: Vec<_> = groups
-            .iter()
-            .map(|(shard, items)| {
-                let shard = &self.shards[*shard];
-                match shard.run_now(|keys| keys.take(lease, items, now_ms)) {
-                    Some(taken) => Pending::Ready(taken),
-                    None => {
-                        let (tx, rx) = oneshot::channel();
-                        let items = items.clone();
-                        shard.post(ShardOp::Take(
-                            TakeAll {
-                                lease,
-                                items,
-                                now_ms,
-                            },
-                            tx,
-                        ));
-                        Pending::Queued(rx)
-                    }
+        for part in &parts {
+            let shard = &self.shards[part.shard];
+            let answer = match shard.run_now(|keys| keys.take(lease, &part.items, now_ms)) {
+                Some(taken) => TakeAnswer::Ready(taken),
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    let items = part.items.clone();
+                    shard.post(ShardOp::Take(
+                        TakeAll {
+                            lease,
+                            items,
+                            now_ms,
+                        },
+                        tx,
+                    ));
+                    TakeAnswer::Queued(rx)
                 }
-            })
-            .collect();
-        let mut answers = Vec::with_capacity(takes.len());
-        for take in takes {
-            answers.push(take.get().await);
+            };
+            undecided.answers.push(answer);
         }
-        let result = self.decide(lease, now_ms, &groups, answers).await;
+        for answer in undecided.answers.iter_mut() {
+            if let TakeAnswer::Queued(rx) = answer {
+                // Outside tokio's per-task budget, like actor messages: a task awaiting
+                // thousands of reserves (one batch) must not starve its own timers.
+                *answer = match tokio::task::unconstrained(rx).await {
+                    Ok(taken) => TakeAnswer::Ready(taken),
+                    Err(_) => TakeAnswer::Stopped,
+                };
+            }
+        }
+        let answers = std::mem::take(&mut undecided.answers);
+        let result = self
+            .decide(lease, now_ms, &parts, answers, &mut holds)
+            .await;
         undecided.armed = false;
         let mut book = self.book();
         match &result {
@@ -335,30 +279,39 @@ impl ReserveCoordinator {
         result
     }
 
-    /// Turns the shards' answers into the outcome, rolling back what was taken if anything
-    /// did not fit (acknowledged before the denial is answered).
+    /// Turns the shards' answers into the outcome: allowed, with where each hold was taken
+    /// written into `holds`; or not, with what was taken rolled back (acknowledged before the
+    /// denial is answered).
     async fn decide(
         &self,
         lease: LeaseId,
         now_ms: i64,
-        groups: &[ShardItems],
-        answers: Vec<Result<ShardTake, BackendError>>,
+        parts: &[ShardPart],
+        answers: Vec<TakeAnswer>,
+        holds: &mut [Hold],
     ) -> Result<ReserveOutcome, BackendError> {
         let mut denied_hint = None;
         let mut failure = None;
-        // Which groups took their part (copied only when something must be rolled back).
-        let mut taken = Vec::new();
-        for (group, answer) in groups.iter().zip(answers) {
+        // The parts taken, with where.
+        let mut taken = Vec::with_capacity(parts.len());
+        for (part, answer) in parts.iter().zip(answers) {
             match answer {
-                Ok(ShardTake::Taken) => taken.push(group),
-                Ok(ShardTake::NotFit { retry_after_ms }) => {
+                TakeAnswer::Ready(ShardTake::Taken(places)) => taken.push((part, places)),
+                TakeAnswer::Ready(ShardTake::NotFit { retry_after_ms }) => {
                     denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
                 }
-                Ok(ShardTake::Unknown(key)) => failure = Some(unknown(&key)),
-                Err(e) => failure = Some(e),
+                TakeAnswer::Ready(ShardTake::Unknown(key)) => failure = Some(unknown(&key)),
+                TakeAnswer::Queued(_) | TakeAnswer::Stopped => failure = Some(stopped(())),
             }
         }
         if denied_hint.is_none() && failure.is_none() {
+            for (part, places) in taken {
+                for (&index, place) in part.requirements.iter().zip(places) {
+                    if let Some(hold) = holds.get_mut(index) {
+                        hold.place = Some(place);
+                    }
+                }
+            }
             return Ok(ReserveOutcome::Allowed {
                 reserved_at_ms: now_ms,
             });
@@ -366,10 +319,10 @@ impl ReserveCoordinator {
         self.on_every_shard(
             taken
                 .into_iter()
-                .map(|(shard, items)| (*shard, items.as_slice())),
-            |keys, items| keys.release_items(lease, items),
-            |items, ack| {
-                let keys = key_names(items);
+                .map(|(part, places)| (part.shard, (part, places))),
+            |keys, (part, places)| keys.release_taken(lease, &part.items, places),
+            |(part, places), ack| {
+                let keys = key_places(&part.items, &places);
                 ShardOp::Release(ReleaseAll { lease, keys }, Some(ack))
             },
         )
@@ -411,13 +364,12 @@ impl ReserveCoordinator {
                         settles.len() - 1
                     }
                 };
+                let key = (Arc::clone(&entry.name), hold.place);
                 match hold.kind {
-                    LimitKind::Concurrency => settles[at].releases.push(Arc::clone(&entry.name)),
+                    LimitKind::Concurrency => settles[at].releases.push(key),
                     LimitKind::Rolling => {
                         if let Some(actual) = command.actuals.iter().find(|a| *a.key == *hold.key) {
-                            settles[at]
-                                .reconciles
-                                .push((Arc::clone(&entry.name), actual.actual_amount));
+                            settles[at].reconciles.push((key, actual.actual_amount));
                         }
                     }
                 }
@@ -562,18 +514,5 @@ mod tests {
             Ok(ReserveOutcome::Allowed { .. })
         ));
         arbiter.stop();
-    }
-
-    #[test]
-    fn requirements_are_grouped_by_shard_in_request_order() {
-        let key = |name: &str| -> KeyName { Arc::from(name) };
-        let groups = by_shard([(1, key("a"), 1), (0, key("b"), 2), (1, key("c"), 3)].into_iter());
-        assert_eq!(
-            groups,
-            vec![
-                (1, vec![(key("a"), 1), (key("c"), 3)]),
-                (0, vec![(key("b"), 2)])
-            ]
-        );
     }
 }

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::shard_inbox::{Drain, ShardInbox};
-pub use super::shard_keys::{KeyName, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll};
+pub use super::shard_keys::{
+    KeyName, KeyPlace, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
+};
 use crate::model::{KeySnapshot, LimitDefinition, RetryPolicy, Usage};
 
 /// Largest number of queued messages per shard before senders wait (effectively unbounded:

@@ -9,8 +9,8 @@
 //! nothing needs timers and tests drive time with a manual clock.
 
 use crate::model::{
-    DenyStreak, KeySnapshot, LeaseId, LimitDefinition, LimitKind, Overage, ReservationRecord,
-    Reservations, RetryPolicy, Usage,
+    DenyStreak, KeySnapshot, LeaseId, LimitDefinition, LimitKind, Overage, Place,
+    ReservationRecord, Reservations, RetryPolicy, Usage,
 };
 
 /// Shortest time an overage reservation is kept (SPEC §4: "at least 1 s").
@@ -19,8 +19,8 @@ const MIN_OVERAGE_HOLD_MS: i64 = 1000;
 /// The answer to [`KeyState::try_take`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TakeResult {
-    /// Taken.
-    Taken,
+    /// Taken; the reservation is found again at this place.
+    Taken(Place),
     /// Did not fit; nothing was taken.
     NotFit {
         /// The key's retry-after hint.
@@ -125,47 +125,48 @@ impl KeyState {
         }
         self.streak.on_allow();
         let expires = now_ms.saturating_add(self.policy.hold_ms(&self.definition));
-        // A lease the coordinator has already forgotten may still hold an overage extension
-        // here: the insert merges rather than drops it (over-counting is the safe side).
-        self.reservations.insert(lease, amount, expires);
+        // A separate reservation even if `lease` still holds something here (an overage
+        // extension of a lease the coordinator has forgotten): both count.
+        let place = self.reservations.insert_placed(lease, amount, expires);
         self.debug_check_capacity();
-        TakeResult::Taken
+        TakeResult::Taken(place)
     }
 
-    /// Drops whatever `lease` holds (rollback of a tentative take, or a concurrency release
-    /// on complete).
-    pub fn release(&mut self, lease: LeaseId) {
-        self.reservations.remove(lease);
+    /// Drops `lease`'s reservation at `place` (or indexed by lease when `None`): rollback of
+    /// a tentative take, or a concurrency release on complete.
+    pub fn release(&mut self, lease: LeaseId, place: Option<Place>) {
+        self.reservations.remove(lease, place);
     }
 
-    /// Reconciles a rolling reservation with the actual usage (SPEC §4 "Complete" 2); a
-    /// concurrency hold is released.
-    pub fn reconcile(&mut self, lease: LeaseId, actual: u64, now_ms: i64) {
+    /// Reconciles `lease`'s rolling reservation at `place` (or indexed by lease when `None`)
+    /// with the actual usage (SPEC §4 "Complete" 2); a concurrency hold is released.
+    pub fn reconcile(&mut self, lease: LeaseId, place: Option<Place>, actual: u64, now_ms: i64) {
         self.reservations.expire(now_ms);
         if self.definition.kind != LimitKind::Rolling {
-            self.reservations.remove(lease);
+            self.reservations.remove(lease, place);
             return;
         }
         // An expired reservation is gone: the call's window has passed, nothing to reconcile.
-        let Some((expires_at, reserved)) = self.reservations.get(lease) else {
+        let Some((expires_at, reserved)) = self.reservations.get(lease, place) else {
             return;
         };
         if actual <= reserved {
-            // Kept at the actual until its expiry, in place; nothing asks for it by lease
-            // again (0 frees it now).
-            self.reservations.settle(lease, actual);
+            // Kept at the actual until its expiry, in place; nothing asks for it again (0
+            // frees it now).
+            self.reservations.settle(lease, place, actual);
             return;
         }
-        self.reservations.remove(lease);
+        self.reservations.remove(lease, place);
         let overage = actual - reserved;
         if self.fits(actual) {
             // The difference is held for the rest of the window, at least one second.
+            // Nothing asks for it again: no index entry.
             let expires = expires_at.max(now_ms.saturating_add(MIN_OVERAGE_HOLD_MS));
-            self.reservations.insert(lease, actual, expires);
+            self.reservations.insert_placed(lease, actual, expires);
             self.debug_check_capacity();
             return;
         }
-        self.reservations.insert(lease, reserved, expires_at);
+        self.reservations.insert_placed(lease, reserved, expires_at);
         if self.definition.overage == Overage::Debt {
             self.debt = self.debt.saturating_add(overage);
         }
@@ -230,7 +231,8 @@ impl KeyState {
     pub fn block_until(&mut self, until_ms: i64) {
         let taken = self.definition.capacity;
         if taken > 0 {
-            self.reservations.insert(LeaseId::new(), taken, until_ms);
+            self.reservations
+                .insert_placed(LeaseId::new(), taken, until_ms);
         }
     }
 }
@@ -261,8 +263,8 @@ mod tests {
         a.reservations.insert(x, 4, 100);
         a.reservations.insert(y, 5, 200);
         a.debug_check_capacity();
-        assert_eq!(a.reservations.remove(x), Some((100, 4)));
-        assert_eq!(a.reservations.remove(x), None);
+        assert_eq!(a.reservations.remove(x, None), Some((100, 4)));
+        assert_eq!(a.reservations.remove(x, None), None);
         a.reservations.expire(200);
         assert_eq!(a.usage().in_use, 0);
         assert_eq!(a.usage().available, 10);

@@ -12,10 +12,14 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::key_state::{KeyState, TakeResult};
-use crate::model::{KeySnapshot, LeaseId, LimitDefinition, RetryPolicy, Usage};
+use crate::model::{KeySnapshot, LeaseId, LimitDefinition, Place, RetryPolicy, Usage};
 
 /// A key's name, shared (not copied) between the directory, messages and the shard.
 pub type KeyName = Arc<str>;
+
+/// A key of the shard and where a lease's reservation on it is (`None`: found by lease, for
+/// leases taken back in from a snapshot).
+pub type KeyPlace = (KeyName, Option<Place>);
 
 /// Takes every item for `lease`, all or nothing within this shard.
 #[derive(Debug)]
@@ -31,8 +35,8 @@ pub struct TakeAll {
 /// The answer to [`TakeAll`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShardTake {
-    /// Every item was taken.
-    Taken,
+    /// Every item was taken; where, item by item.
+    Taken(Vec<Place>),
     /// Something did not fit; nothing is held. The largest hint of the keys that did not fit.
     NotFit {
         /// The retry-after hint.
@@ -47,8 +51,8 @@ pub enum ShardTake {
 pub struct ReleaseAll {
     /// The lease.
     pub lease: LeaseId,
-    /// The keys it took on this shard.
-    pub keys: Vec<KeyName>,
+    /// The keys it took on this shard, with where.
+    pub keys: Vec<KeyPlace>,
 }
 
 /// Completes `lease` on this shard: releases its concurrency holds and reconciles its rolling
@@ -58,9 +62,9 @@ pub struct Settle {
     /// The lease.
     pub lease: LeaseId,
     /// Concurrency keys to release.
-    pub releases: Vec<KeyName>,
+    pub releases: Vec<KeyPlace>,
     /// Rolling keys with their actual usage.
-    pub reconciles: Vec<(KeyName, u64)>,
+    pub reconciles: Vec<(KeyPlace, u64)>,
     /// The caller's "now".
     pub now_ms: i64,
 }
@@ -98,7 +102,11 @@ impl ShardKeys {
         // is rolled back by the `Release` its drop queued behind it).
         match op {
             ShardOp::Take(take, answer) => {
-                let _ = answer.send(self.take(take.lease, &take.items, take.now_ms));
+                let taken = self.take(take.lease, &take.items, take.now_ms);
+                // Nobody will keep these places: what was taken is given back now.
+                if let Err(ShardTake::Taken(places)) = answer.send(taken) {
+                    self.release_taken(take.lease, &take.items, &places);
+                }
             }
             ShardOp::Release(release, ack) => {
                 self.release(release.lease, &release.keys);
@@ -118,54 +126,63 @@ impl ShardKeys {
         // Every key is tried (a key that fits counts an allow for its deny streak, as when
         // each key decided alone); the hint is the largest of the keys that did not fit.
         let mut denied_hint: Option<u64> = None;
+        let mut places = Vec::with_capacity(items.len());
+        // Items that did not fit (no place), by index.
+        let mut denied = Vec::new();
         for (index, (key, amount)) in items.iter().enumerate() {
             let Some(state) = self.keys.get_mut(key) else {
                 // Not here (the shard learns a key before the directory names it, so this
                 // is a safety net): what was taken so far is given back.
-                self.release_items(lease, &items[..index]);
+                self.release_taken(lease, &items[..index], &places);
                 return ShardTake::Unknown(Arc::clone(key));
             };
-            if let TakeResult::NotFit { retry_after_ms } = state.try_take(lease, *amount, now_ms) {
-                denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
+            match state.try_take(lease, *amount, now_ms) {
+                TakeResult::Taken(place) => places.push(place),
+                TakeResult::NotFit { retry_after_ms } => {
+                    denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
+                    denied.push(index);
+                }
             }
         }
         match denied_hint {
-            None => ShardTake::Taken,
+            None => ShardTake::Taken(places),
             Some(retry_after_ms) => {
-                self.release_items(lease, items);
+                let taken: Vec<_> = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(index, _)| !denied.contains(index))
+                    .map(|(_, item)| item.clone())
+                    .collect();
+                self.release_taken(lease, &taken, &places);
                 ShardTake::NotFit { retry_after_ms }
             }
         }
     }
 
-    /// Gives back what `lease` holds on the keys of `items`.
-    pub fn release_items(&mut self, lease: LeaseId, items: &[(KeyName, u64)]) {
-        for (key, _) in items {
+    /// Gives back what `lease` took on `items` at `places` (item by item).
+    pub fn release_taken(&mut self, lease: LeaseId, items: &[(KeyName, u64)], places: &[Place]) {
+        for ((key, _), place) in items.iter().zip(places) {
             if let Some(state) = self.keys.get_mut(key) {
-                state.release(lease);
+                state.release(lease, Some(*place));
             }
         }
     }
 
     /// Gives back what `lease` holds on `keys`.
-    pub fn release<K: std::borrow::Borrow<str>>(&mut self, lease: LeaseId, keys: &[K]) {
-        for key in keys {
-            if let Some(state) = self.keys.get_mut(key.borrow()) {
-                state.release(lease);
+    pub fn release(&mut self, lease: LeaseId, keys: &[KeyPlace]) {
+        for (key, place) in keys {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.release(lease, *place);
             }
         }
     }
 
     /// Releases and reconciles what `msg` names.
     pub fn settle(&mut self, msg: &Settle) {
-        for key in &msg.releases {
+        self.release(msg.lease, &msg.releases);
+        for ((key, place), actual) in &msg.reconciles {
             if let Some(state) = self.keys.get_mut(key) {
-                state.release(msg.lease);
-            }
-        }
-        for (key, actual) in &msg.reconciles {
-            if let Some(state) = self.keys.get_mut(key) {
-                state.reconcile(msg.lease, *actual, msg.now_ms);
+                state.reconcile(msg.lease, *place, *actual, msg.now_ms);
             }
         }
     }

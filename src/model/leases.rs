@@ -48,6 +48,10 @@ pub struct Hold {
     /// written before this field).
     #[serde(default)]
     pub hold_ms: i64,
+    /// Where the memory backend keeps the hold in its key (found without an index by
+    /// lease); not saved: a hold taken back in from a snapshot is found by lease.
+    #[serde(skip)]
+    pub place: Option<super::Place>,
 }
 
 /// What a reserve attempt ended as, as far as the table remembers.
@@ -443,6 +447,7 @@ mod tests {
             amount: 1,
             kind,
             hold_ms: MINUTE,
+            place: None,
         }
     }
 

@@ -3,6 +3,11 @@
 //! Expiry is lazy: [`Reservations::expire`] drops whatever is due at the `now_ms` it is
 //! given, so the owner needs no timers and tests drive time by hand. A reservation expiring
 //! at `t` is gone at `t` (it no longer counts for a reserve made at `t`).
+//!
+//! A reservation is found again in one of two ways. A reserve's take gets its [`Place`]
+//! back and keeps it (the memory backend's lease table holds it with the lease's holds), so
+//! the hot path keeps no index by lease here. Reservations that come without a place kept
+//! elsewhere (a snapshot taken back in at start) are indexed by lease instead.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
@@ -18,13 +23,39 @@ const MIN_HOLES_TO_COMPACT: usize = 64;
 /// Position of a straggler: (expires at, insertion sequence).
 type StragglerKey = (i64, u64);
 
+/// A reservation among the stragglers.
+#[derive(Debug, Clone, Copy)]
+struct Straggler {
+    lease: LeaseId,
+    amount: u64,
+    /// Settled: found no more.
+    settled: bool,
+}
+
+/// Where one reservation sits in its key's [`Reservations`], as handed out by
+/// [`Reservations::insert_placed`]: it stays valid until the reservation is removed,
+/// settled or expired (then it finds nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place(Spot);
+
+/// Where a reservation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spot {
+    /// In the queue, at this sequence number.
+    Queue(u64),
+    /// Among the stragglers.
+    Straggler(StragglerKey),
+}
+
 /// What a queue slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
     /// A lease's reservation, found through the index by lease.
-    Live,
-    /// A reservation whose lease has completed: it only waits for its expiry, so it is out
-    /// of the index and may carry the amounts of other settled slots expiring at the same
+    Indexed,
+    /// A lease's reservation, found through the [`Place`] its taker keeps.
+    Placed,
+    /// A reservation whose lease has completed: it only waits for its expiry, so it is
+    /// found no more and may carry the amounts of other settled slots expiring at the same
     /// millisecond.
     Settled,
     /// Nothing: left by a removal or a merge.
@@ -37,49 +68,48 @@ struct Slot {
     at: i64,
     lease: LeaseId,
     amount: u64,
+    /// Sequence number: rising along the queue, never reused, kept by compaction.
+    seq: u64,
     state: SlotState,
 }
 
 impl Slot {
-    /// The amount a live or settled slot counts; `None` for a hole.
+    /// The amount a slot counts; `None` for a hole.
     fn held(&self) -> Option<u64> {
         (self.state != SlotState::Hole).then_some(self.amount)
     }
+
+    /// Whether it is a lease's reservation still to be found (not settled, not a hole).
+    fn findable(&self) -> bool {
+        matches!(self.state, SlotState::Indexed | SlotState::Placed)
+    }
 }
 
-/// Where a lease's reservation is.
-#[derive(Debug, Clone, Copy)]
-enum Place {
-    /// In the queue, at this sequence number (`head_seq` + index).
-    Queue(u64),
-    /// Among the stragglers.
-    Straggler(StragglerKey),
-}
-
-/// Live reservations of one key, by expiry and by lease (one entry per lease).
+/// Live reservations of one key, by expiry.
 ///
 /// Nearly every reservation of a key expires after every one before it (now + the key's
 /// window): those are appended to a queue kept in expiry order, so expiry pops from its
 /// front and an insert costs no tree walk. The few that expire earlier than the queue's
-/// last entry (merged leases, overage extensions, imports) go to a small ordered map.
-/// Removing a lease from the queue leaves a hole, dropped when it reaches the front or when
-/// holes outnumber live entries (the queue is then rebuilt: amortized constant time).
+/// last entry (overage extensions, imports) go to a small ordered map. Removing a
+/// reservation from the queue leaves a hole, dropped when it reaches the front or the back,
+/// or when holes outnumber live entries (the queue is then rebuilt: amortized constant time;
+/// sequence numbers, hence places, survive it).
 #[derive(Debug, Default)]
 pub struct Reservations {
-    /// Reservations in expiry order, oldest first; never starts with a hole.
+    /// Reservations in expiry order, oldest first; never starts or ends with a hole.
     queue: VecDeque<Slot>,
-    /// Sequence number of `queue[0]`.
-    head_seq: u64,
+    /// Sequence number of the next slot pushed.
+    next_seq: u64,
     /// Holes in `queue`.
     holes: usize,
     /// Reservations expiring before the queue's back when they were added.
-    stragglers: BTreeMap<StragglerKey, (LeaseId, u64)>,
+    stragglers: BTreeMap<StragglerKey, Straggler>,
     /// Tie-breaker among stragglers expiring at the same millisecond.
     next_straggler: u64,
-    /// The sequence number of each lease's reservation in the queue (a small entry: this
-    /// index is the largest part of a key's memory and is touched by every reserve).
+    /// Where each indexed lease's reservation is in the queue (its sequence number); at most
+    /// one reservation per indexed lease.
     in_queue: HashMap<LeaseId, u64>,
-    /// Where each straggling lease's reservation is.
+    /// Where each indexed straggling lease's reservation is.
     straggler_of: HashMap<LeaseId, StragglerKey>,
     /// Sum of live amounts.
     in_use: u64,
@@ -98,19 +128,21 @@ impl Reservations {
                 break;
             }
             self.pop_front();
-            if slot.state == SlotState::Live {
+            if slot.state == SlotState::Indexed {
                 self.in_queue.remove(&slot.lease);
             }
             if let Some(amount) = slot.held() {
                 self.release_amount(amount);
             }
         }
-        while let Some((&(at, seq), &(lease, amount))) = self.stragglers.iter().next() {
+        while let Some((&(at, seq), &Straggler { lease, amount, .. })) =
+            self.stragglers.iter().next()
+        {
             if at > now_ms {
                 break;
             }
             self.stragglers.remove(&(at, seq));
-            // A settled straggler is no longer indexed (its lease may be again, elsewhere).
+            // Only an indexed straggler is in the index (its lease may have another entry).
             if self.straggler_of.get(&lease) == Some(&(at, seq)) {
                 self.straggler_of.remove(&lease);
             }
@@ -121,7 +153,6 @@ impl Reservations {
 
     fn pop_front(&mut self) {
         if let Some(slot) = self.queue.pop_front() {
-            self.head_seq += 1;
             if slot.state == SlotState::Hole {
                 self.holes -= 1;
             }
@@ -138,8 +169,7 @@ impl Reservations {
         }
     }
 
-    /// Pops holes off the back of the queue (their sequence numbers are reused: no index
-    /// entry names them).
+    /// Pops holes off the back of the queue.
     fn drop_trailing_holes(&mut self) {
         while self
             .queue
@@ -180,21 +210,40 @@ impl Reservations {
             .is_some_and(|total| total <= capacity)
     }
 
-    /// Adds `lease`'s reservation of `amount` until `expires_at_ms`. A lease already holding
-    /// something here is merged: the amounts add up and the later expiry is kept (when in
-    /// doubt, over-count).
+    /// Adds a reservation of `amount` for `lease` until `expires_at_ms`, found again only
+    /// through the [`Place`] returned (no index entry, no merge with anything `lease` holds
+    /// here already).
+    pub fn insert_placed(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) -> Place {
+        if self.goes_last(expires_at_ms) {
+            Place(Spot::Queue(self.push_last(
+                lease,
+                amount,
+                expires_at_ms,
+                SlotState::Placed,
+            )))
+        } else {
+            Place(Spot::Straggler(self.add_straggler(
+                lease,
+                amount,
+                expires_at_ms,
+            )))
+        }
+    }
+
+    /// Adds `lease`'s reservation of `amount` until `expires_at_ms`, indexed by lease. A
+    /// lease already indexed here is merged: the amounts add up and the later expiry is kept
+    /// (when in doubt, over-count).
     pub fn insert(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
         // A new lease expiring last (nearly always): one hash lookup finds it absent and
         // records it.
         if self.goes_last(expires_at_ms) && !self.straggler_of.contains_key(&lease) {
-            let seq = self.next_seq();
             if let Entry::Vacant(entry) = self.in_queue.entry(lease) {
-                entry.insert(seq);
-                self.push_last(lease, amount, expires_at_ms);
+                entry.insert(self.next_seq);
+                self.push_last(lease, amount, expires_at_ms, SlotState::Indexed);
                 return;
             }
         }
-        let (amount, expires_at_ms) = match self.remove(lease) {
+        let (amount, expires_at_ms) = match self.remove(lease, None) {
             Some((old_expiry, old_amount)) => (
                 amount.saturating_add(old_amount),
                 expires_at_ms.max(old_expiry),
@@ -204,25 +253,22 @@ impl Reservations {
         self.insert_absent(lease, amount, expires_at_ms);
     }
 
-    /// Sets `lease`'s reservation to `amount` until `expires_at_ms`, dropping whatever it
-    /// held here before (a replayed reserve recorded again).
+    /// Sets `lease`'s indexed reservation to `amount` until `expires_at_ms`, dropping
+    /// whatever it held here before under the index (a replayed reserve recorded again).
     pub fn replace(&mut self, lease: LeaseId, amount: u64, expires_at_ms: i64) {
-        self.remove(lease);
+        self.remove(lease, None);
         self.insert_absent(lease, amount, expires_at_ms);
     }
 
-    /// Adds a reservation for a lease that holds nothing here: at the back of the queue when
-    /// it expires no earlier than the queue's last entry, else among the stragglers.
+    /// Adds an indexed reservation for a lease not indexed here: at the back of the queue
+    /// when it expires no earlier than the queue's last entry, else among the stragglers.
     fn insert_absent(&mut self, lease: LeaseId, amount: u64, at: i64) {
         if self.goes_last(at) {
-            self.in_queue.insert(lease, self.next_seq());
-            self.push_last(lease, amount, at);
+            let seq = self.push_last(lease, amount, at, SlotState::Indexed);
+            self.in_queue.insert(lease, seq);
         } else {
-            let key = (at, self.next_straggler);
-            self.next_straggler += 1;
-            self.stragglers.insert(key, (lease, amount));
+            let key = self.add_straggler(lease, amount, at);
             self.straggler_of.insert(lease, key);
-            self.in_use = self.in_use.saturating_add(amount);
         }
     }
 
@@ -231,72 +277,120 @@ impl Reservations {
         self.queue.back().map_or(true, |last| last.at <= at)
     }
 
-    /// The sequence number the next slot pushed to the queue gets.
-    fn next_seq(&self) -> u64 {
-        self.head_seq + self.queue.len() as u64
-    }
-
-    /// Appends a live reservation to the queue (its index entry is the caller's).
-    fn push_last(&mut self, lease: LeaseId, amount: u64, at: i64) {
+    /// Appends a reservation to the queue; answers its sequence number.
+    fn push_last(&mut self, lease: LeaseId, amount: u64, at: i64, state: SlotState) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.queue.push_back(Slot {
             at,
             lease,
             amount,
-            state: SlotState::Live,
+            seq,
+            state,
         });
         self.in_use = self.in_use.saturating_add(amount);
+        seq
     }
 
-    /// Where `lease`'s reservation is.
-    fn place(&self, lease: LeaseId) -> Option<Place> {
-        if let Some(&seq) = self.in_queue.get(&lease) {
-            return Some(Place::Queue(seq));
+    /// Adds a straggler (not indexed); answers its key.
+    fn add_straggler(&mut self, lease: LeaseId, amount: u64, at: i64) -> StragglerKey {
+        let key = (at, self.next_straggler);
+        self.next_straggler += 1;
+        self.stragglers.insert(
+            key,
+            Straggler {
+                lease,
+                amount,
+                settled: false,
+            },
+        );
+        self.in_use = self.in_use.saturating_add(amount);
+        key
+    }
+
+    /// Where `lease`'s reservation is: at `place` if given (and still `lease`'s there),
+    /// else through the index by lease.
+    fn find(&self, lease: LeaseId, place: Option<Place>) -> Option<Spot> {
+        match place {
+            Some(Place(Spot::Queue(seq))) => {
+                let slot = self.queue.get(self.index_of(seq)?)?;
+                (slot.findable() && slot.lease == lease).then_some(Spot::Queue(seq))
+            }
+            Some(Place(Spot::Straggler(key))) => {
+                let straggler = self.stragglers.get(&key)?;
+                (!straggler.settled && straggler.lease == lease).then_some(Spot::Straggler(key))
+            }
+            None => match self.in_queue.get(&lease) {
+                Some(&seq) => Some(Spot::Queue(seq)),
+                None => self
+                    .straggler_of
+                    .get(&lease)
+                    .map(|&key| Spot::Straggler(key)),
+            },
         }
-        self.straggler_of
-            .get(&lease)
-            .map(|&key| Place::Straggler(key))
     }
 
-    /// Where the slot of sequence number `seq` sits in the queue.
+    /// Where the slot of sequence number `seq` sits in the queue. Sequence numbers rise
+    /// along the queue and skip only what was compacted or popped away, so the slot is at
+    /// most `seq - first` from the front and at most `last - seq` from the back: exactly
+    /// there when nothing between was dropped, else found by binary search between the
+    /// two (a recent reservation, the usual case, lies within a few slots of the back).
     fn index_of(&self, seq: u64) -> Option<usize> {
-        usize::try_from(seq.checked_sub(self.head_seq)?).ok()
+        let (first, last) = (self.queue.front()?.seq, self.queue.back()?.seq);
+        if seq < first || seq > last {
+            return None;
+        }
+        let last_index = self.queue.len() - 1;
+        let from_front = usize::try_from(seq - first).map_or(last_index, |d| d.min(last_index));
+        let from_back = usize::try_from(last - seq).map_or(0, |d| last_index.saturating_sub(d));
+        let (mut low, mut high) = (from_back, from_front);
+        if self.queue[high].seq == seq {
+            return Some(high);
+        }
+        // Invariant: if present, the slot is within low..=high.
+        while low <= high {
+            let mid = low + (high - low) / 2;
+            match self.queue[mid].seq.cmp(&seq) {
+                std::cmp::Ordering::Equal => return Some(mid),
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid.checked_sub(1)?,
+            }
+        }
+        None
     }
 
-    /// The queue slot at `seq`.
-    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
-        let index = self.index_of(seq)?;
-        self.queue.get_mut(index)
-    }
-
-    /// `lease`'s reservation here, as (expiry, amount).
-    pub fn get(&self, lease: LeaseId) -> Option<(i64, u64)> {
-        match self.place(lease)? {
-            Place::Queue(seq) => {
+    /// `lease`'s reservation here (at `place`, or indexed when `None`), as (expiry, amount).
+    pub fn get(&self, lease: LeaseId, place: Option<Place>) -> Option<(i64, u64)> {
+        match self.find(lease, place)? {
+            Spot::Queue(seq) => {
                 let slot = self.queue.get(self.index_of(seq)?)?;
                 Some((slot.at, slot.held()?))
             }
-            Place::Straggler(key) => self.stragglers.get(&key).map(|&(_, a)| (key.0, a)),
+            Spot::Straggler(key) => self.stragglers.get(&key).map(|s| (key.0, s.amount)),
         }
     }
 
-    /// Settles `lease`'s reservation at `amount` (at most what it holds), keeping its
-    /// expiry and place in the order: the lease's call is over, so the reservation only
-    /// waits for its expiry. A queued one leaves the index by lease (later calls for
-    /// `lease` no longer find it) and joins a settled neighbour expiring at the same
-    /// millisecond, so a busy key keeps one slot per millisecond rather than one per call.
-    /// `amount` 0 removes it. No-op for a lease without a reservation here.
-    pub fn settle(&mut self, lease: LeaseId, amount: u64) {
+    /// Settles `lease`'s reservation (at `place`, or indexed when `None`) at `amount` (at
+    /// most what it holds), keeping its expiry and place in the order: the lease's call is
+    /// over, so the reservation only waits for its expiry and is found no more. A queued
+    /// one joins a settled neighbour expiring at the same millisecond, so a busy key keeps
+    /// one slot per millisecond rather than one per call. `amount` 0 removes it. No-op for a
+    /// reservation not found.
+    pub fn settle(&mut self, lease: LeaseId, place: Option<Place>, amount: u64) {
         if amount == 0 {
-            self.remove(lease);
+            self.remove(lease, place);
             return;
         }
-        match self.place(lease) {
-            Some(Place::Queue(seq)) => self.settle_queued(lease, seq, amount),
-            Some(Place::Straggler(key)) => {
-                self.straggler_of.remove(&lease);
-                if let Some((_, held)) = self.stragglers.get_mut(&key) {
-                    let freed = held.saturating_sub(amount);
-                    *held -= freed;
+        match self.find(lease, place) {
+            Some(Spot::Queue(seq)) => self.settle_queued(seq, amount),
+            Some(Spot::Straggler(key)) => {
+                if self.straggler_of.get(&lease) == Some(&key) {
+                    self.straggler_of.remove(&lease);
+                }
+                if let Some(straggler) = self.stragglers.get_mut(&key) {
+                    let freed = straggler.amount.saturating_sub(amount);
+                    straggler.amount -= freed;
+                    straggler.settled = true;
                     self.release_amount(freed);
                 }
             }
@@ -304,12 +398,14 @@ impl Reservations {
         }
     }
 
-    fn settle_queued(&mut self, lease: LeaseId, seq: u64, amount: u64) {
-        let Some(index) = self.index_of(seq).filter(|&i| i < self.queue.len()) else {
+    fn settle_queued(&mut self, seq: u64, amount: u64) {
+        let Some(index) = self.index_of(seq) else {
             return;
         };
-        self.in_queue.remove(&lease);
         let slot = &mut self.queue[index];
+        if slot.state == SlotState::Indexed {
+            self.in_queue.remove(&slot.lease);
+        }
         let freed = slot.amount.saturating_sub(amount);
         slot.amount -= freed;
         slot.state = SlotState::Settled;
@@ -328,12 +424,16 @@ impl Reservations {
         }
     }
 
-    /// Removes `lease`'s reservation; returns its (expiry, amount).
-    pub fn remove(&mut self, lease: LeaseId) -> Option<(i64, u64)> {
-        let removed = match self.place(lease)? {
-            Place::Queue(seq) => {
-                self.in_queue.remove(&lease);
-                let slot = self.slot_mut(seq)?;
+    /// Removes `lease`'s reservation (at `place`, or indexed when `None`); returns its
+    /// (expiry, amount).
+    pub fn remove(&mut self, lease: LeaseId, place: Option<Place>) -> Option<(i64, u64)> {
+        let removed = match self.find(lease, place)? {
+            Spot::Queue(seq) => {
+                let index = self.index_of(seq)?;
+                let slot = &mut self.queue[index];
+                if slot.state == SlotState::Indexed {
+                    self.in_queue.remove(&lease);
+                }
                 let amount = slot.held()?;
                 slot.state = SlotState::Hole;
                 let at = slot.at;
@@ -343,28 +443,25 @@ impl Reservations {
                 self.compact_if_mostly_holes();
                 (at, amount)
             }
-            Place::Straggler(key) => {
-                self.straggler_of.remove(&lease);
-                (key.0, self.stragglers.remove(&key)?.1)
+            Spot::Straggler(key) => {
+                if self.straggler_of.get(&lease) == Some(&key) {
+                    self.straggler_of.remove(&lease);
+                }
+                (key.0, self.stragglers.remove(&key)?.amount)
             }
         };
         self.release_amount(removed.1);
         Some(removed)
     }
 
-    /// Rebuilds the queue without holes once they outnumber live entries.
+    /// Rebuilds the queue without holes once they outnumber live entries (sequence numbers
+    /// are kept, so places and the index stay valid).
     fn compact_if_mostly_holes(&mut self) {
         if self.holes < MIN_HOLES_TO_COMPACT || self.holes * 2 <= self.queue.len() {
             return;
         }
         self.queue.retain(|slot| slot.state != SlotState::Hole);
         self.holes = 0;
-        for (index, slot) in self.queue.iter().enumerate() {
-            if slot.state == SlotState::Live {
-                self.in_queue
-                    .insert(slot.lease, self.head_seq + index as u64);
-            }
-        }
     }
 
     /// Every live reservation as (lease, amount, expires at), in expiry order.
@@ -377,7 +474,7 @@ impl Reservations {
         let mut stragglers = self
             .stragglers
             .iter()
-            .map(|(&(at, _), &(lease, amount))| (lease, amount, at))
+            .map(|(&(at, _), s)| (s.lease, s.amount, at))
             .peekable();
         std::iter::from_fn(move || match (queue.peek(), stragglers.peek()) {
             (Some(q), Some(s)) if s.2 < q.2 => stragglers.next(),
@@ -470,70 +567,110 @@ mod tests {
     /// One step of the model-based test.
     #[derive(Debug, Clone)]
     enum Op {
+        /// Indexed insert for lease `l` (merging).
         Insert(usize, u64, i64),
+        /// Placed insert for lease `l`.
+        InsertPlaced(usize, u64, i64),
+        /// Indexed replace for lease `l`.
         Replace(usize, u64, i64),
+        /// Removes the n-th findable entry.
         Remove(usize),
+        /// Settles the n-th findable entry.
         Settle(usize, u64),
         Expire(i64),
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         use proptest::prelude::*;
-        // Eight leases, so the same ones come back (merges, removals of holes, a settled
-        // lease reserving again); expiries mostly rising, sometimes earlier (stragglers),
-        // often the same millisecond (settled slots joining).
+        // Eight leases, so the same ones come back (merges, a lease holding both an indexed
+        // and placed entries, a settled lease reserving again); expiries mostly rising,
+        // sometimes earlier (stragglers), often the same millisecond (settled slots
+        // joining).
         prop_oneof![
-            4 => (0..8usize, 1..20u64, 0..200i64).prop_map(|(l, a, t)| Op::Insert(l, a, t)),
+            2 => (0..8usize, 1..20u64, 0..200i64).prop_map(|(l, a, t)| Op::Insert(l, a, t)),
+            3 => (0..8usize, 1..20u64, 0..200i64).prop_map(|(l, a, t)| Op::InsertPlaced(l, a, t)),
             1 => (0..8usize, 1..20u64, 0..200i64).prop_map(|(l, a, t)| Op::Replace(l, a, t)),
-            3 => (0..8usize).prop_map(Op::Remove),
-            3 => (0..8usize, 0..20u64).prop_map(|(l, a)| Op::Settle(l, a)),
+            3 => (0..64usize).prop_map(Op::Remove),
+            3 => (0..64usize, 0..20u64).prop_map(|(n, a)| Op::Settle(n, a)),
             1 => (0..200i64).prop_map(Op::Expire),
         ]
     }
 
-    /// The model: (lease while not settled, amount, expiry).
-    type ModelEntry = (Option<LeaseId>, u64, i64);
+    /// How a model entry is found.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum How {
+        Indexed,
+        Placed(Place),
+        /// Settled; found no more (through the place it had, if any).
+        Settled(Option<Place>),
+    }
+
+    /// The model: a plain list of (lease, amount, expiry, how it is found).
+    type Model = Vec<(LeaseId, u64, i64, How)>;
+
+    /// The place to look a findable model entry up with.
+    fn place_of(how: How) -> Option<Place> {
+        match how {
+            How::Placed(place) => Some(place),
+            How::Indexed | How::Settled(_) => None,
+        }
+    }
+
+    fn findable(model: &Model) -> Vec<usize> {
+        (0..model.len())
+            .filter(|&i| !matches!(model[i].3, How::Settled(_)))
+            .collect()
+    }
 
     proptest::proptest! {
-        /// Against a plain list of reservations: the same live amounts per lease, the same
-        /// amount expiring at each millisecond, in expiry order, after any sequence of
-        /// operations. Settled reservations are out of reach by lease.
+        /// Against a plain list of reservations: the same amounts found by lease or place, the
+        /// same amount expiring at each millisecond, in expiry order, after any sequence of
+        /// operations. Settled reservations are found no more.
         #[test]
         fn behaves_like_a_plain_list(ops in proptest::collection::vec(op(), 0..300)) {
             let leases: Vec<LeaseId> = (0..8).map(|_| LeaseId::new()).collect();
             let mut r = Reservations::new();
-            let mut model: Vec<ModelEntry> = Vec::new();
+            let mut model: Model = Vec::new();
             let mut now = 0i64;
-            let find = |model: &[ModelEntry], l: usize| {
-                model.iter().position(|e| e.0 == Some(leases[l]))
-            };
             for op in ops {
                 match op {
                     Op::Insert(l, amount, t) => {
                         let at = now + t;
                         r.insert(leases[l], amount, at);
-                        match find(&model, l) {
-                            Some(i) => { model[i].1 += amount; model[i].2 = model[i].2.max(at); }
-                            None => model.push((Some(leases[l]), amount, at)),
+                        match model.iter_mut().find(|e| e.0 == leases[l] && e.3 == How::Indexed) {
+                            Some(e) => { e.1 += amount; e.2 = e.2.max(at); }
+                            None => model.push((leases[l], amount, at, How::Indexed)),
                         }
+                    }
+                    Op::InsertPlaced(l, amount, t) => {
+                        let place = r.insert_placed(leases[l], amount, now + t);
+                        model.push((leases[l], amount, now + t, How::Placed(place)));
                     }
                     Op::Replace(l, amount, t) => {
                         r.replace(leases[l], amount, now + t);
-                        model.retain(|e| e.0 != Some(leases[l]));
-                        model.push((Some(leases[l]), amount, now + t));
+                        model.retain(|e| !(e.0 == leases[l] && e.3 == How::Indexed));
+                        model.push((leases[l], amount, now + t, How::Indexed));
                     }
-                    Op::Remove(l) => {
-                        let expected = find(&model, l).map(|i| model.remove(i)).map(|e| (e.2, e.1));
-                        proptest::prop_assert_eq!(r.remove(leases[l]), expected);
+                    Op::Remove(n) => {
+                        let live = findable(&model);
+                        if let Some(&i) = live.get(n % live.len().max(1)) {
+                            let (lease, amount, at, how) = model.remove(i);
+                            proptest::prop_assert_eq!(r.remove(lease, place_of(how)), Some((at, amount)));
+                            if let How::Placed(place) = how {
+                                proptest::prop_assert_eq!(r.remove(lease, Some(place)), None);
+                            }
+                        }
                     }
-                    Op::Settle(l, amount) => {
-                        r.settle(leases[l], amount);
-                        if let Some(i) = find(&model, l) {
+                    Op::Settle(n, amount) => {
+                        let live = findable(&model);
+                        if let Some(&i) = live.get(n % live.len().max(1)) {
+                            let (lease, _, _, how) = model[i];
+                            r.settle(lease, place_of(how), amount);
                             if amount == 0 {
                                 model.remove(i);
                             } else {
-                                model[i].0 = None;
                                 model[i].1 = model[i].1.min(amount);
+                                model[i].3 = How::Settled(place_of(how));
                             }
                         }
                     }
@@ -560,30 +697,50 @@ mod tests {
                 proptest::prop_assert_eq!(r.in_use(), model.iter().map(|e| e.1).sum::<u64>());
                 proptest::prop_assert_eq!(r.earliest_expiry_ms(), model.iter().map(|e| e.2).min());
                 proptest::prop_assert_eq!(r.is_empty(), model.is_empty());
-                for (l, &lease) in leases.iter().enumerate() {
-                    let expected = find(&model, l).map(|i| (model[i].2, model[i].1));
-                    proptest::prop_assert_eq!(r.get(lease), expected);
+                for &lease in &leases {
+                    let indexed = model.iter().find(|e| e.0 == lease && e.3 == How::Indexed);
+                    proptest::prop_assert_eq!(r.get(lease, None), indexed.map(|e| (e.2, e.1)));
+                }
+                for &(lease, amount, at, how) in &model {
+                    match how {
+                        How::Placed(place) => {
+                            proptest::prop_assert_eq!(r.get(lease, Some(place)), Some((at, amount)));
+                        }
+                        How::Settled(Some(place)) => {
+                            proptest::prop_assert_eq!(r.get(lease, Some(place)), None);
+                        }
+                        How::Indexed | How::Settled(None) => {}
+                    }
                 }
             }
         }
     }
 
     #[test]
-    fn removals_leave_holes_that_are_compacted_away() {
+    fn removals_leave_holes_that_are_compacted_away_and_places_survive() {
         let mut r = Reservations::new();
         let leases: Vec<LeaseId> = (0..1000).map(|_| LeaseId::new()).collect();
-        for (i, lease) in leases.iter().enumerate() {
-            r.insert(*lease, 1, 1000 + i as i64);
-        }
+        let places: Vec<Place> = leases
+            .iter()
+            .enumerate()
+            .map(|(i, lease)| r.insert_placed(*lease, 1, 1000 + i as i64))
+            .collect();
         // Every lease but the first and the last removed: the queue never holds more than
         // twice its live entries (plus the compaction threshold).
-        for lease in &leases[1..999] {
-            r.remove(*lease);
-            assert!(r.queue.len() <= 2 * r.in_queue.len() + MIN_HOLES_TO_COMPACT);
+        for (i, lease) in leases.iter().enumerate().take(999).skip(1) {
+            assert_eq!(
+                r.remove(*lease, Some(places[i])),
+                Some((1000 + i as i64, 1))
+            );
+            let live = r.queue.iter().filter(|s| s.held().is_some()).count();
+            assert!(r.queue.len() <= 2 * live + MIN_HOLES_TO_COMPACT);
         }
+        assert!(r.queue.len() < 100, "compacted: {}", r.queue.len());
         assert_eq!(r.in_use(), 2);
-        assert_eq!(r.get(leases[999]), Some((1999, 1)));
-        r.remove(leases[0]);
+        assert_eq!(r.get(leases[999], Some(places[999])), Some((1999, 1)));
+        // A place names one lease's reservation only.
+        assert_eq!(r.get(leases[0], Some(places[999])), None);
+        r.remove(leases[0], Some(places[0]));
         assert_eq!(r.queue.len(), 1, "leading holes are dropped");
         assert_eq!(r.earliest_expiry_ms(), Some(1999));
     }
@@ -592,16 +749,20 @@ mod tests {
     fn a_settled_lease_keeps_its_expiry_and_place_out_of_reach_by_lease() {
         let (mut r, leases) = with(&[(5, 1000), (3, 3000)]);
         // Never grows; an unknown lease is left alone.
-        r.settle(leases[0], 7);
-        r.settle(LeaseId::new(), 1);
+        r.settle(leases[0], None, 7);
+        r.settle(LeaseId::new(), None, 1);
         assert_eq!(r.in_use(), 8);
-        r.settle(leases[1], 2);
+        r.settle(leases[1], None, 2);
         assert_eq!(r.in_use(), 7);
-        assert_eq!(r.get(leases[1]), None, "settled: no longer found by lease");
-        assert_eq!(r.remove(leases[1]), None);
+        assert_eq!(
+            r.get(leases[1], None),
+            None,
+            "settled: no longer found by lease"
+        );
+        assert_eq!(r.remove(leases[1], None), None);
         // The same lease reserving again is a reservation of its own.
         r.insert(leases[1], 4, 4000);
-        assert_eq!(r.remove(leases[1]), Some((4000, 4)));
+        assert_eq!(r.remove(leases[1], None), Some((4000, 4)));
         assert_eq!(r.earliest_expiry_ms(), Some(1000));
         r.expire(1000);
         assert_eq!(r.in_use(), 2);
@@ -614,10 +775,10 @@ mod tests {
         let mut r = Reservations::new();
         for i in 0..1000 {
             let lease = LeaseId::new();
-            r.insert(lease, 10, 5000 + i / 100);
-            r.settle(lease, 3);
+            let place = r.insert_placed(lease, 10, 5000 + i / 100);
+            r.settle(lease, Some(place), 3);
         }
-        // Ten milliseconds, ten slots, none of them indexed by lease.
+        // Ten milliseconds, ten slots, nothing indexed by lease.
         assert_eq!(r.queue.len(), 10);
         assert!(r.in_queue.is_empty());
         assert_eq!(r.in_use(), 3000);
@@ -631,7 +792,7 @@ mod tests {
         let (mut r, leases) = with(&[(2, 1000), (3, 3000)]);
         r.insert(leases[0], 1, 4000);
         assert_eq!(r.in_use(), 6);
-        assert_eq!(r.remove(leases[0]), Some((4000, 3)));
+        assert_eq!(r.remove(leases[0], None), Some((4000, 3)));
         assert_eq!(r.earliest_expiry_ms(), Some(3000));
     }
 
@@ -645,5 +806,22 @@ mod tests {
         assert_eq!(r.in_use(), 7);
         r.expire(1000);
         assert_eq!(r.in_use(), 1);
+    }
+
+    #[test]
+    fn placed_reservations_are_never_merged_nor_indexed() {
+        let mut r = Reservations::new();
+        let lease = LeaseId::new();
+        let first = r.insert_placed(lease, 2, 1000);
+        // An earlier expiry: a straggler, found through its place too.
+        let second = r.insert_placed(lease, 3, 500);
+        assert_eq!(r.in_use(), 5);
+        assert_eq!(r.get(lease, None), None);
+        assert_eq!(r.get(lease, Some(second)), Some((500, 3)));
+        assert_eq!(r.remove(lease, Some(first)), Some((1000, 2)));
+        assert_eq!(r.get(lease, Some(second)), Some((500, 3)));
+        r.expire(500);
+        assert_eq!(r.get(lease, Some(second)), None);
+        assert!(r.is_empty());
     }
 }

@@ -120,6 +120,7 @@ impl Book {
                 amount: requirement.amount,
                 kind: definition.kind,
                 hold_ms: i64::from(timeout_seconds) * 1000,
+                place: None,
             });
         }
         Ok(plan)
@@ -187,7 +188,7 @@ impl Book {
     /// A lease's hold on `key` was released (voided, or found expired).
     pub fn released(&mut self, lease: LeaseId, key: &str) {
         if let Some(entry) = self.keys.get_mut(key) {
-            entry.reservations.remove(lease);
+            entry.reservations.remove(lease, None);
         }
     }
 

@@ -1,0 +1,134 @@
+//! The pieces of a reserve's take across shards: its parts by shard, each shard's answer, and
+//! the rollback of a reserve whose caller stopped waiting before it was decided.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::ReserveCoordinator;
+use crate::actors::key_shard::{KeyName, KeyPlace, ReleaseAll, ShardOp, ShardTake};
+use crate::backend::Outage;
+use crate::model::{LeaseId, Place};
+
+/// One shard's part of a reserve: its keys with their amounts, in request order, and where
+/// each of them stands in the request.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct ShardPart {
+    /// The shard.
+    pub shard: usize,
+    /// Its keys with their amounts.
+    pub items: Vec<(KeyName, u64)>,
+    /// The index in the request of each item.
+    pub requirements: Vec<usize>,
+}
+
+/// Groups `items` (shard, key, amount; in request order) by shard, keeping request order
+/// within each shard.
+pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> Vec<ShardPart> {
+    let mut parts: Vec<ShardPart> = Vec::new();
+    for (index, (shard, key, amount)) in items.enumerate() {
+        match parts.iter_mut().find(|part| part.shard == shard) {
+            Some(part) => {
+                part.items.push((key, amount));
+                part.requirements.push(index);
+            }
+            None => parts.push(ShardPart {
+                shard,
+                items: vec![(key, amount)],
+                requirements: vec![index],
+            }),
+        }
+    }
+    parts
+}
+
+/// The keys of `items` with where each was taken.
+pub(super) fn key_places(items: &[(KeyName, u64)], places: &[Place]) -> Vec<KeyPlace> {
+    items
+        .iter()
+        .zip(places)
+        .map(|((key, _), place)| (Arc::clone(key), Some(*place)))
+        .collect()
+}
+
+/// A shard's answer to a take.
+#[derive(Debug)]
+pub(super) enum TakeAnswer {
+    /// Given (at once: the shard was idle; or received).
+    Ready(ShardTake),
+    /// To come through this channel.
+    Queued(oneshot::Receiver<ShardTake>),
+    /// The shard stopped before answering.
+    Stopped,
+}
+
+/// Rolls back a reserve whose caller stopped waiting before it was decided: what its shards
+/// took is released, the lease is forgotten so the client may retry it, and repeats waiting
+/// for it are answered. A take still queued is given back by its shard itself, which finds
+/// nobody to answer.
+pub(super) struct Undecided<'a> {
+    pub coordinator: &'a ReserveCoordinator,
+    pub lease: LeaseId,
+    pub parts: &'a [ShardPart],
+    /// One per part, while they are being collected.
+    pub answers: Vec<TakeAnswer>,
+    pub armed: bool,
+}
+
+impl Drop for Undecided<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for (part, answer) in self.parts.iter().zip(self.answers.drain(..)) {
+            let taken = match answer {
+                TakeAnswer::Ready(taken) => Some(taken),
+                TakeAnswer::Queued(mut rx) => {
+                    // Closed first: an answer not sent yet never will be (the shard gives
+                    // the take back), one sent already is read here.
+                    rx.close();
+                    rx.try_recv().ok()
+                }
+                TakeAnswer::Stopped => None,
+            };
+            if let Some(ShardTake::Taken(places)) = taken {
+                let release = ReleaseAll {
+                    lease: self.lease,
+                    keys: key_places(&part.items, &places),
+                };
+                self.coordinator.shards[part.shard].post(ShardOp::Release(release, None));
+            }
+        }
+        let mut book = self.coordinator.book();
+        book.table.abandon(self.lease);
+        for waiter in book.waiters.remove(&self.lease).unwrap_or_default() {
+            let _ = waiter.send(Err(Outage::Abandoned.into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_are_grouped_by_shard_in_request_order() {
+        let key = |k: &str| -> KeyName { Arc::from(k) };
+        let parts = by_shard([(1, key("a"), 1), (0, key("b"), 2), (1, key("c"), 3)].into_iter());
+        assert_eq!(
+            parts,
+            vec![
+                ShardPart {
+                    shard: 1,
+                    items: vec![(key("a"), 1), (key("c"), 3)],
+                    requirements: vec![0, 2],
+                },
+                ShardPart {
+                    shard: 0,
+                    items: vec![(key("b"), 2)],
+                    requirements: vec![1],
+                },
+            ]
+        );
+    }
+}

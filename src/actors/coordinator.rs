@@ -347,7 +347,7 @@ impl ReserveCoordinator {
         let mut shard_ids: Vec<usize> = Vec::new();
         {
             let directory = self.directory();
-            for hold in holds {
+            for hold in holds.iter() {
                 let Some(entry) = directory.get(&*hold.key) else {
                     continue;
                 };

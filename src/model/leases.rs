@@ -54,6 +54,10 @@ pub struct Hold {
     pub place: Option<super::Place>,
 }
 
+/// The holds of one allowed lease, shared: a snapshot copies a pointer under the table's
+/// lock, not the list.
+pub type Holds = std::sync::Arc<[Hold]>;
+
 /// What a reserve attempt ended as, as far as the table remembers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseOutcome {
@@ -87,7 +91,7 @@ pub enum LeaseRecord {
         /// When the table forgets it (its longest hold has passed).
         forget_at_ms: i64,
         /// What it holds on each key.
-        holds: Vec<Hold>,
+        holds: Holds,
     },
     /// Allowed and completed: a replayed reserve is answered allowed again.
     Completed {
@@ -145,10 +149,7 @@ pub struct LeaseTableFull {
 #[derive(Debug)]
 enum InFlight {
     Pending,
-    Allowed {
-        reserved_at_ms: i64,
-        holds: Vec<Hold>,
-    },
+    Allowed { reserved_at_ms: i64, holds: Holds },
 }
 
 /// A lease that needs nothing more than a replay answer.
@@ -279,7 +280,13 @@ impl LeaseTable {
     /// completes. Never refused: the slot was claimed by [`LeaseTable::begin`] (a lease put
     /// back after a failed complete may briefly exceed the bound). A denied lease id can
     /// never be allowed (debug builds check it).
-    pub fn allow(&mut self, lease: LeaseId, now_ms: i64, holds: Vec<Hold>, longest_hold_ms: i64) {
+    pub fn allow(
+        &mut self,
+        lease: LeaseId,
+        now_ms: i64,
+        holds: impl Into<Holds>,
+        longest_hold_ms: i64,
+    ) {
         debug_assert!(
             !matches!(self.settled.get(&lease), Some(Settled::Denied { .. })),
             "lease {lease} was denied and cannot be allowed"
@@ -287,7 +294,7 @@ impl LeaseTable {
         self.settled.remove(&lease);
         let entry = InFlight::Allowed {
             reserved_at_ms: now_ms,
-            holds,
+            holds: holds.into(),
         };
         self.in_flight
             .insert(lease, entry, now_ms.saturating_add(longest_hold_ms));
@@ -321,7 +328,7 @@ impl LeaseTable {
     /// For `complete`: the reserve time and holds of an allowed, not yet completed lease,
     /// which moves to the settled part. `None` for unknown, denied, pending or already
     /// completed leases (complete is a no-op).
-    pub fn start_complete(&mut self, lease: LeaseId, now_ms: i64) -> Option<(i64, Vec<Hold>)> {
+    pub fn start_complete(&mut self, lease: LeaseId, now_ms: i64) -> Option<(i64, Holds)> {
         self.purge(now_ms);
         let Some(InFlight::Allowed { .. }) = self.in_flight.get(&lease) else {
             return None;
@@ -353,7 +360,7 @@ impl LeaseTable {
                         lease,
                         reserved_at_ms: *reserved_at_ms,
                         forget_at_ms,
-                        holds: holds.clone(),
+                        holds: std::sync::Arc::clone(holds),
                     }),
                 });
         let settled = self
@@ -472,7 +479,7 @@ mod tests {
         table.allow(lease, 0, vec![hold("a", LimitKind::Rolling)], MINUTE);
         assert_eq!(
             table.start_complete(lease, 1),
-            Some((0, vec![hold("a", LimitKind::Rolling)]))
+            Some((0, Holds::from(vec![hold("a", LimitKind::Rolling)])))
         );
         assert!(table.start_complete(lease, 2).is_none());
         assert_eq!(
@@ -598,7 +605,7 @@ mod tests {
         }
         assert_eq!(
             table.start_complete(inflight, 100),
-            Some((0, vec![hold("k", LimitKind::Concurrency)])),
+            Some((0, Holds::from(vec![hold("k", LimitKind::Concurrency)]))),
             "the concurrency hold is still there to release"
         );
         assert!(table.start_complete(daily, 100).is_some());
@@ -696,7 +703,7 @@ mod tests {
         );
         assert_eq!(
             restored.start_complete(open, 3),
-            Some((0, vec![hold("k", LimitKind::Concurrency)]))
+            Some((0, Holds::from(vec![hold("k", LimitKind::Concurrency)])))
         );
         assert!(restored.start_complete(done, 3).is_none(), "completed once");
         // Due entries are dropped at import: past a minute only the denial is left.

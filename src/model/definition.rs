@@ -171,19 +171,27 @@ impl LimitDefinition {
 
 /// Checks a limit key: non-empty, bounded, no control characters.
 pub fn validate_key(key: &str) -> Result<(), InvalidRequest> {
-    if key.trim().is_empty() {
-        return Err(InvalidRequest::new("key: must not be empty"));
-    }
     if key.len() > MAX_KEY_BYTES {
         return Err(InvalidRequest::new(format!(
             "key: must be at most {MAX_KEY_BYTES} bytes (got {})",
             key.len()
         )));
     }
-    // One pass over the bytes; only a key with non-ASCII text is decoded.
-    let control = key.bytes().any(|b| b.is_ascii_control())
-        || (!key.is_ascii() && key.chars().any(char::is_control));
-    if control {
+    // One pass over the bytes (every key is checked on every request); only a key with
+    // non-ASCII text is decoded again.
+    let (mut ascii_control, mut non_ascii, mut visible) = (false, false, false);
+    for b in key.bytes() {
+        ascii_control |= b.is_ascii_control();
+        non_ascii |= !b.is_ascii();
+        visible |= !b.is_ascii_whitespace();
+    }
+    if non_ascii {
+        visible = !key.trim().is_empty();
+    }
+    if !visible {
+        return Err(InvalidRequest::new("key: must not be empty"));
+    }
+    if ascii_control || (non_ascii && key.chars().any(char::is_control)) {
         return Err(InvalidRequest::new(format!(
             "key: must not contain control characters ({key:?})"
         )));

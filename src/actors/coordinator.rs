@@ -515,4 +515,65 @@ mod tests {
         ));
         arbiter.stop();
     }
+
+    #[actix_rt::test]
+    async fn a_reserve_dropped_mid_way_gives_back_both_what_was_taken_at_once_and_what_was_queued()
+    {
+        let (idle, busy) = (Arbiter::new(), Arbiter::new());
+        let policy = RetryPolicy::default();
+        let shards = vec![
+            ShardHandle::start(policy, Some(&idle.handle())),
+            ShardHandle::start(policy, Some(&busy.handle())),
+        ];
+        let coordinator = ReserveCoordinator::new(ManualClock::new(0), policy, 10, shards);
+        // One key on each shard.
+        let key_on = |shard: usize| {
+            (0..)
+                .map(|i| format!("k{i}"))
+                .find(|k| shard_of(k, 2) == shard)
+                .unwrap()
+        };
+        let (taken_at_once, queued) = (key_on(0), key_on(1));
+        for key in [&taken_at_once, &queued] {
+            coordinator
+                .define(LimitDefinition::concurrency(key.as_str(), 1, 600))
+                .await
+                .unwrap();
+        }
+        coordinator.shards[1].lock_keys_for(&busy.handle(), Duration::from_millis(200));
+        let command = ReserveCommand {
+            lease: LeaseId::new(),
+            job_id: None,
+            requirements: vec![
+                Requirement {
+                    key: taken_at_once.clone(),
+                    amount: 1,
+                },
+                Requirement {
+                    key: queued.clone(),
+                    amount: 1,
+                },
+            ],
+        };
+        let checks = async {
+            {
+                let mut reserve = Box::pin(coordinator.reserve(command.clone()));
+                assert!(futures::poll!(reserve.as_mut()).is_pending());
+                assert_eq!(coordinator.usage(&taken_at_once).await.unwrap().in_use, 1);
+            }
+            // The idle shard's part is released by place; the queued part by its shard,
+            // which finds nobody to answer.
+            assert_eq!(coordinator.usage(&taken_at_once).await.unwrap().in_use, 0);
+            assert_eq!(coordinator.usage(&queued).await.unwrap().in_use, 0);
+            assert!(matches!(
+                coordinator.reserve(command).await,
+                Ok(ReserveOutcome::Allowed { .. })
+            ));
+        };
+        tokio::time::timeout(Duration::from_secs(10), checks)
+            .await
+            .expect("done within 10 s");
+        idle.stop();
+        busy.stop();
+    }
 }

@@ -269,7 +269,7 @@ impl LimiterService {
     fn status_denial(&self, request: &crate::model::ReserveCommand) -> Option<ReserveResponse> {
         let states = self.read_states();
         // One lookup per requirement; the three checks then run in their order over all.
-        let found: Vec<_> = request
+        let found: smallvec::SmallVec<[_; 8]> = request
             .requirements
             .iter()
             .map(|r| (r, states.get(&r.key)))

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use actix::prelude::*;
 use futures::future::join_all;
 use log::warn;
+use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::key_shard::{
@@ -168,7 +169,7 @@ impl ReserveCoordinator {
         let now_ms = self.clock.now_ms();
         let lease = command.lease;
         let mut holds = Vec::with_capacity(command.requirements.len());
-        let mut items = Vec::with_capacity(command.requirements.len());
+        let mut items: SmallVec<[_; 4]> = SmallVec::new();
         let mut longest_hold_ms = 0;
         // The keys first (the directory is read before the lease table is touched): a lease
         // with an unknown key is never recorded.
@@ -222,7 +223,7 @@ impl ReserveCoordinator {
             coordinator: self,
             lease,
             parts: &parts,
-            answers: Vec::with_capacity(parts.len()),
+            answers: SmallVec::new(),
             armed: true,
         };
         // Taken now on an idle shard, else queued; either way before the first wait, so a
@@ -233,7 +234,7 @@ impl ReserveCoordinator {
                 Some(taken) => TakeAnswer::Ready(taken),
                 None => {
                     let (tx, rx) = oneshot::channel();
-                    let items = part.items.clone();
+                    let items = part.items.to_vec();
                     shard.post(ShardOp::Take(
                         TakeAll {
                             lease,
@@ -287,13 +288,13 @@ impl ReserveCoordinator {
         lease: LeaseId,
         now_ms: i64,
         parts: &[ShardPart],
-        answers: Vec<TakeAnswer>,
+        answers: SmallVec<[TakeAnswer; 2]>,
         holds: &mut [Hold],
     ) -> Result<ReserveOutcome, BackendError> {
         let mut denied_hint = None;
         let mut failure = None;
         // The parts taken, with where.
-        let mut taken = Vec::with_capacity(parts.len());
+        let mut taken: SmallVec<[_; 2]> = SmallVec::new();
         for (part, answer) in parts.iter().zip(answers) {
             match answer {
                 TakeAnswer::Ready(ShardTake::Taken(places)) => taken.push((part, places)),
@@ -343,8 +344,8 @@ impl ReserveCoordinator {
         };
         self.changed();
         let lease = command.lease;
-        let mut settles: Vec<Settle> = Vec::new();
-        let mut shard_ids: Vec<usize> = Vec::new();
+        let mut settles: SmallVec<[Settle; 2]> = SmallVec::new();
+        let mut shard_ids: SmallVec<[usize; 2]> = SmallVec::new();
         {
             let directory = self.directory();
             for hold in holds.iter() {
@@ -357,8 +358,8 @@ impl ReserveCoordinator {
                         shard_ids.push(entry.shard);
                         settles.push(Settle {
                             lease,
-                            releases: Vec::new(),
-                            reconciles: Vec::new(),
+                            releases: SmallVec::new(),
+                            reconciles: SmallVec::new(),
                             now_ms,
                         });
                         settles.len() - 1
@@ -378,7 +379,7 @@ impl ReserveCoordinator {
         self.on_every_shard(
             shard_ids.into_iter().zip(settles),
             |keys, settle| keys.settle(settle),
-            ShardOp::Settle,
+            |settle, ack| ShardOp::Settle(Box::new(settle), ack),
         )
         .await
     }

@@ -7,6 +7,7 @@
 //! when anything did not fit.
 
 use foldhash::{HashMap, HashMapExt};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -16,6 +17,9 @@ use crate::model::{KeySnapshot, LeaseId, LimitDefinition, Place, RetryPolicy, Us
 
 /// A key's name, shared (not copied) between the directory, messages and the shard.
 pub type KeyName = Arc<str>;
+
+/// Where each item of a take was put, in item order.
+pub type Places = SmallVec<[Place; 4]>;
 
 /// A key of the shard and where a lease's reservation on it is (`None`: found by lease, for
 /// leases taken back in from a snapshot).
@@ -36,7 +40,7 @@ pub struct TakeAll {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShardTake {
     /// Every item was taken; where, item by item.
-    Taken(Vec<Place>),
+    Taken(Places),
     /// Something did not fit; nothing is held. The largest hint of the keys that did not fit.
     NotFit {
         /// The retry-after hint.
@@ -62,9 +66,9 @@ pub struct Settle {
     /// The lease.
     pub lease: LeaseId,
     /// Concurrency keys to release.
-    pub releases: Vec<KeyPlace>,
+    pub releases: SmallVec<[KeyPlace; 4]>,
     /// Rolling keys with their actual usage.
-    pub reconciles: Vec<(KeyPlace, u64)>,
+    pub reconciles: SmallVec<[(KeyPlace, u64); 4]>,
     /// The caller's "now".
     pub now_ms: i64,
 }
@@ -76,8 +80,8 @@ pub enum ShardOp {
     Take(TakeAll, oneshot::Sender<ShardTake>),
     /// A rollback; acknowledged when a sender is given.
     Release(ReleaseAll, Option<oneshot::Sender<()>>),
-    /// A complete's part on this shard, acknowledged.
-    Settle(Settle, oneshot::Sender<()>),
+    /// A complete's part on this shard, acknowledged (boxed: it carries its keys inline).
+    Settle(Box<Settle>, oneshot::Sender<()>),
 }
 
 /// The keys hashed to one shard.
@@ -126,9 +130,9 @@ impl ShardKeys {
         // Every key is tried (a key that fits counts an allow for its deny streak, as when
         // each key decided alone); the hint is the largest of the keys that did not fit.
         let mut denied_hint: Option<u64> = None;
-        let mut places = Vec::with_capacity(items.len());
+        let mut places = Places::new();
         // Items that did not fit (no place), by index.
-        let mut denied = Vec::new();
+        let mut denied: SmallVec<[usize; 4]> = SmallVec::new();
         for (index, (key, amount)) in items.iter().enumerate() {
             let Some(state) = self.keys.get_mut(key) else {
                 // Not here (the shard learns a key before the directory names it, so this
@@ -147,7 +151,7 @@ impl ShardKeys {
         match denied_hint {
             None => ShardTake::Taken(places),
             Some(retry_after_ms) => {
-                let taken: Vec<_> = items
+                let taken: SmallVec<[_; 4]> = items
                     .iter()
                     .enumerate()
                     .filter(|(index, _)| !denied.contains(index))

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use smallvec::{smallvec, SmallVec};
 use tokio::sync::oneshot;
 
 use super::ReserveCoordinator;
@@ -17,15 +18,18 @@ pub(super) struct ShardPart {
     /// The shard.
     pub shard: usize,
     /// Its keys with their amounts.
-    pub items: Vec<(KeyName, u64)>,
+    pub items: SmallVec<[(KeyName, u64); 4]>,
     /// The index in the request of each item.
-    pub requirements: Vec<usize>,
+    pub requirements: SmallVec<[usize; 4]>,
 }
+
+/// The parts of one reserve (most requests touch one or two shards).
+pub(super) type ShardParts = SmallVec<[ShardPart; 2]>;
 
 /// Groups `items` (shard, key, amount; in request order) by shard, keeping request order
 /// within each shard.
-pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> Vec<ShardPart> {
-    let mut parts: Vec<ShardPart> = Vec::new();
+pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> ShardParts {
+    let mut parts = ShardParts::new();
     for (index, (shard, key, amount)) in items.enumerate() {
         match parts.iter_mut().find(|part| part.shard == shard) {
             Some(part) => {
@@ -34,8 +38,8 @@ pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> Ve
             }
             None => parts.push(ShardPart {
                 shard,
-                items: vec![(key, amount)],
-                requirements: vec![index],
+                items: smallvec![(key, amount)],
+                requirements: smallvec![index],
             }),
         }
     }
@@ -71,7 +75,7 @@ pub(super) struct Undecided<'a> {
     pub lease: LeaseId,
     pub parts: &'a [ShardPart],
     /// One per part, while they are being collected.
-    pub answers: Vec<TakeAnswer>,
+    pub answers: SmallVec<[TakeAnswer; 2]>,
     pub armed: bool,
 }
 
@@ -115,20 +119,18 @@ mod tests {
     fn requirements_are_grouped_by_shard_in_request_order() {
         let key = |k: &str| -> KeyName { Arc::from(k) };
         let parts = by_shard([(1, key("a"), 1), (0, key("b"), 2), (1, key("c"), 3)].into_iter());
-        assert_eq!(
-            parts,
-            vec![
-                ShardPart {
-                    shard: 1,
-                    items: vec![(key("a"), 1), (key("c"), 3)],
-                    requirements: vec![0, 2],
-                },
-                ShardPart {
-                    shard: 0,
-                    items: vec![(key("b"), 2)],
-                    requirements: vec![1],
-                },
-            ]
-        );
+        let expected: ShardParts = smallvec![
+            ShardPart {
+                shard: 1,
+                items: smallvec![(key("a"), 1), (key("c"), 3)],
+                requirements: smallvec![0, 2],
+            },
+            ShardPart {
+                shard: 0,
+                items: smallvec![(key("b"), 2)],
+                requirements: smallvec![1],
+            },
+        ];
+        assert_eq!(parts, expected);
     }
 }

@@ -130,46 +130,50 @@ impl ShardKeys {
         // Every key is tried (a key that fits counts an allow for its deny streak, as when
         // each key decided alone); the hint is the largest of the keys that did not fit.
         let mut denied_hint: Option<u64> = None;
-        let mut places = Places::new();
-        // Items that did not fit (no place), by index.
-        let mut denied: SmallVec<[usize; 4]> = SmallVec::new();
-        for (index, (key, amount)) in items.iter().enumerate() {
+        // What was taken so far, key by key (a denied key took nothing).
+        let mut taken: SmallVec<[(&KeyName, Place); 4]> = SmallVec::new();
+        for (key, amount) in items {
             let Some(state) = self.keys.get_mut(key) else {
                 // Not here (the shard learns a key before the directory names it, so this
                 // is a safety net): what was taken so far is given back.
-                self.release_taken(lease, &items[..index], &places);
+                self.give_back(lease, taken);
                 return ShardTake::Unknown(Arc::clone(key));
             };
             match state.try_take(lease, *amount, now_ms) {
-                TakeResult::Taken(place) => places.push(place),
+                TakeResult::Taken(place) => taken.push((key, place)),
                 TakeResult::NotFit { retry_after_ms } => {
                     denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
-                    denied.push(index);
                 }
             }
         }
         match denied_hint {
-            None => ShardTake::Taken(places),
+            None => ShardTake::Taken(taken.into_iter().map(|(_, place)| place).collect()),
             Some(retry_after_ms) => {
-                let taken: SmallVec<[_; 4]> = items
-                    .iter()
-                    .enumerate()
-                    .filter(|(index, _)| !denied.contains(index))
-                    .map(|(_, item)| item.clone())
-                    .collect();
-                self.release_taken(lease, &taken, &places);
+                self.give_back(lease, taken);
                 ShardTake::NotFit { retry_after_ms }
+            }
+        }
+    }
+
+    /// Gives back what `lease` took, key by key at its place.
+    fn give_back<'k>(
+        &mut self,
+        lease: LeaseId,
+        taken: impl IntoIterator<Item = (&'k KeyName, Place)>,
+    ) {
+        for (key, place) in taken {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.release(lease, Some(place));
             }
         }
     }
 
     /// Gives back what `lease` took on `items` at `places` (item by item).
     pub fn release_taken(&mut self, lease: LeaseId, items: &[(KeyName, u64)], places: &[Place]) {
-        for ((key, _), place) in items.iter().zip(places) {
-            if let Some(state) = self.keys.get_mut(key) {
-                state.release(lease, Some(*place));
-            }
-        }
+        self.give_back(
+            lease,
+            items.iter().map(|(key, _)| key).zip(places.iter().copied()),
+        );
     }
 
     /// Gives back what `lease` holds on `keys`.
@@ -246,5 +250,42 @@ impl ShardKeys {
                 state.block_until(until_ms);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, amount: u64) -> (KeyName, u64) {
+        (Arc::from(key), amount)
+    }
+
+    #[test]
+    fn a_take_that_fails_part_way_gives_back_exactly_what_it_took() {
+        let mut keys = ShardKeys::new(RetryPolicy::default());
+        keys.put(LimitDefinition::concurrency("full", 1, 60));
+        keys.put(LimitDefinition::concurrency("free", 5, 60));
+        let holder = [item("full", 1)];
+        assert!(matches!(
+            keys.take(LeaseId::new(), &holder, 0),
+            ShardTake::Taken(_)
+        ));
+        // Denied on "full", taken on "free", then a key this shard does not know.
+        let items = [item("full", 1), item("free", 2), item("missing", 1)];
+        assert!(matches!(
+            keys.take(LeaseId::new(), &items, 0),
+            ShardTake::Unknown(_)
+        ));
+        assert_eq!(keys.usage("free", 0).map(|u| u.in_use), Some(0));
+        assert_eq!(keys.usage("full", 0).map(|u| u.in_use), Some(1));
+        // Denied on "full" alone: "free" is given back too.
+        let items = [item("free", 2), item("full", 1)];
+        assert!(matches!(
+            keys.take(LeaseId::new(), &items, 0),
+            ShardTake::NotFit { .. }
+        ));
+        assert_eq!(keys.usage("free", 0).map(|u| u.in_use), Some(0));
+        assert_eq!(keys.usage("full", 0).map(|u| u.in_use), Some(1));
     }
 }

@@ -47,6 +47,13 @@ enum Spot {
     Straggler(StragglerKey),
 }
 
+/// A reservation found: its index in the queue, or its straggler key.
+#[derive(Debug, Clone, Copy)]
+enum Found {
+    Queue(usize),
+    Straggler(StragglerKey),
+}
+
 /// What a queue slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
@@ -142,10 +149,7 @@ impl Reservations {
                 break;
             }
             self.stragglers.remove(&(at, seq));
-            // Only an indexed straggler is in the index (its lease may have another entry).
-            if self.straggler_of.get(&lease) == Some(&(at, seq)) {
-                self.straggler_of.remove(&lease);
-            }
+            self.unindex_straggler(lease, (at, seq));
             self.release_amount(amount);
         }
         self.drop_leading_holes();
@@ -310,23 +314,24 @@ impl Reservations {
 
     /// Where `lease`'s reservation is: at `place` if given (and still `lease`'s there),
     /// else through the index by lease.
-    fn find(&self, lease: LeaseId, place: Option<Place>) -> Option<Spot> {
-        match place {
-            Some(Place(Spot::Queue(seq))) => {
-                let slot = self.queue.get(self.index_of(seq)?)?;
-                (slot.findable() && slot.lease == lease).then_some(Spot::Queue(seq))
-            }
-            Some(Place(Spot::Straggler(key))) => {
-                let straggler = self.stragglers.get(&key)?;
-                (!straggler.settled && straggler.lease == lease).then_some(Spot::Straggler(key))
-            }
+    fn find(&self, lease: LeaseId, place: Option<Place>) -> Option<Found> {
+        let spot = match place {
+            Some(Place(spot)) => spot,
             None => match self.in_queue.get(&lease) {
-                Some(&seq) => Some(Spot::Queue(seq)),
-                None => self
-                    .straggler_of
-                    .get(&lease)
-                    .map(|&key| Spot::Straggler(key)),
+                Some(&seq) => Spot::Queue(seq),
+                None => Spot::Straggler(*self.straggler_of.get(&lease)?),
             },
+        };
+        match spot {
+            Spot::Queue(seq) => {
+                let index = self.index_of(seq)?;
+                let slot = &self.queue[index];
+                (slot.findable() && slot.lease == lease).then_some(Found::Queue(index))
+            }
+            Spot::Straggler(key) => {
+                let straggler = self.stragglers.get(&key)?;
+                (!straggler.settled && straggler.lease == lease).then_some(Found::Straggler(key))
+            }
         }
     }
 
@@ -362,11 +367,11 @@ impl Reservations {
     /// `lease`'s reservation here (at `place`, or indexed when `None`), as (expiry, amount).
     pub fn get(&self, lease: LeaseId, place: Option<Place>) -> Option<(i64, u64)> {
         match self.find(lease, place)? {
-            Spot::Queue(seq) => {
-                let slot = self.queue.get(self.index_of(seq)?)?;
-                Some((slot.at, slot.held()?))
+            Found::Queue(index) => {
+                let slot = &self.queue[index];
+                Some((slot.at, slot.amount))
             }
-            Spot::Straggler(key) => self.stragglers.get(&key).map(|s| (key.0, s.amount)),
+            Found::Straggler(key) => self.stragglers.get(&key).map(|s| (key.0, s.amount)),
         }
     }
 
@@ -382,11 +387,9 @@ impl Reservations {
             return;
         }
         match self.find(lease, place) {
-            Some(Spot::Queue(seq)) => self.settle_queued(seq, amount),
-            Some(Spot::Straggler(key)) => {
-                if self.straggler_of.get(&lease) == Some(&key) {
-                    self.straggler_of.remove(&lease);
-                }
+            Some(Found::Queue(index)) => self.settle_queued(index, amount),
+            Some(Found::Straggler(key)) => {
+                self.unindex_straggler(lease, key);
                 if let Some(straggler) = self.stragglers.get_mut(&key) {
                     let freed = straggler.amount.saturating_sub(amount);
                     straggler.amount -= freed;
@@ -398,10 +401,7 @@ impl Reservations {
         }
     }
 
-    fn settle_queued(&mut self, seq: u64, amount: u64) {
-        let Some(index) = self.index_of(seq) else {
-            return;
-        };
+    fn settle_queued(&mut self, index: usize, amount: u64) {
         let slot = &mut self.queue[index];
         if slot.state == SlotState::Indexed {
             self.in_queue.remove(&slot.lease);
@@ -417,10 +417,25 @@ impl Reservations {
             .filter(|s| s.state == SlotState::Settled && s.at == at);
         if let Some(neighbour) = neighbour {
             neighbour.amount = neighbour.amount.saturating_add(kept);
-            self.queue[index].state = SlotState::Hole;
-            self.holes += 1;
-            self.drop_trailing_holes();
-            self.compact_if_mostly_holes();
+            self.make_hole(index);
+        }
+    }
+
+    /// Turns the slot at `index` into a hole (its amount already accounted for), dropping
+    /// holes at either end and compacting when they outnumber live entries.
+    fn make_hole(&mut self, index: usize) {
+        self.queue[index].state = SlotState::Hole;
+        self.holes += 1;
+        self.drop_leading_holes();
+        self.drop_trailing_holes();
+        self.compact_if_mostly_holes();
+    }
+
+    /// Drops `lease`'s index entry if it names the straggler at `key` (a placed straggler is
+    /// not indexed; its lease may be, for another reservation).
+    fn unindex_straggler(&mut self, lease: LeaseId, key: StragglerKey) {
+        if self.straggler_of.get(&lease) == Some(&key) {
+            self.straggler_of.remove(&lease);
         }
     }
 
@@ -428,25 +443,16 @@ impl Reservations {
     /// (expiry, amount).
     pub fn remove(&mut self, lease: LeaseId, place: Option<Place>) -> Option<(i64, u64)> {
         let removed = match self.find(lease, place)? {
-            Spot::Queue(seq) => {
-                let index = self.index_of(seq)?;
-                let slot = &mut self.queue[index];
+            Found::Queue(index) => {
+                let slot = self.queue[index];
                 if slot.state == SlotState::Indexed {
                     self.in_queue.remove(&lease);
                 }
-                let amount = slot.held()?;
-                slot.state = SlotState::Hole;
-                let at = slot.at;
-                self.holes += 1;
-                self.drop_leading_holes();
-                self.drop_trailing_holes();
-                self.compact_if_mostly_holes();
-                (at, amount)
+                self.make_hole(index);
+                (slot.at, slot.amount)
             }
-            Spot::Straggler(key) => {
-                if self.straggler_of.get(&lease) == Some(&key) {
-                    self.straggler_of.remove(&lease);
-                }
+            Found::Straggler(key) => {
+                self.unindex_straggler(lease, key);
                 (key.0, self.stragglers.remove(&key)?.amount)
             }
         };

@@ -484,6 +484,15 @@ mod tests {
     use super::*;
     use crate::model::{ManualClock, Requirement};
 
+    /// A reserve of one unit on each of `keys`, for a new lease.
+    fn one_each(keys: &[&str]) -> ReserveCommand {
+        ReserveCommand {
+            lease: LeaseId::new(),
+            job_id: None,
+            requirements: keys.iter().map(|key| Requirement::new(*key, 1)).collect(),
+        }
+    }
+
     #[actix_rt::test]
     async fn a_reserve_dropped_mid_way_gives_back_what_it_took_and_can_be_retried() {
         let arbiter = Arbiter::new();
@@ -496,14 +505,7 @@ mod tests {
             .unwrap();
         // The shard's keys are busy: nothing is decided while the reserve is polled.
         coordinator.shards[0].lock_keys_for(&arbiter.handle(), Duration::from_millis(200));
-        let command = ReserveCommand {
-            lease: LeaseId::new(),
-            job_id: None,
-            requirements: vec![Requirement {
-                key: "k".into(),
-                amount: 1,
-            }],
-        };
+        let command = one_each(&["k"]);
         {
             let mut reserve = Box::pin(coordinator.reserve(command.clone()));
             assert!(futures::poll!(reserve.as_mut()).is_pending());
@@ -542,20 +544,7 @@ mod tests {
                 .unwrap();
         }
         coordinator.shards[1].lock_keys_for(&busy.handle(), Duration::from_millis(200));
-        let command = ReserveCommand {
-            lease: LeaseId::new(),
-            job_id: None,
-            requirements: vec![
-                Requirement {
-                    key: taken_at_once.clone(),
-                    amount: 1,
-                },
-                Requirement {
-                    key: queued.clone(),
-                    amount: 1,
-                },
-            ],
-        };
+        let command = one_each(&[&taken_at_once, &queued]);
         let checks = async {
             {
                 let mut reserve = Box::pin(coordinator.reserve(command.clone()));

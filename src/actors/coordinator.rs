@@ -30,25 +30,18 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use actix::prelude::*;
 use futures::future::join_all;
 use log::warn;
-use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
-use super::key_shard::{
-    GetUsage, KeyName, KeyShard, Ping, Put, ReleaseAll, Settle, ShardHandle, ShardKeys, ShardOp,
-    ShardTake, TakeAll, TryDecrease,
-};
+use super::key_shard::{GetUsage, KeyName, KeyShard, Ping, Put, ShardHandle, TryDecrease};
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
-use crate::model::leases::{Begun, Hold, LeaseOutcome, LeaseTable};
-use crate::model::{
-    CompleteCommand, LeaseId, LimitDefinition, LimitKind, ReserveCommand, RetryPolicy, SharedClock,
-    Usage,
-};
+use crate::model::leases::{LeaseOutcome, LeaseTable};
+use crate::model::{LeaseId, LimitDefinition, LimitKind, RetryPolicy, SharedClock, Usage};
 
+mod reserve;
 mod snapshot;
 mod take;
 
 pub use snapshot::RestoreSummary;
-use take::{by_shard, key_places, ShardPart, TakeAnswer, Undecided};
 
 /// What a shard that no longer answers means for the caller.
 const KEY_ACTOR_STOPPED: Outage = Outage::Stopped {
@@ -164,249 +157,6 @@ impl ReserveCoordinator {
         shard_of(key, self.shards.len())
     }
 
-    /// Reserves every requirement or none.
-    pub async fn reserve(&self, command: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
-        let now_ms = self.clock.now_ms();
-        let lease = command.lease;
-        let mut holds = Vec::with_capacity(command.requirements.len());
-        let mut items: SmallVec<[_; 4]> = SmallVec::new();
-        let mut longest_hold_ms = 0;
-        // The keys first (the directory is read before the lease table is touched): a lease
-        // with an unknown key is never recorded.
-        let mut unknown_key = None;
-        {
-            let directory = self.directory();
-            for requirement in &command.requirements {
-                let Some(entry) = directory.get(requirement.key.as_str()) else {
-                    unknown_key = Some(requirement.key.as_str());
-                    break;
-                };
-                longest_hold_ms = longest_hold_ms.max(entry.hold_ms);
-                items.push((entry.shard, Arc::clone(&entry.name), requirement.amount));
-                holds.push(Hold {
-                    key: Arc::clone(&entry.name),
-                    amount: requirement.amount,
-                    kind: entry.kind,
-                    hold_ms: entry.hold_ms,
-                    place: None,
-                });
-            }
-        }
-        let waiting = {
-            let mut book = self.book();
-            let known = match unknown_key {
-                // A remembered lease is answered as before, even if a key went away since.
-                Some(key) => Some(book.table.get(lease, now_ms).ok_or_else(|| unknown(key))?),
-                // The table refuses a new lease only when every slot holds one in flight.
-                None => match book.table.begin(lease, now_ms)? {
-                    Begun::New => None,
-                    Begun::Known(outcome) => Some(outcome),
-                },
-            };
-            match known.map(replay) {
-                None => None,
-                Some(Some(answer)) => return Ok(answer),
-                Some(None) => {
-                    // Being decided: wait for that answer.
-                    let (tx, rx) = oneshot::channel();
-                    book.waiters.entry(lease).or_default().push(tx);
-                    Some(rx)
-                }
-            }
-        };
-        if let Some(rx) = waiting {
-            return rx.await.unwrap_or_else(|_| Err(Outage::Abandoned.into()));
-        }
-        self.changed();
-        let parts = by_shard(items.into_iter());
-        let mut undecided = Undecided {
-            coordinator: self,
-            lease,
-            parts: &parts,
-            answers: SmallVec::new(),
-            armed: true,
-        };
-        // Taken now on an idle shard, else queued; either way before the first wait, so a
-        // batch's items reach each shard in array order.
-        for part in &parts {
-            let shard = &self.shards[part.shard];
-            let answer = match shard.run_now(|keys| keys.take(lease, &part.items, now_ms)) {
-                Some(taken) => TakeAnswer::Ready(taken),
-                None => {
-                    let (tx, rx) = oneshot::channel();
-                    let items = part.items.to_vec();
-                    shard.post(ShardOp::Take(
-                        TakeAll {
-                            lease,
-                            items,
-                            now_ms,
-                        },
-                        tx,
-                    ));
-                    TakeAnswer::Queued(rx)
-                }
-            };
-            undecided.answers.push(answer);
-        }
-        for answer in undecided.answers.iter_mut() {
-            if let TakeAnswer::Queued(rx) = answer {
-                // Outside tokio's per-task budget, like actor messages: a task awaiting
-                // thousands of reserves (one batch) must not starve its own timers.
-                *answer = match tokio::task::unconstrained(rx).await {
-                    Ok(taken) => TakeAnswer::Ready(taken),
-                    Err(_) => TakeAnswer::Stopped,
-                };
-            }
-        }
-        let answers = std::mem::take(&mut undecided.answers);
-        let result = self
-            .decide(lease, now_ms, &parts, answers, &mut holds)
-            .await;
-        undecided.armed = false;
-        let mut book = self.book();
-        match &result {
-            Ok(ReserveOutcome::Allowed { .. }) => {
-                book.table.allow(lease, now_ms, holds, longest_hold_ms)
-            }
-            Ok(ReserveOutcome::Denied { retry_after_ms }) => {
-                book.table
-                    .deny(lease, now_ms, *retry_after_ms, longest_hold_ms)
-            }
-            Err(_) => book.table.abandon(lease),
-        }
-        for waiter in book.waiters.remove(&lease).unwrap_or_default() {
-            let _ = waiter.send(result.clone());
-        }
-        result
-    }
-
-    /// Turns the shards' answers into the outcome: allowed, with where each hold was taken
-    /// written into `holds`; or not, with what was taken rolled back (acknowledged before the
-    /// denial is answered).
-    async fn decide(
-        &self,
-        lease: LeaseId,
-        now_ms: i64,
-        parts: &[ShardPart],
-        answers: SmallVec<[TakeAnswer; 2]>,
-        holds: &mut [Hold],
-    ) -> Result<ReserveOutcome, BackendError> {
-        let mut denied_hint = None;
-        let mut failure = None;
-        // The parts taken, with where.
-        let mut taken: SmallVec<[_; 2]> = SmallVec::new();
-        for (part, answer) in parts.iter().zip(answers) {
-            match answer {
-                TakeAnswer::Ready(ShardTake::Taken(places)) => taken.push((part, places)),
-                TakeAnswer::Ready(ShardTake::NotFit { retry_after_ms }) => {
-                    denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
-                }
-                TakeAnswer::Ready(ShardTake::Unknown(key)) => failure = Some(unknown(&key)),
-                TakeAnswer::Queued(_) | TakeAnswer::Stopped => failure = Some(stopped(())),
-            }
-        }
-        if denied_hint.is_none() && failure.is_none() {
-            for (part, places) in taken {
-                for (&index, place) in part.requirements.iter().zip(places) {
-                    if let Some(hold) = holds.get_mut(index) {
-                        hold.place = Some(place);
-                    }
-                }
-            }
-            return Ok(ReserveOutcome::Allowed {
-                reserved_at_ms: now_ms,
-            });
-        }
-        self.on_every_shard(
-            taken
-                .into_iter()
-                .map(|(part, places)| (part.shard, (part, places))),
-            |keys, (part, places)| keys.release_taken(lease, &part.items, places),
-            |(part, places), ack| {
-                let keys = key_places(&part.items, &places);
-                ShardOp::Release(ReleaseAll { lease, keys }, Some(ack))
-            },
-        )
-        .await?;
-        match (failure, denied_hint) {
-            (None, Some(retry_after_ms)) => Ok(ReserveOutcome::Denied { retry_after_ms }),
-            (Some(failure), _) => Err(failure),
-            (None, None) => Err(stopped(())),
-        }
-    }
-
-    /// Releases the holds and reconciles the reservations of an allowed lease (once; any
-    /// other lease is a no-op).
-    pub async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
-        let now_ms = self.clock.now_ms();
-        let Some((_, holds)) = self.book().table.start_complete(command.lease, now_ms) else {
-            return Ok(());
-        };
-        self.changed();
-        let lease = command.lease;
-        let mut settles: SmallVec<[Settle; 2]> = SmallVec::new();
-        let mut shard_ids: SmallVec<[usize; 2]> = SmallVec::new();
-        {
-            let directory = self.directory();
-            for hold in holds.iter() {
-                let Some(entry) = directory.get(&*hold.key) else {
-                    continue;
-                };
-                let at = match shard_ids.iter().position(|&s| s == entry.shard) {
-                    Some(at) => at,
-                    None => {
-                        shard_ids.push(entry.shard);
-                        settles.push(Settle {
-                            lease,
-                            releases: SmallVec::new(),
-                            reconciles: SmallVec::new(),
-                            now_ms,
-                        });
-                        settles.len() - 1
-                    }
-                };
-                let key = (Arc::clone(&entry.name), hold.place);
-                match hold.kind {
-                    LimitKind::Concurrency => settles[at].releases.push(key),
-                    LimitKind::Rolling => {
-                        if let Some(actual) = command.actuals.iter().find(|a| *a.key == *hold.key) {
-                            settles[at].reconciles.push((key, actual.actual_amount));
-                        }
-                    }
-                }
-            }
-        }
-        self.on_every_shard(
-            shard_ids.into_iter().zip(settles),
-            |keys, settle| keys.settle(settle),
-            |settle, ack| ShardOp::Settle(Box::new(settle), ack),
-        )
-        .await
-    }
-
-    /// Applies each shard's part at once when that shard is idle (`now`), else queues it
-    /// (`queued`, acknowledged) and waits for every acknowledgement.
-    async fn on_every_shard<T>(
-        &self,
-        parts: impl Iterator<Item = (usize, T)>,
-        now: impl Fn(&mut ShardKeys, &T),
-        queued: impl Fn(T, oneshot::Sender<()>) -> ShardOp,
-    ) -> Result<(), BackendError> {
-        let mut acks = Vec::new();
-        for (shard, part) in parts {
-            let shard = &self.shards[shard];
-            if shard.run_now(|keys| now(keys, &part)).is_none() {
-                let (tx, rx) = oneshot::channel();
-                shard.post(queued(part, tx));
-                acks.push(rx);
-            }
-        }
-        for ack in acks {
-            answer(ack).await?;
-        }
-        Ok(())
-    }
-
     /// Creates a key on its shard, or replaces its definition.
     pub async fn define(&self, definition: LimitDefinition) -> Result<(), BackendError> {
         let entry = KeyEntry {
@@ -482,7 +232,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{ManualClock, Requirement};
+    use crate::model::{ManualClock, Requirement, ReserveCommand};
 
     /// A reserve of one unit on each of `keys`, for a new lease.
     fn one_each(keys: &[&str]) -> ReserveCommand {

@@ -177,8 +177,15 @@ pub fn validate_key(key: &str) -> Result<(), InvalidRequest> {
             key.len()
         )));
     }
-    // One pass over the bytes (every key is checked on every request); only a key with
-    // non-ASCII text is decoded again.
+    // Every key is checked on every request. The common key, printable ASCII only, is
+    // recognised in one branch-free pass; any other is checked byte by byte, and only one
+    // with non-ASCII text is decoded again.
+    let printable = key
+        .bytes()
+        .fold(true, |ok, b| ok & (b.wrapping_sub(b' ') <= b'~' - b' '));
+    if printable && key.bytes().any(|b| b != b' ') {
+        return Ok(());
+    }
     let (mut ascii_control, mut non_ascii, mut visible) = (false, false, false);
     for b in key.bytes() {
         ascii_control |= b.is_ascii_control();
@@ -443,5 +450,22 @@ mod tests {
         assert_eq!(value["status"], "active");
         assert_eq!(value["definition"]["capacity"], 3);
         assert_eq!(value["usage"]["available"], 2);
+    }
+
+    #[rstest]
+    #[case::plain("global:llm:openai:gpt-4o:tpm", true)]
+    #[case::inner_space("tenant acme", true)]
+    #[case::edges_of_printable_ascii("!~", true)]
+    #[case::non_ascii("clé:é", true)]
+    #[case::spaces_only("   ", false)]
+    #[case::non_ascii_space_only("\u{3000}", false)]
+    #[case::tab("a\tb", false)]
+    #[case::delete("a\u{7f}", false)]
+    #[case::c1_control("a\u{85}b", false)]
+    fn keys_are_checked_byte_by_byte_whatever_path_they_take(
+        #[case] key: &str,
+        #[case] valid: bool,
+    ) {
+        assert_eq!(validate_key(key).is_ok(), valid, "{key:?}");
     }
 }

@@ -73,7 +73,7 @@ pub(super) enum TakeAnswer {
 pub(super) struct Undecided<'a> {
     pub coordinator: &'a ReserveCoordinator,
     pub lease: LeaseId,
-    pub parts: &'a [ShardPart],
+    pub parts: ShardParts,
     /// One per part, while they are being collected.
     pub answers: SmallVec<[TakeAnswer; 2]>,
     pub armed: bool,

@@ -1,0 +1,382 @@
+//! The reserve and complete flows of the [`ReserveCoordinator`].
+//!
+//! Both run synchronously, on the caller's thread, as long as every shard involved is idle:
+//! that is the usual case, and it costs no future beyond a few words. Only when a shard is
+//! busy (its part queued in its inbox) or a rollback must be acknowledged does the call go on
+//! in a boxed future that waits for the shards' answers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+use tokio::sync::oneshot;
+
+use super::take::{by_shard, key_places, ShardParts, TakeAnswer, Undecided};
+use super::{answer, replay, stopped, unknown, ReserveCoordinator};
+use crate::actors::key_shard::{
+    KeyName, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
+};
+use crate::backend::{BackendError, Outage, ReserveOutcome};
+use crate::model::leases::{Begun, Hold};
+use crate::model::{CompleteCommand, LeaseId, LimitKind, ReserveCommand};
+
+/// What a reserve comes to.
+type ReserveResult = Result<ReserveOutcome, BackendError>;
+
+/// The rest of a call that has to wait for a shard.
+type Later<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Acknowledgements of items queued on busy shards (none when every shard was idle).
+type Acks = SmallVec<[oneshot::Receiver<()>; 2]>;
+
+/// How far a reserve got without waiting.
+enum ReserveStep<'a> {
+    /// Decided.
+    Done(ReserveResult),
+    /// A repeat of a reserve being decided: its answer comes through this channel.
+    Repeat(oneshot::Receiver<ReserveResult>),
+    /// Waiting for a busy shard.
+    Later(Later<'a, ReserveResult>),
+}
+
+/// A reserve being decided: what the lease table records once it is.
+struct Draft {
+    lease: LeaseId,
+    now_ms: i64,
+    /// One per requirement, in request order; each gets its place when allowed.
+    holds: Vec<Hold>,
+    longest_hold_ms: i64,
+}
+
+/// What the shards' answers decide.
+enum Decision {
+    /// Final.
+    Now(ReserveResult),
+    /// Final once every busy shard has acknowledged giving back its part.
+    AfterAcks(ReserveResult, Acks),
+}
+
+/// Waits for every acknowledgement.
+async fn acknowledged(acks: Acks) -> Result<(), BackendError> {
+    for ack in acks {
+        answer(ack).await?;
+    }
+    Ok(())
+}
+
+impl ReserveCoordinator {
+    /// Reserves every requirement or none.
+    pub async fn reserve(&self, command: ReserveCommand) -> ReserveResult {
+        match self.reserve_now(command) {
+            ReserveStep::Done(result) => result,
+            ReserveStep::Repeat(rx) => rx.await.unwrap_or_else(|_| Err(Outage::Abandoned.into())),
+            ReserveStep::Later(rest) => rest.await,
+        }
+    }
+
+    /// Runs a reserve as far as it goes without waiting.
+    fn reserve_now(&self, command: ReserveCommand) -> ReserveStep<'_> {
+        let now_ms = self.clock.now_ms();
+        let lease = command.lease;
+        let mut holds = Vec::with_capacity(command.requirements.len());
+        let mut items: SmallVec<[_; 4]> = SmallVec::new();
+        let mut longest_hold_ms = 0;
+        // The keys first (the directory is read before the lease table is touched): a lease
+        // with an unknown key is never recorded.
+        let mut unknown_key = None;
+        {
+            let directory = self.directory();
+            for requirement in &command.requirements {
+                let Some(entry) = directory.get(requirement.key.as_str()) else {
+                    unknown_key = Some(requirement.key.as_str());
+                    break;
+                };
+                longest_hold_ms = longest_hold_ms.max(entry.hold_ms);
+                items.push((entry.shard, Arc::clone(&entry.name), requirement.amount));
+                holds.push(Hold {
+                    key: Arc::clone(&entry.name),
+                    amount: requirement.amount,
+                    kind: entry.kind,
+                    hold_ms: entry.hold_ms,
+                    place: None,
+                });
+            }
+        }
+        let mut book = self.book();
+        let known = match unknown_key {
+            // A remembered lease is answered as before, even if a key went away since.
+            Some(key) => match book.table.get(lease, now_ms) {
+                Some(outcome) => outcome,
+                None => return ReserveStep::Done(Err(unknown(key))),
+            },
+            // The table refuses a new lease only when every slot holds one in flight.
+            None => match book.table.begin(lease, now_ms) {
+                Ok(Begun::New) => {
+                    drop(book);
+                    let draft = Draft {
+                        lease,
+                        now_ms,
+                        holds,
+                        longest_hold_ms,
+                    };
+                    return self.take(draft, items);
+                }
+                Ok(Begun::Known(outcome)) => outcome,
+                Err(full) => return ReserveStep::Done(Err(full.into())),
+            },
+        };
+        match replay(known) {
+            Some(answer) => ReserveStep::Done(Ok(answer)),
+            None => {
+                // Being decided: wait for that answer.
+                let (tx, rx) = oneshot::channel();
+                book.waiters.entry(lease).or_default().push(tx);
+                ReserveStep::Repeat(rx)
+            }
+        }
+    }
+
+    /// Takes a new lease's parts on their shards: at once on an idle shard, else queued;
+    /// either way before the first wait, so a batch's items reach each shard in array order.
+    fn take(
+        &self,
+        mut draft: Draft,
+        items: SmallVec<[(usize, KeyName, u64); 4]>,
+    ) -> ReserveStep<'_> {
+        self.changed();
+        let (lease, now_ms) = (draft.lease, draft.now_ms);
+        let parts = by_shard(items.into_iter());
+        let mut answers = SmallVec::new();
+        for part in &parts {
+            let shard = &self.shards[part.shard];
+            let answer = match shard.run_now(|keys| keys.take(lease, &part.items, now_ms)) {
+                Some(taken) => TakeAnswer::Ready(taken),
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    let items = part.items.to_vec();
+                    shard.post(ShardOp::Take(
+                        TakeAll {
+                            lease,
+                            items,
+                            now_ms,
+                        },
+                        tx,
+                    ));
+                    TakeAnswer::Queued(rx)
+                }
+            };
+            answers.push(answer);
+        }
+        let guard = Undecided {
+            coordinator: self,
+            lease,
+            parts,
+            answers,
+            armed: true,
+        };
+        if guard
+            .answers
+            .iter()
+            .any(|answer| matches!(answer, TakeAnswer::Queued(_)))
+        {
+            return ReserveStep::Later(Box::pin(self.take_later(guard, draft)));
+        }
+        let decision = self.decide(guard, draft.now_ms, &mut draft.holds);
+        match decision {
+            Decision::Now(result) => ReserveStep::Done(self.record(draft, result)),
+            Decision::AfterAcks(result, acks) => {
+                ReserveStep::Later(Box::pin(self.record_after(acks, result, draft)))
+            }
+        }
+    }
+
+    /// A reserve with a part queued on a busy shard: waits for every answer, then decides.
+    async fn take_later(&self, mut guard: Undecided<'_>, mut draft: Draft) -> ReserveResult {
+        for answer in guard.answers.iter_mut() {
+            if let TakeAnswer::Queued(rx) = answer {
+                // Outside tokio's per-task budget, like actor messages: a task awaiting
+                // thousands of reserves (one batch) must not starve its own timers.
+                *answer = match tokio::task::unconstrained(rx).await {
+                    Ok(taken) => TakeAnswer::Ready(taken),
+                    Err(_) => TakeAnswer::Stopped,
+                };
+            }
+        }
+        match self.decide(guard, draft.now_ms, &mut draft.holds) {
+            Decision::Now(result) => self.record(draft, result),
+            Decision::AfterAcks(result, acks) => self.record_after(acks, result, draft).await,
+        }
+    }
+
+    /// Records a denial (or failure) once every rollback is acknowledged. Dropped before
+    /// that, the lease is forgotten (the client may retry it).
+    async fn record_after(&self, acks: Acks, result: ReserveResult, draft: Draft) -> ReserveResult {
+        let mut guard = Undecided {
+            coordinator: self,
+            lease: draft.lease,
+            parts: ShardParts::new(),
+            answers: SmallVec::new(),
+            armed: true,
+        };
+        let acknowledged = acknowledged(acks).await;
+        guard.armed = false;
+        self.record(draft, acknowledged.and(result))
+    }
+
+    /// Turns the shards' answers (none queued any more) into the outcome: allowed, with where
+    /// each hold was taken written into `holds`; or not, with what was taken given back
+    /// (acknowledged before the denial is answered). Disarms `guard`.
+    fn decide(&self, mut guard: Undecided<'_>, now_ms: i64, holds: &mut [Hold]) -> Decision {
+        let lease = guard.lease;
+        let answers = std::mem::take(&mut guard.answers);
+        guard.armed = false;
+        let mut denied_hint = None;
+        let mut failure = None;
+        // The parts taken, with where.
+        let mut taken: SmallVec<[_; 2]> = SmallVec::new();
+        for (part, answer) in guard.parts.iter().zip(answers) {
+            match answer {
+                TakeAnswer::Ready(ShardTake::Taken(places)) => taken.push((part, places)),
+                TakeAnswer::Ready(ShardTake::NotFit { retry_after_ms }) => {
+                    denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
+                }
+                TakeAnswer::Ready(ShardTake::Unknown(key)) => failure = Some(unknown(&key)),
+                TakeAnswer::Queued(_) | TakeAnswer::Stopped => failure = Some(stopped(())),
+            }
+        }
+        if denied_hint.is_none() && failure.is_none() {
+            for (part, places) in taken {
+                for (&index, place) in part.requirements.iter().zip(places) {
+                    if let Some(hold) = holds.get_mut(index) {
+                        hold.place = Some(place);
+                    }
+                }
+            }
+            return Decision::Now(Ok(ReserveOutcome::Allowed {
+                reserved_at_ms: now_ms,
+            }));
+        }
+        let acks = self.on_every_shard(
+            taken
+                .into_iter()
+                .map(|(part, places)| (part.shard, (part, places))),
+            |keys, (part, places)| keys.release_taken(lease, &part.items, places),
+            |(part, places), ack| {
+                let keys = key_places(&part.items, &places);
+                ShardOp::Release(ReleaseAll { lease, keys }, Some(ack))
+            },
+        );
+        let result = match (failure, denied_hint) {
+            (None, Some(retry_after_ms)) => Ok(ReserveOutcome::Denied { retry_after_ms }),
+            (Some(failure), _) => Err(failure),
+            (None, None) => Err(stopped(())),
+        };
+        if acks.is_empty() {
+            Decision::Now(result)
+        } else {
+            Decision::AfterAcks(result, acks)
+        }
+    }
+
+    /// Records a decided reserve in the lease table and answers the repeats waiting for it.
+    fn record(&self, draft: Draft, result: ReserveResult) -> ReserveResult {
+        let Draft {
+            lease,
+            now_ms,
+            holds,
+            longest_hold_ms,
+        } = draft;
+        let mut book = self.book();
+        match &result {
+            Ok(ReserveOutcome::Allowed { .. }) => {
+                book.table.allow(lease, now_ms, holds, longest_hold_ms)
+            }
+            Ok(ReserveOutcome::Denied { retry_after_ms }) => {
+                book.table
+                    .deny(lease, now_ms, *retry_after_ms, longest_hold_ms)
+            }
+            Err(_) => book.table.abandon(lease),
+        }
+        if let Some(waiters) = book.waiters.remove(&lease) {
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
+        }
+        result
+    }
+
+    /// Releases the holds and reconciles the reservations of an allowed lease (once; any
+    /// other lease is a no-op).
+    pub async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
+        let acks = self.complete_now(command);
+        acknowledged(acks).await
+    }
+
+    /// Applies a complete on every idle shard at once, queues it on the busy ones.
+    fn complete_now(&self, command: CompleteCommand) -> Acks {
+        let now_ms = self.clock.now_ms();
+        let Some((_, holds)) = self.book().table.start_complete(command.lease, now_ms) else {
+            return Acks::new();
+        };
+        self.changed();
+        let lease = command.lease;
+        let mut settles: SmallVec<[Settle; 2]> = SmallVec::new();
+        let mut shard_ids: SmallVec<[usize; 2]> = SmallVec::new();
+        {
+            let directory = self.directory();
+            for hold in holds.iter() {
+                let Some(entry) = directory.get(&*hold.key) else {
+                    continue;
+                };
+                let at = match shard_ids.iter().position(|&s| s == entry.shard) {
+                    Some(at) => at,
+                    None => {
+                        shard_ids.push(entry.shard);
+                        settles.push(Settle {
+                            lease,
+                            releases: SmallVec::new(),
+                            reconciles: SmallVec::new(),
+                            now_ms,
+                        });
+                        settles.len() - 1
+                    }
+                };
+                let key = (Arc::clone(&entry.name), hold.place);
+                match hold.kind {
+                    LimitKind::Concurrency => settles[at].releases.push(key),
+                    LimitKind::Rolling => {
+                        if let Some(actual) = command.actuals.iter().find(|a| *a.key == *hold.key) {
+                            settles[at].reconciles.push((key, actual.actual_amount));
+                        }
+                    }
+                }
+            }
+        }
+        self.on_every_shard(
+            shard_ids.into_iter().zip(settles),
+            |keys, settle| keys.settle(settle),
+            |settle, ack| ShardOp::Settle(Box::new(settle), ack),
+        )
+    }
+
+    /// Applies each shard's part at once when that shard is idle (`now`), else queues it
+    /// (`queued`, to be acknowledged): the acknowledgements to wait for.
+    fn on_every_shard<T>(
+        &self,
+        parts: impl Iterator<Item = (usize, T)>,
+        now: impl Fn(&mut ShardKeys, &T),
+        queued: impl Fn(T, oneshot::Sender<()>) -> ShardOp,
+    ) -> Acks {
+        let mut acks = Acks::new();
+        for (shard, part) in parts {
+            let shard = &self.shards[shard];
+            if shard.run_now(|keys| now(keys, &part)).is_none() {
+                let (tx, rx) = oneshot::channel();
+                shard.post(queued(part, tx));
+                acks.push(rx);
+            }
+        }
+        acks
+    }
+}

@@ -17,11 +17,12 @@
 //!
 //! Expired entries of both parts are purged on every access; every operation is O(log n).
 
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::definition::LimitKind;
-use super::expiring::ExpiringMap;
+use super::forget_order::ForgetOrder;
 use super::LeaseId;
 
 /// What [`LeaseTable::begin`] found.
@@ -145,30 +146,43 @@ pub struct LeaseTableFull {
     pub capacity: usize,
 }
 
-/// A lease in flight.
+/// What the table remembers of a decided lease.
 #[derive(Debug)]
-enum InFlight {
-    Pending,
+enum Decided {
+    /// Allowed, `complete` not run yet: in flight.
     Allowed { reserved_at_ms: i64, holds: Holds },
-}
-
-/// A lease that needs nothing more than a replay answer.
-#[derive(Debug, Clone, Copy)]
-enum Settled {
+    /// Allowed and completed: settled.
     Completed { reserved_at_ms: i64 },
+    /// Denied: settled.
     Denied { retry_after_ms: u64 },
 }
 
-impl From<Settled> for LeaseOutcome {
-    fn from(settled: Settled) -> Self {
-        match settled {
-            Settled::Completed { reserved_at_ms } => LeaseOutcome::Allowed {
+impl Decided {
+    /// Whether the lease is in flight (else settled).
+    fn in_flight(&self) -> bool {
+        matches!(self, Decided::Allowed { .. })
+    }
+
+    fn outcome(&self) -> LeaseOutcome {
+        match *self {
+            Decided::Allowed { reserved_at_ms, .. } => LeaseOutcome::Allowed {
+                reserved_at_ms,
+                completed: false,
+            },
+            Decided::Completed { reserved_at_ms } => LeaseOutcome::Allowed {
                 reserved_at_ms,
                 completed: true,
             },
-            Settled::Denied { retry_after_ms } => LeaseOutcome::Denied { retry_after_ms },
+            Decided::Denied { retry_after_ms } => LeaseOutcome::Denied { retry_after_ms },
         }
     }
+}
+
+/// A decided lease and when the table forgets it (fixed when it is decided).
+#[derive(Debug)]
+struct Entry {
+    decided: Decided,
+    forget_at_ms: i64,
 }
 
 /// Default bound on leases in flight, and separately on settled leases.
@@ -178,10 +192,28 @@ pub const DEFAULT_MAX_LEASES: usize = 1_000_000;
 const PENDING_FORGET_MS: i64 = 10 * 60 * 1000;
 
 /// Remembered reserve outcomes, bounded in time and in count.
+///
+/// One map holds every decided lease, so a reserve and its complete find their lease with
+/// one lookup each: `complete` turns the entry from allowed to completed in place, keeping
+/// its forget time. Leases being decided are few at any time (a reserve is decided within
+/// microseconds) and are kept apart, forgotten by a scan of that small map at most once per
+/// [`PENDING_FORGET_MS`].
 #[derive(Debug)]
 pub struct LeaseTable {
-    in_flight: ExpiringMap<InFlight>,
-    settled: ExpiringMap<Settled>,
+    /// Leases being decided, with when each is forgotten should its owner never decide it.
+    pending: HashMap<LeaseId, i64>,
+    /// No pending lease is due before this time.
+    pending_due_ms: i64,
+    decided: HashMap<LeaseId, Entry>,
+    /// When each allowed lease is forgotten.
+    in_flight_order: ForgetOrder,
+    /// When each settled lease is forgotten; when the settled part is full, the soonest due
+    /// is forgotten first.
+    settled_order: ForgetOrder,
+    /// Allowed leases not completed.
+    allowed: usize,
+    /// Completed and denied leases.
+    settled: usize,
     capacity: usize,
     settled_dropped: u64,
     refused: u64,
@@ -198,8 +230,13 @@ impl LeaseTable {
     /// `capacity` settled leases.
     pub fn new(capacity: usize) -> Self {
         LeaseTable {
-            in_flight: ExpiringMap::default(),
-            settled: ExpiringMap::default(),
+            pending: HashMap::new(),
+            pending_due_ms: i64::MAX,
+            decided: HashMap::new(),
+            in_flight_order: ForgetOrder::default(),
+            settled_order: ForgetOrder::default(),
+            allowed: 0,
+            settled: 0,
             capacity: capacity.max(1),
             settled_dropped: 0,
             refused: 0,
@@ -209,7 +246,7 @@ impl LeaseTable {
     /// Number of remembered leases, in flight and settled.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.in_flight.len() + self.settled.len()
+        self.pending.len() + self.decided.len()
     }
 
     /// Whether nothing is remembered.
@@ -219,9 +256,8 @@ impl LeaseTable {
     }
 
     /// Number of leases in flight (pending, or allowed and not completed).
-    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.pending.len() + self.allowed
     }
 
     /// How many settled leases (denied ids, completed leases) were forgotten before their
@@ -244,14 +280,12 @@ impl LeaseTable {
     }
 
     fn outcome(&self, lease: LeaseId) -> Option<LeaseOutcome> {
-        match self.in_flight.get(&lease) {
-            Some(InFlight::Pending) => Some(LeaseOutcome::Pending),
-            Some(InFlight::Allowed { reserved_at_ms, .. }) => Some(LeaseOutcome::Allowed {
-                reserved_at_ms: *reserved_at_ms,
-                completed: false,
-            }),
-            None => self.settled.get(&lease).copied().map(LeaseOutcome::from),
+        if self.pending.contains_key(&lease) {
+            return Some(LeaseOutcome::Pending);
         }
+        self.decided
+            .get(&lease)
+            .map(|entry| entry.decided.outcome())
     }
 
     /// Marks `lease` as being decided, unless it is already known: then its outcome (as
@@ -262,17 +296,15 @@ impl LeaseTable {
         if let Some(outcome) = self.outcome(lease) {
             return Ok(Begun::Known(outcome));
         }
-        if self.in_flight.len() >= self.capacity {
+        if self.in_flight() >= self.capacity {
             self.refused += 1;
             return Err(LeaseTableFull {
                 capacity: self.capacity,
             });
         }
-        self.in_flight.insert(
-            lease,
-            InFlight::Pending,
-            now_ms.saturating_add(PENDING_FORGET_MS),
-        );
+        let forget_at_ms = now_ms.saturating_add(PENDING_FORGET_MS);
+        self.pending.insert(lease, forget_at_ms);
+        self.pending_due_ms = self.pending_due_ms.min(forget_at_ms);
         Ok(Begun::New)
     }
 
@@ -288,16 +320,21 @@ impl LeaseTable {
         longest_hold_ms: i64,
     ) {
         debug_assert!(
-            !matches!(self.settled.get(&lease), Some(Settled::Denied { .. })),
+            !matches!(
+                self.decided.get(&lease),
+                Some(Entry {
+                    decided: Decided::Denied { .. },
+                    ..
+                })
+            ),
             "lease {lease} was denied and cannot be allowed"
         );
-        self.settled.remove(&lease);
-        let entry = InFlight::Allowed {
+        self.pending.remove(&lease);
+        let decided = Decided::Allowed {
             reserved_at_ms: now_ms,
             holds: holds.into(),
         };
-        self.in_flight
-            .insert(lease, entry, now_ms.saturating_add(longest_hold_ms));
+        self.remember(lease, decided, now_ms.saturating_add(longest_hold_ms));
     }
 
     /// Records a denial; kept at least as long as the longest hold of the keys involved,
@@ -305,14 +342,17 @@ impl LeaseTable {
     /// afterwards (debug builds check it).
     pub fn deny(&mut self, lease: LeaseId, now_ms: i64, retry_after_ms: u64, longest_hold_ms: i64) {
         debug_assert!(
-            !matches!(self.in_flight.get(&lease), Some(InFlight::Allowed { .. })),
+            !self
+                .decided
+                .get(&lease)
+                .is_some_and(|entry| entry.decided.in_flight()),
             "lease {lease} was allowed and cannot be denied"
         );
         self.purge(now_ms);
-        self.in_flight.remove(&lease);
-        self.settle(
+        self.pending.remove(&lease);
+        self.remember(
             lease,
-            Settled::Denied { retry_after_ms },
+            Decided::Denied { retry_after_ms },
             now_ms.saturating_add(longest_hold_ms),
         );
     }
@@ -320,9 +360,7 @@ impl LeaseTable {
     /// Forgets a pending lease whose reserve failed for a reason other than capacity (e.g. a
     /// backend error), so that the client may retry it with the same id.
     pub fn abandon(&mut self, lease: LeaseId) {
-        if let Some(InFlight::Pending) = self.in_flight.get(&lease) {
-            self.in_flight.remove(&lease);
-        }
+        self.pending.remove(&lease);
     }
 
     /// For `complete`: the reserve time and holds of an allowed, not yet completed lease,
@@ -330,55 +368,55 @@ impl LeaseTable {
     /// completed leases (complete is a no-op).
     pub fn start_complete(&mut self, lease: LeaseId, now_ms: i64) -> Option<(i64, Holds)> {
         self.purge(now_ms);
-        let Some(InFlight::Allowed { .. }) = self.in_flight.get(&lease) else {
+        if !self.decided.get(&lease)?.decided.in_flight() {
             return None;
-        };
-        let (entry, forget_at_ms) = self.in_flight.remove(&lease)?;
-        let InFlight::Allowed {
+        }
+        self.make_room_to_settle();
+        let entry = self.decided.get_mut(&lease)?;
+        let Decided::Allowed {
             reserved_at_ms,
             holds,
-        } = entry
+        } = std::mem::replace(&mut entry.decided, Decided::Denied { retry_after_ms: 0 })
         else {
             return None;
         };
-        self.settle(lease, Settled::Completed { reserved_at_ms }, forget_at_ms);
+        entry.decided = Decided::Completed { reserved_at_ms };
+        self.allowed -= 1;
+        self.settled += 1;
+        self.settled_order.push(entry.forget_at_ms, lease);
         Some((reserved_at_ms, holds))
     }
 
     /// Every lease remembered at `now_ms` except those still being decided, for a snapshot.
     pub fn export(&mut self, now_ms: i64) -> Vec<LeaseRecord> {
         self.purge(now_ms);
-        let in_flight =
-            self.in_flight
-                .iter()
-                .filter_map(|(lease, entry, forget_at_ms)| match entry {
-                    InFlight::Pending => None,
-                    InFlight::Allowed {
+        self.decided
+            .iter()
+            .map(|(&lease, entry)| {
+                let forget_at_ms = entry.forget_at_ms;
+                match &entry.decided {
+                    Decided::Allowed {
                         reserved_at_ms,
                         holds,
-                    } => Some(LeaseRecord::Allowed {
+                    } => LeaseRecord::Allowed {
                         lease,
                         reserved_at_ms: *reserved_at_ms,
                         forget_at_ms,
                         holds: std::sync::Arc::clone(holds),
-                    }),
-                });
-        let settled = self
-            .settled
-            .iter()
-            .map(|(lease, entry, forget_at_ms)| match *entry {
-                Settled::Completed { reserved_at_ms } => LeaseRecord::Completed {
-                    lease,
-                    reserved_at_ms,
-                    forget_at_ms,
-                },
-                Settled::Denied { retry_after_ms } => LeaseRecord::Denied {
-                    lease,
-                    retry_after_ms,
-                    forget_at_ms,
-                },
-            });
-        in_flight.chain(settled).collect()
+                    },
+                    Decided::Completed { reserved_at_ms } => LeaseRecord::Completed {
+                        lease,
+                        reserved_at_ms: *reserved_at_ms,
+                        forget_at_ms,
+                    },
+                    Decided::Denied { retry_after_ms } => LeaseRecord::Denied {
+                        lease,
+                        retry_after_ms: *retry_after_ms,
+                        forget_at_ms,
+                    },
+                }
+            })
+            .collect()
     }
 
     /// Remembers `records` (from [`LeaseTable::export`]) as of `now_ms`: those already due are
@@ -391,53 +429,98 @@ impl LeaseTable {
         for record in records {
             let lease = record.lease();
             let forget_at_ms = record.forget_at_ms();
-            if forget_at_ms <= now_ms
-                || self.in_flight.contains(&lease)
-                || self.settled.contains(&lease)
-            {
+            if forget_at_ms <= now_ms || self.outcome(lease).is_some() {
                 continue;
             }
-            match record {
+            let decided = match record {
                 LeaseRecord::Allowed {
                     reserved_at_ms,
                     holds,
                     ..
-                } => self.in_flight.insert(
-                    lease,
-                    InFlight::Allowed {
-                        reserved_at_ms,
-                        holds,
-                    },
-                    forget_at_ms,
-                ),
+                } => Decided::Allowed {
+                    reserved_at_ms,
+                    holds,
+                },
                 LeaseRecord::Completed { reserved_at_ms, .. } => {
-                    self.settle(lease, Settled::Completed { reserved_at_ms }, forget_at_ms)
+                    Decided::Completed { reserved_at_ms }
                 }
-                LeaseRecord::Denied { retry_after_ms, .. } => {
-                    self.settle(lease, Settled::Denied { retry_after_ms }, forget_at_ms)
-                }
-            }
+                LeaseRecord::Denied { retry_after_ms, .. } => Decided::Denied { retry_after_ms },
+            };
+            self.remember(lease, decided, forget_at_ms);
             imported += 1;
         }
         imported
     }
 
-    /// Stores a settled lease, forgetting the settled ones due soonest if full (callers
-    /// purge first, so what is forgotten here had time left).
-    fn settle(&mut self, lease: LeaseId, settled: Settled, forget_at_ms: i64) {
-        self.settled.remove(&lease);
-        while self.settled.len() >= self.capacity {
-            if self.settled.pop_soonest().is_none() {
-                break;
-            }
-            self.settled_dropped += 1;
+    /// Stores a decided lease until `forget_at_ms`, replacing what was known of it. A settled
+    /// one first makes room, forgetting the settled ones due soonest if full (callers purge
+    /// first, so what is forgotten here had time left).
+    fn remember(&mut self, lease: LeaseId, decided: Decided, forget_at_ms: i64) {
+        if let Some(old) = self.decided.remove(&lease) {
+            self.uncount(&old.decided);
         }
-        self.settled.insert(lease, settled, forget_at_ms);
+        if decided.in_flight() {
+            self.allowed += 1;
+            self.in_flight_order.push(forget_at_ms, lease);
+        } else {
+            self.make_room_to_settle();
+            self.settled += 1;
+            self.settled_order.push(forget_at_ms, lease);
+        }
+        self.decided.insert(
+            lease,
+            Entry {
+                decided,
+                forget_at_ms,
+            },
+        );
+    }
+
+    fn uncount(&mut self, decided: &Decided) {
+        if decided.in_flight() {
+            self.allowed -= 1;
+        } else {
+            self.settled -= 1;
+        }
+    }
+
+    /// Forgets the settled leases due soonest until one more fits.
+    fn make_room_to_settle(&mut self) {
+        while self.settled >= self.capacity {
+            let Some((at_ms, lease)) = self.settled_order.pop_soonest() else {
+                break;
+            };
+            if self.forget_if_due(lease, at_ms, false) {
+                self.settled_dropped += 1;
+            }
+        }
+    }
+
+    /// Forgets `lease` if its entry is still the one filed at `at_ms` in the order of its
+    /// part (in flight or settled); an order keeps entries that no longer apply.
+    fn forget_if_due(&mut self, lease: LeaseId, at_ms: i64, in_flight: bool) -> bool {
+        match self.decided.get(&lease) {
+            Some(entry)
+                if entry.forget_at_ms == at_ms && entry.decided.in_flight() == in_flight => {}
+            _ => return false,
+        }
+        if let Some(entry) = self.decided.remove(&lease) {
+            self.uncount(&entry.decided);
+        }
+        true
     }
 
     fn purge(&mut self, now_ms: i64) {
-        self.in_flight.purge(now_ms);
-        self.settled.purge(now_ms);
+        if now_ms >= self.pending_due_ms {
+            self.pending.retain(|_, at_ms| *at_ms > now_ms);
+            self.pending_due_ms = self.pending.values().copied().min().unwrap_or(i64::MAX);
+        }
+        while let Some((at_ms, lease)) = self.in_flight_order.pop_due(now_ms) {
+            self.forget_if_due(lease, at_ms, true);
+        }
+        while let Some((at_ms, lease)) = self.settled_order.pop_due(now_ms) {
+            self.forget_if_due(lease, at_ms, false);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ mod api;
 mod clock;
 mod definition;
 mod errors;
-mod expiring;
+mod forget_order;
 pub(crate) mod leases;
 mod reservations;
 mod retry;

@@ -53,6 +53,10 @@ pub struct Hold {
     /// lease); not saved: a hold taken back in from a snapshot is found by lease.
     #[serde(skip)]
     pub place: Option<super::Place>,
+    /// Which of the memory backend's shards owns the key (so `complete` goes straight
+    /// there); not saved, like `place`.
+    #[serde(skip)]
+    pub shard: Option<u16>,
 }
 
 /// The holds of one allowed lease, shared: a snapshot copies a pointer under the table's
@@ -538,6 +542,7 @@ mod tests {
             kind,
             hold_ms: MINUTE,
             place: None,
+            shard: None,
         }
     }
 

@@ -100,6 +100,7 @@ impl ReserveCoordinator {
                     kind: entry.kind,
                     hold_ms: entry.hold_ms,
                     place: None,
+                    shard: u16::try_from(entry.shard).ok(),
                 });
             }
         }
@@ -298,8 +299,8 @@ impl ReserveCoordinator {
             }
             Err(_) => book.table.abandon(lease),
         }
-        if let Some(waiters) = book.waiters.remove(&lease) {
-            for waiter in waiters {
+        if !book.waiters.is_empty() {
+            for waiter in book.waiters.remove(&lease).unwrap_or_default() {
                 let _ = waiter.send(result.clone());
             }
         }
@@ -323,36 +324,44 @@ impl ReserveCoordinator {
         let lease = command.lease;
         let mut settles: SmallVec<[Settle; 2]> = SmallVec::new();
         let mut shard_ids: SmallVec<[usize; 2]> = SmallVec::new();
-        {
-            let directory = self.directory();
-            for hold in holds.iter() {
-                let Some(entry) = directory.get(&*hold.key) else {
-                    continue;
-                };
-                let at = match shard_ids.iter().position(|&s| s == entry.shard) {
-                    Some(at) => at,
-                    None => {
-                        shard_ids.push(entry.shard);
-                        settles.push(Settle {
-                            lease,
-                            releases: SmallVec::new(),
-                            reconciles: SmallVec::new(),
-                            now_ms,
-                        });
-                        settles.len() - 1
+        // Holds taken here know their shard; those taken back in from a snapshot are
+        // looked up (a key no longer defined has nothing to settle).
+        let mut directory = None;
+        for hold in holds.iter() {
+            let shard = match hold.shard {
+                Some(shard) => usize::from(shard),
+                None => {
+                    let directory = directory.get_or_insert_with(|| self.directory());
+                    match directory.get(&*hold.key) {
+                        Some(entry) => entry.shard,
+                        None => continue,
                     }
-                };
-                let key = (Arc::clone(&entry.name), hold.place);
-                match hold.kind {
-                    LimitKind::Concurrency => settles[at].releases.push(key),
-                    LimitKind::Rolling => {
-                        if let Some(actual) = command.actuals.iter().find(|a| *a.key == *hold.key) {
-                            settles[at].reconciles.push((key, actual.actual_amount));
-                        }
+                }
+            };
+            let at = match shard_ids.iter().position(|&s| s == shard) {
+                Some(at) => at,
+                None => {
+                    shard_ids.push(shard);
+                    settles.push(Settle {
+                        lease,
+                        releases: SmallVec::new(),
+                        reconciles: SmallVec::new(),
+                        now_ms,
+                    });
+                    settles.len() - 1
+                }
+            };
+            let key = (Arc::clone(&hold.key), hold.place);
+            match hold.kind {
+                LimitKind::Concurrency => settles[at].releases.push(key),
+                LimitKind::Rolling => {
+                    if let Some(actual) = command.actuals.iter().find(|a| *a.key == *hold.key) {
+                        settles[at].reconciles.push((key, actual.actual_amount));
                     }
                 }
             }
         }
+        drop(directory);
         self.on_every_shard(
             shard_ids.into_iter().zip(settles),
             |keys, settle| keys.settle(settle),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use thiserror::Error;
 
 use crate::definitions::DefinitionStore;
@@ -226,6 +227,24 @@ impl From<Fault> for BackendError {
     }
 }
 
+/// A call a backend has started: answered already, or the rest of it to await.
+pub enum Started<'a, T> {
+    /// Answered without waiting.
+    Done(Result<T, BackendError>),
+    /// The rest of the call.
+    Later(BoxFuture<'a, Result<T, BackendError>>),
+}
+
+impl<T> Started<'_, T> {
+    /// The call's answer.
+    pub async fn finish(self) -> Result<T, BackendError> {
+        match self {
+            Started::Done(result) => result,
+            Started::Later(rest) => rest.await,
+        }
+    }
+}
+
 /// Storage of capacity for every defined key.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -242,6 +261,18 @@ pub trait Backend: Send + Sync + 'static {
     /// Releases holds and reconciles rolling reservations (SPEC §4 "Complete").
     /// Unknown, denied or already completed leases are a no-op.
     async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError>;
+
+    /// Starts [`Backend::reserve`], answering at once when the backend decides without
+    /// waiting (the memory backend, when the shards involved are idle): no future is built
+    /// then. By default, the whole call is the rest to await.
+    fn start_reserve(&self, command: ReserveCommand) -> Started<'_, ReserveOutcome> {
+        Started::Later(self.reserve(command))
+    }
+
+    /// Starts [`Backend::complete`], like [`Backend::start_reserve`].
+    fn start_complete(&self, command: CompleteCommand) -> Started<'_, ()> {
+        Started::Later(self.complete(command))
+    }
 
     /// Live usage of a defined key.
     async fn usage(&self, key: &str) -> Result<Usage, BackendError>;

@@ -305,7 +305,7 @@ impl LimiterService {
             return Ok(denial);
         }
         let lease = command.lease;
-        Ok(match self.backend.reserve(command).await {
+        Ok(match self.backend.start_reserve(command).finish().await {
             Ok(ReserveOutcome::Allowed { reserved_at_ms }) => {
                 ReserveResponse::allowed(reserved_at_ms)
             }
@@ -351,7 +351,7 @@ impl LimiterService {
         let command = request.into().validate()?;
         let lease = command.lease;
         let again = self.shared.is_some().then(|| command.clone());
-        let mut result = self.backend.complete(command).await;
+        let mut result = self.backend.start_complete(command).finish().await;
         if let (Some(command), Err(BackendError::Failed(Fault::LeaseOnUnknownAccount { .. }))) =
             (again, &result)
         {

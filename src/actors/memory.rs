@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::coordinator::ReserveCoordinator;
 pub use super::coordinator::RestoreSummary;
 use super::key_shard::ShardHandle;
-use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::backend::{Backend, BackendError, ReserveOutcome, Started};
 use crate::model::leases::DEFAULT_MAX_LEASES;
 use crate::model::{
     CompleteCommand, LimitState, MemorySnapshot, ReserveCommand, RetryPolicy, SharedClock, Usage,
@@ -154,6 +154,14 @@ impl Backend for MemoryBackend {
 
     async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
         self.coordinator.complete(command).await
+    }
+
+    fn start_reserve(&self, command: ReserveCommand) -> Started<'_, ReserveOutcome> {
+        self.coordinator.start_reserve(command)
+    }
+
+    fn start_complete(&self, command: CompleteCommand) -> Started<'_, ()> {
+        self.coordinator.start_complete(command)
     }
 
     async fn usage(&self, key: &str) -> Result<Usage, BackendError> {

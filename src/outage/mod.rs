@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use state::{Down, Event, Health, OutageCounters, OutageStats, Permit, Throttle};
 
-use crate::backend::{Backend, BackendError, ReserveOutcome};
+use crate::backend::{Backend, BackendError, ReserveOutcome, Started};
 use crate::model::rfc3339_utc;
 use crate::model::{CompleteCommand, LimitState, ReserveCommand, SharedClock, Usage};
 
@@ -219,11 +219,32 @@ impl OutageGuard {
         permit: Permit,
         call: impl Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
-        let result = call.await;
+        self.observe(permit, call.await)
+    }
+
+    /// Watches the answer of a call that was let through: one that could not reach the
+    /// backend marks it down.
+    fn observe<T>(
+        &self,
+        permit: Permit,
+        result: Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
         if let Err(BackendError::Unavailable(reason)) = &result {
             self.mark_down(permit, &reason.to_string());
         }
         result
+    }
+
+    /// Watches a started call, answered or to finish.
+    fn watch<'a, T: Send + 'a>(
+        &'a self,
+        permit: Permit,
+        started: Started<'a, T>,
+    ) -> Started<'a, T> {
+        match started {
+            Started::Done(result) => Started::Done(self.observe(permit, result)),
+            Started::Later(rest) => Started::Later(Box::pin(self.run(permit, rest))),
+        }
     }
 
     fn mark_down(&self, permit: Permit, reason: &str) {
@@ -382,10 +403,18 @@ impl Backend for OutageGuard {
     }
 
     async fn reserve(&self, command: ReserveCommand) -> Result<ReserveOutcome, BackendError> {
+        self.start_reserve(command).finish().await
+    }
+
+    async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
+        self.start_complete(command).finish().await
+    }
+
+    fn start_reserve(&self, command: ReserveCommand) -> Started<'_, ReserveOutcome> {
         let permit = match self.admit() {
             Ok(permit) => permit,
             Err(down) => {
-                return match self.shared.settings.policy {
+                return Started::Done(match self.shared.settings.policy {
                     BackendDownPolicy::Deny => {
                         self.note(Event::ReserveRefused);
                         Err(self.down_error(&down))
@@ -396,24 +425,24 @@ impl Backend for OutageGuard {
                             reserved_at_ms: self.shared.clock.now_ms(),
                         })
                     }
-                }
+                })
             }
         };
-        self.run(permit, self.shared.inner.reserve(command)).await
+        self.watch(permit, self.shared.inner.start_reserve(command))
     }
 
-    async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
+    fn start_complete(&self, command: CompleteCommand) -> Started<'_, ()> {
         let permit = match self.admit() {
             Ok(permit) => permit,
             Err(down) => {
                 self.note(Event::CompleteDropped);
-                return match self.shared.settings.policy {
+                return Started::Done(match self.shared.settings.policy {
                     BackendDownPolicy::Deny => Err(self.down_error(&down)),
                     BackendDownPolicy::Allow => Ok(()),
-                };
+                });
             }
         };
-        self.run(permit, self.shared.inner.complete(command)).await
+        self.watch(permit, self.shared.inner.start_complete(command))
     }
 
     async fn usage(&self, key: &str) -> Result<Usage, BackendError> {

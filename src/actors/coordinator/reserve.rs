@@ -1,12 +1,10 @@
 //! The reserve and complete flows of the [`ReserveCoordinator`].
 //!
 //! Both run synchronously, on the caller's thread, as long as every shard involved is idle:
-//! that is the usual case, and it costs no future beyond a few words. Only when a shard is
-//! busy (its part queued in its inbox) or a rollback must be acknowledged does the call go on
-//! in a boxed future that waits for the shards' answers.
+//! that is the usual case, answered as [`Started::Done`] with no future built. Only when a
+//! shard is busy (its part queued in its inbox), a rollback must be acknowledged or a repeat
+//! waits for the first attempt does the call go on in a boxed future ([`Started::Later`]).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -17,28 +15,15 @@ use super::{answer, replay, stopped, unknown, ReserveCoordinator};
 use crate::actors::key_shard::{
     KeyName, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
 };
-use crate::backend::{BackendError, Outage, ReserveOutcome};
+use crate::backend::{BackendError, Outage, ReserveOutcome, Started};
 use crate::model::leases::{Begun, Hold};
 use crate::model::{CompleteCommand, LeaseId, LimitKind, ReserveCommand};
 
 /// What a reserve comes to.
 type ReserveResult = Result<ReserveOutcome, BackendError>;
 
-/// The rest of a call that has to wait for a shard.
-type Later<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// Acknowledgements of items queued on busy shards (none when every shard was idle).
 type Acks = SmallVec<[oneshot::Receiver<()>; 2]>;
-
-/// How far a reserve got without waiting.
-enum ReserveStep<'a> {
-    /// Decided.
-    Done(ReserveResult),
-    /// A repeat of a reserve being decided: its answer comes through this channel.
-    Repeat(oneshot::Receiver<ReserveResult>),
-    /// Waiting for a busy shard.
-    Later(Later<'a, ReserveResult>),
-}
 
 /// A reserve being decided: what the lease table records once it is.
 struct Draft {
@@ -68,15 +53,11 @@ async fn acknowledged(acks: Acks) -> Result<(), BackendError> {
 impl ReserveCoordinator {
     /// Reserves every requirement or none.
     pub async fn reserve(&self, command: ReserveCommand) -> ReserveResult {
-        match self.reserve_now(command) {
-            ReserveStep::Done(result) => result,
-            ReserveStep::Repeat(rx) => rx.await.unwrap_or_else(|_| Err(Outage::Abandoned.into())),
-            ReserveStep::Later(rest) => rest.await,
-        }
+        self.start_reserve(command).finish().await
     }
 
     /// Runs a reserve as far as it goes without waiting.
-    fn reserve_now(&self, command: ReserveCommand) -> ReserveStep<'_> {
+    pub fn start_reserve(&self, command: ReserveCommand) -> Started<'_, ReserveOutcome> {
         let now_ms = self.clock.now_ms();
         let lease = command.lease;
         let mut holds = Vec::with_capacity(command.requirements.len());
@@ -109,7 +90,7 @@ impl ReserveCoordinator {
             // A remembered lease is answered as before, even if a key went away since.
             Some(key) => match book.table.get(lease, now_ms) {
                 Some(outcome) => outcome,
-                None => return ReserveStep::Done(Err(unknown(key))),
+                None => return Started::Done(Err(unknown(key))),
             },
             // The table refuses a new lease only when every slot holds one in flight.
             None => match book.table.begin(lease, now_ms) {
@@ -124,16 +105,18 @@ impl ReserveCoordinator {
                     return self.take(draft, items);
                 }
                 Ok(Begun::Known(outcome)) => outcome,
-                Err(full) => return ReserveStep::Done(Err(full.into())),
+                Err(full) => return Started::Done(Err(full.into())),
             },
         };
         match replay(known) {
-            Some(answer) => ReserveStep::Done(Ok(answer)),
+            Some(answer) => Started::Done(Ok(answer)),
             None => {
                 // Being decided: wait for that answer.
                 let (tx, rx) = oneshot::channel();
                 book.waiters.entry(lease).or_default().push(tx);
-                ReserveStep::Repeat(rx)
+                Started::Later(Box::pin(async move {
+                    rx.await.unwrap_or_else(|_| Err(Outage::Abandoned.into()))
+                }))
             }
         }
     }
@@ -144,7 +127,7 @@ impl ReserveCoordinator {
         &self,
         mut draft: Draft,
         items: SmallVec<[(usize, KeyName, u64); 4]>,
-    ) -> ReserveStep<'_> {
+    ) -> Started<'_, ReserveOutcome> {
         self.changed();
         let (lease, now_ms) = (draft.lease, draft.now_ms);
         let parts = by_shard(items.into_iter());
@@ -181,13 +164,13 @@ impl ReserveCoordinator {
             .iter()
             .any(|answer| matches!(answer, TakeAnswer::Queued(_)))
         {
-            return ReserveStep::Later(Box::pin(self.take_later(guard, draft)));
+            return Started::Later(Box::pin(self.take_later(guard, draft)));
         }
         let decision = self.decide(guard, draft.now_ms, &mut draft.holds);
         match decision {
-            Decision::Now(result) => ReserveStep::Done(self.record(draft, result)),
+            Decision::Now(result) => Started::Done(self.record(draft, result)),
             Decision::AfterAcks(result, acks) => {
-                ReserveStep::Later(Box::pin(self.record_after(acks, result, draft)))
+                Started::Later(Box::pin(self.record_after(acks, result, draft)))
             }
         }
     }
@@ -310,12 +293,23 @@ impl ReserveCoordinator {
     /// Releases the holds and reconciles the reservations of an allowed lease (once; any
     /// other lease is a no-op).
     pub async fn complete(&self, command: CompleteCommand) -> Result<(), BackendError> {
-        let acks = self.complete_now(command);
-        acknowledged(acks).await
+        self.start_complete(command).finish().await
     }
 
-    /// Applies a complete on every idle shard at once, queues it on the busy ones.
-    fn complete_now(&self, command: CompleteCommand) -> Acks {
+    /// Applies a complete on every idle shard at once, queues it on the busy ones (then
+    /// the rest is to wait for them).
+    pub fn start_complete(&self, command: CompleteCommand) -> Started<'_, ()> {
+        let acks = self.settle_lease(command);
+        if acks.is_empty() {
+            Started::Done(Ok(()))
+        } else {
+            Started::Later(Box::pin(acknowledged(acks)))
+        }
+    }
+
+    /// Releases and reconciles an allowed lease's holds on each shard: the
+    /// acknowledgements of the shards that were busy.
+    fn settle_lease(&self, command: CompleteCommand) -> Acks {
         let now_ms = self.clock.now_ms();
         let Some((_, holds)) = self.book().table.start_complete(command.lease, now_ms) else {
             return Acks::new();

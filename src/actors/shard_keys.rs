@@ -61,7 +61,7 @@ pub struct ReleaseAll {
 
 /// Completes `lease` on this shard: releases its concurrency holds and reconciles its rolling
 /// reservations with the actual usage.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Settle {
     /// The lease.
     pub lease: LeaseId,

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use log::{debug, error, info, warn};
 use serde::{Deserialize, Serialize};
 
-pub use state::{Down, Event, Health, OutageCounters, OutageStats, Permit, Throttle};
+pub use state::{Down, Event, Health, OutageCounters, OutageStats, Permit, Throttle, UpEpoch};
 
 use crate::backend::{Backend, BackendError, ReserveOutcome, Started};
 use crate::model::rfc3339_utc;
@@ -90,6 +90,8 @@ struct Shared {
     settings: OutageSettings,
     clock: SharedClock,
     health: Mutex<Health>,
+    /// `health`'s answer while up, read without its lock.
+    up: UpEpoch,
     counters: OutageCounters,
     logs: Mutex<Logs>,
     /// The counters when the current outage began, for its summary.
@@ -124,6 +126,7 @@ impl OutageGuard {
                 settings,
                 clock,
                 health: Mutex::new(Health::default()),
+                up: UpEpoch::default(),
                 counters: OutageCounters::default(),
                 logs: Mutex::new(Logs::default()),
                 at_down: Mutex::new(OutageStats::default()),
@@ -185,6 +188,9 @@ impl OutageGuard {
     /// A permit to call the backend, or the outage in progress (making sure a probe
     /// loop runs: one whose task was dropped is replaced here).
     fn admit(&self) -> Result<Permit, Down> {
+        if let Some(permit) = self.shared.up.permit() {
+            return Ok(permit);
+        }
         let mut health = lock(&self.shared.health);
         match health.admit() {
             Ok(permit) => Ok(permit),
@@ -254,6 +260,7 @@ impl OutageGuard {
         if !health.unavailable(permit, now_ms, reason) {
             return;
         }
+        shared.up.publish(&health);
         let start = health.start_probing();
         drop(health);
         shared.counters.count(Event::Outage);
@@ -369,6 +376,7 @@ async fn probe_loop(mut ticket: LoopTicket) {
     let ended = {
         let mut health = lock(&shared.health);
         let ended = health.recovered();
+        shared.up.publish(&health);
         health.probe_loop_ended();
         ticket.armed = false;
         ended

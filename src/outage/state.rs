@@ -24,6 +24,31 @@ pub struct Down {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Permit(u64);
 
+/// What [`Health::admit`] answers while the backend is up, readable without the health
+/// lock (every reserve and complete asks): the epoch, or `DOWN`. Published under the lock
+/// after each change of the health.
+#[derive(Debug, Default)]
+pub struct UpEpoch(AtomicU64);
+
+impl UpEpoch {
+    const DOWN: u64 = u64::MAX;
+
+    /// The permit of a call beginning now, if the backend is up.
+    pub fn permit(&self) -> Option<Permit> {
+        let epoch = self.0.load(Ordering::Acquire);
+        (epoch != Self::DOWN).then_some(Permit(epoch))
+    }
+
+    /// Publishes `health` as it is now (called with its lock held).
+    pub fn publish(&self, health: &Health) {
+        let epoch = match health.down {
+            Some(_) => Self::DOWN,
+            None => health.epoch,
+        };
+        self.0.store(epoch, Ordering::Release);
+    }
+}
+
 /// The backend's health as the service sees it.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -188,6 +213,21 @@ impl OutageCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_published_permit_follows_the_health() {
+        let (mut health, up) = (Health::default(), UpEpoch::default());
+        assert_eq!(up.permit(), health.admit().ok(), "up from the start");
+        let permit = health.admit().unwrap();
+        health.unavailable(permit, 1_000, "timed out");
+        up.publish(&health);
+        assert_eq!(up.permit(), None, "down: the lock decides");
+        health.recovered();
+        up.publish(&health);
+        let next = health.admit().unwrap();
+        assert_eq!(up.permit(), Some(next));
+        assert_ne!(next, permit, "a new epoch after the recovery");
+    }
 
     #[test]
     fn a_failure_marks_down_until_a_probe_answers() {

@@ -243,11 +243,11 @@ impl ReserveCoordinator {
         }
         let acks = self.on_every_shard(
             taken
-                .into_iter()
+                .iter()
                 .map(|(part, places)| (part.shard, (part, places))),
             |keys, (part, places)| keys.release_taken(lease, &part.items, places),
             |(part, places), ack| {
-                let keys = key_places(&part.items, &places);
+                let keys = key_places(&part.items, places);
                 ShardOp::Release(ReleaseAll { lease, keys }, Some(ack))
             },
         );
@@ -356,10 +356,11 @@ impl ReserveCoordinator {
             }
         }
         drop(directory);
+        // By reference: a settle carries its keys inline, and only a busy shard's is copied.
         self.on_every_shard(
-            shard_ids.into_iter().zip(settles),
+            shard_ids.iter().copied().zip(&settles),
             |keys, settle| keys.settle(settle),
-            |settle, ack| ShardOp::Settle(Box::new(settle), ack),
+            |settle, ack| ShardOp::Settle(Box::new(settle.clone()), ack),
         )
     }
 

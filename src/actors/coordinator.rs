@@ -24,7 +24,7 @@
 use foldhash::{HashMap, HashMapExt};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use actix::prelude::*;
@@ -48,6 +48,10 @@ const KEY_ACTOR_STOPPED: Outage = Outage::Stopped {
     worker: "a key shard actor",
 };
 
+fn lock_book(book: &Mutex<LeaseBook>) -> MutexGuard<'_, LeaseBook> {
+    book.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// What the coordinator knows of a key.
 #[derive(Debug, Clone)]
 struct KeyEntry {
@@ -66,6 +70,14 @@ struct LeaseBook {
     waiters: HashMap<LeaseId, Vec<Waiter>>,
 }
 
+/// Leases per part of the lease book: a table with room for fewer is one part, so its bound
+/// is exact; a larger one is split into up to [`MAX_BOOK_PARTS`] parts by lease id, so that
+/// callers on several threads rarely wait for each other's lock.
+const LEASES_PER_BOOK_PART: usize = 65_536;
+
+/// Most parts of the lease book.
+const MAX_BOOK_PARTS: usize = 16;
+
 /// The memory backend's coordinator over its key shards.
 #[derive(Debug)]
 pub struct ReserveCoordinator {
@@ -73,10 +85,21 @@ pub struct ReserveCoordinator {
     policy: RetryPolicy,
     shards: Vec<ShardHandle>,
     directory: RwLock<HashMap<KeyName, KeyEntry>>,
-    book: Mutex<LeaseBook>,
-    /// Counts changes of the live state (reserves, completes, definitions), so a periodic
-    /// snapshot is skipped when nothing changed.
+    /// The lease book, in parts by lease id; each part bounds its own leases in flight to
+    /// its share of `lease_capacity`.
+    books: Box<[Mutex<LeaseBook>]>,
+    lease_capacity: usize,
+    /// Set after each change of the live state (reserves, completes, definitions); a
+    /// snapshot clears it and moves `generation` on, and is skipped when nothing changed.
+    /// Callers only write the flag when it is clear, so its cache line is not handed from
+    /// core to core at every call.
+    dirty: AtomicBool,
     generation: AtomicU64,
+}
+
+/// How many parts a lease book of `capacity` has.
+fn book_parts(capacity: usize) -> usize {
+    (capacity / LEASES_PER_BOOK_PART).clamp(1, MAX_BOOK_PARTS)
 }
 
 /// The answer a remembered lease gets again.
@@ -129,16 +152,28 @@ impl ReserveCoordinator {
             policy,
             shards,
             directory: RwLock::new(HashMap::new()),
-            book: Mutex::new(LeaseBook {
-                table: LeaseTable::new(max_leases),
-                waiters: HashMap::new(),
-            }),
+            books: (0..book_parts(max_leases))
+                .map(|_| {
+                    Mutex::new(LeaseBook {
+                        table: LeaseTable::new(max_leases.div_ceil(book_parts(max_leases))),
+                        waiters: HashMap::new(),
+                    })
+                })
+                .collect(),
+            lease_capacity: max_leases.max(1),
+            dirty: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
     }
 
-    fn book(&self) -> MutexGuard<'_, LeaseBook> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    /// Which part of the lease book keeps `lease` (by the random bits of its id).
+    fn book_part(&self, lease: LeaseId) -> usize {
+        (u128::from(lease) as u64 % self.books.len() as u64) as usize
+    }
+
+    /// The part of the lease book that keeps `lease`, locked.
+    fn book(&self, lease: LeaseId) -> MutexGuard<'_, LeaseBook> {
+        lock_book(&self.books[self.book_part(lease)])
     }
 
     fn directory(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyName, KeyEntry>> {
@@ -149,8 +184,21 @@ impl ReserveCoordinator {
         self.directory().get(key).cloned()
     }
 
+    /// Notes a change of the live state (after it is made, so a snapshot that clears the
+    /// flag sees it).
     fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        if !self.dirty.load(Ordering::Relaxed) {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// The generation of the live state as it is now.
+    fn generation(&self) -> u64 {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.generation.load(Ordering::Acquire)
+        }
     }
 
     fn shard_of(&self, key: &str) -> usize {
@@ -315,5 +363,110 @@ mod tests {
             .expect("done within 10 s");
         idle.stop();
         busy.stop();
+    }
+
+    #[test]
+    fn a_small_lease_book_is_one_part_and_a_large_one_at_most_sixteen() {
+        assert_eq!(book_parts(3), 1, "a small bound stays exact");
+        assert_eq!(book_parts(LEASES_PER_BOOK_PART * 2 - 1), 1);
+        assert_eq!(book_parts(LEASES_PER_BOOK_PART * 2), 2);
+        assert_eq!(book_parts(1_000_000), 15);
+        assert_eq!(book_parts(usize::MAX), MAX_BOOK_PARTS);
+    }
+
+    /// A coordinator with one shard on a new arbiter, keys `k` (concurrency) defined.
+    async fn with_key(max_leases: usize, arbiter: &Arbiter) -> ReserveCoordinator {
+        let policy = RetryPolicy::default();
+        let shards = vec![ShardHandle::start(policy, Some(&arbiter.handle()))];
+        let coordinator = ReserveCoordinator::new(ManualClock::new(0), policy, max_leases, shards);
+        coordinator
+            .define(LimitDefinition::concurrency("k", 1_000_000, 600))
+            .await
+            .unwrap();
+        coordinator
+    }
+
+    #[actix_rt::test]
+    async fn leases_in_every_part_of_the_book_are_snapshotted_and_taken_back_in_whatever_its_parts()
+    {
+        let arbiter = Arbiter::new();
+        let checks = async {
+            let split = with_key(LEASES_PER_BOOK_PART * 4, &arbiter).await;
+            assert_eq!(split.books.len(), 4);
+            let commands: Vec<_> = (0..64).map(|_| one_each(&["k"])).collect();
+            for command in &commands {
+                let outcome = split.reserve(command.clone()).await.unwrap();
+                assert!(matches!(outcome, ReserveOutcome::Allowed { .. }));
+            }
+            let parts_used = commands
+                .iter()
+                .map(|c| split.book_part(c.lease))
+                .collect::<std::collections::HashSet<_>>();
+            assert_eq!(parts_used.len(), 4, "64 random ids reach every part");
+            let (_, snapshot) = split.snapshot(None).await.unwrap().unwrap();
+            assert_eq!(snapshot.leases.len(), 64);
+
+            let whole = with_key(10_000, &arbiter).await;
+            assert_eq!(whole.books.len(), 1);
+            assert_eq!(whole.restore(snapshot).await.unwrap().leases, 64);
+            assert_eq!(whole.usage("k").await.unwrap().in_use, 64);
+            for command in &commands {
+                // A repeat is answered from the table: nothing is taken again.
+                let outcome = whole.reserve(command.clone()).await.unwrap();
+                assert!(matches!(outcome, ReserveOutcome::Allowed { .. }));
+            }
+            assert_eq!(whole.usage("k").await.unwrap().in_use, 64);
+        };
+        tokio::time::timeout(Duration::from_secs(10), checks)
+            .await
+            .expect("done within 10 s");
+        arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn a_snapshot_is_skipped_until_something_changes_and_a_full_table_names_its_whole_capacity(
+    ) {
+        let arbiter = Arbiter::new();
+        let checks = async {
+            let coordinator = with_key(1, &arbiter).await;
+            let (generation, _) = coordinator.snapshot(None).await.unwrap().unwrap();
+            assert!(coordinator
+                .snapshot(Some(generation))
+                .await
+                .unwrap()
+                .is_none());
+            coordinator.reserve(one_each(&["k"])).await.unwrap();
+            let (next, snapshot) = coordinator
+                .snapshot(Some(generation))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_ne!(next, generation);
+            assert_eq!(snapshot.leases.len(), 1);
+            assert!(coordinator.snapshot(Some(next)).await.unwrap().is_none());
+            match coordinator.reserve(one_each(&["k"])).await {
+                Err(BackendError::LeaseTableFull(full)) => assert_eq!(full.capacity, 1),
+                other => panic!("expected a full table, got {other:?}"),
+            }
+
+            let split = with_key(LEASES_PER_BOOK_PART * 2, &arbiter).await;
+            let total = LEASES_PER_BOOK_PART * 2;
+            // Fill one part to its share; the refusal names the whole table's capacity.
+            let mut refused = None;
+            for _ in 0..total {
+                if let Err(e) = split.reserve(one_each(&["k"])).await {
+                    refused = Some(e);
+                    break;
+                }
+            }
+            match refused {
+                Some(BackendError::LeaseTableFull(full)) => assert_eq!(full.capacity, total),
+                other => panic!("expected a full table, got {other:?}"),
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), checks)
+            .await
+            .expect("done within 30 s");
+        arbiter.stop();
     }
 }

@@ -16,7 +16,7 @@ use crate::actors::key_shard::{
     KeyName, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
 };
 use crate::backend::{BackendError, Outage, ReserveOutcome, Started};
-use crate::model::leases::{Begun, Hold};
+use crate::model::leases::{Begun, Hold, LeaseTableFull};
 use crate::model::{CompleteCommand, LeaseId, LimitKind, ReserveCommand};
 
 /// What a reserve comes to.
@@ -85,7 +85,7 @@ impl ReserveCoordinator {
                 });
             }
         }
-        let mut book = self.book();
+        let mut book = self.book(lease);
         let known = match unknown_key {
             // A remembered lease is answered as before, even if a key went away since.
             Some(key) => match book.table.get(lease, now_ms) {
@@ -105,7 +105,13 @@ impl ReserveCoordinator {
                     return self.take(draft, items);
                 }
                 Ok(Begun::Known(outcome)) => outcome,
-                Err(full) => return Started::Done(Err(full.into())),
+                // Reported with the whole table's capacity (the setting to raise).
+                Err(_) => {
+                    let full = LeaseTableFull {
+                        capacity: self.lease_capacity,
+                    };
+                    return Started::Done(Err(full.into()));
+                }
             },
         };
         match replay(known) {
@@ -128,7 +134,6 @@ impl ReserveCoordinator {
         mut draft: Draft,
         items: SmallVec<[(usize, KeyName, u64); 4]>,
     ) -> Started<'_, ReserveOutcome> {
-        self.changed();
         let (lease, now_ms) = (draft.lease, draft.now_ms);
         let parts = by_shard(items.into_iter());
         let mut answers = SmallVec::new();
@@ -271,7 +276,7 @@ impl ReserveCoordinator {
             holds,
             longest_hold_ms,
         } = draft;
-        let mut book = self.book();
+        let mut book = self.book(lease);
         match &result {
             Ok(ReserveOutcome::Allowed { .. }) => {
                 book.table.allow(lease, now_ms, holds, longest_hold_ms)
@@ -282,6 +287,7 @@ impl ReserveCoordinator {
             }
             Err(_) => book.table.abandon(lease),
         }
+        self.changed();
         if !book.waiters.is_empty() {
             for waiter in book.waiters.remove(&lease).unwrap_or_default() {
                 let _ = waiter.send(result.clone());
@@ -300,10 +306,16 @@ impl ReserveCoordinator {
     /// the rest is to wait for them).
     pub fn start_complete(&self, command: CompleteCommand) -> Started<'_, ()> {
         let acks = self.settle_lease(command);
+        self.changed();
         if acks.is_empty() {
             Started::Done(Ok(()))
         } else {
-            Started::Later(Box::pin(acknowledged(acks)))
+            Started::Later(Box::pin(async move {
+                let acknowledged = acknowledged(acks).await;
+                // Applied on the busy shards by now.
+                self.changed();
+                acknowledged
+            }))
         }
     }
 
@@ -311,10 +323,13 @@ impl ReserveCoordinator {
     /// acknowledgements of the shards that were busy.
     fn settle_lease(&self, command: CompleteCommand) -> Acks {
         let now_ms = self.clock.now_ms();
-        let Some((_, holds)) = self.book().table.start_complete(command.lease, now_ms) else {
+        let Some((_, holds)) = self
+            .book(command.lease)
+            .table
+            .start_complete(command.lease, now_ms)
+        else {
             return Acks::new();
         };
-        self.changed();
         let lease = command.lease;
         let mut settles: SmallVec<[Settle; 2]> = SmallVec::new();
         let mut shard_ids: SmallVec<[usize; 2]> = SmallVec::new();

@@ -2,13 +2,13 @@
 //! lease table, and at start gives a loaded snapshot back to them.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use futures::future::join_all;
 
-use super::{stopped, KeyName, ReserveCoordinator};
+use super::{lock_book, stopped, KeyName, ReserveCoordinator};
 use crate::actors::key_shard::{BlockKeys, ExportKeys, ImportKeys};
 use crate::backend::BackendError;
+use crate::model::leases::LeaseRecord;
 use crate::model::{KeySnapshot, MemorySnapshot, SNAPSHOT_VERSION};
 
 /// What a restore took in.
@@ -31,13 +31,18 @@ impl ReserveCoordinator {
         &self,
         unless_generation: Option<u64>,
     ) -> Result<Option<(u64, MemorySnapshot)>, BackendError> {
-        let generation = self.generation.load(Ordering::Relaxed);
+        let generation = self.generation();
         if unless_generation == Some(generation) {
             return Ok(None);
         }
         let now_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
-        let leases = self.book().table.export(now_ms);
+        // One part of the lease book locked at a time.
+        let leases: Vec<LeaseRecord> = self
+            .books
+            .iter()
+            .flat_map(|book| lock_book(book).table.export(now_ms))
+            .collect();
         let leases_ms = started.elapsed().as_millis();
         let exports = join_all(
             self.shards
@@ -46,7 +51,7 @@ impl ReserveCoordinator {
         )
         .await;
         log::debug!(
-            "snapshot export: {} leases in {leases_ms} ms under the lease table's lock, keys in {} ms",
+            "snapshot export: {} leases in {leases_ms} ms under the lease book's locks, keys in {} ms",
             leases.len(),
             started.elapsed().as_millis() - leases_ms
         );
@@ -71,8 +76,16 @@ impl ReserveCoordinator {
     pub async fn restore(&self, snapshot: MemorySnapshot) -> Result<RestoreSummary, BackendError> {
         self.changed();
         let now_ms = self.clock.now_ms();
+        let mut by_part: Vec<Vec<LeaseRecord>> = vec![Vec::new(); self.books.len()];
+        for record in snapshot.leases {
+            by_part[self.book_part(record.lease())].push(record);
+        }
         let mut summary = RestoreSummary {
-            leases: self.book().table.import(snapshot.leases, now_ms),
+            leases: by_part
+                .into_iter()
+                .zip(self.books.iter())
+                .map(|(records, book)| lock_book(book).table.import(records, now_ms))
+                .sum(),
             ..RestoreSummary::default()
         };
         let mut per_shard: HashMap<usize, Vec<KeySnapshot>> = HashMap::new();

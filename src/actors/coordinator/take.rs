@@ -103,7 +103,7 @@ impl Drop for Undecided<'_> {
                 self.coordinator.shards[part.shard].post(ShardOp::Release(release, None));
             }
         }
-        let mut book = self.coordinator.book();
+        let mut book = self.coordinator.book(self.lease);
         book.table.abandon(self.lease);
         for waiter in book.waiters.remove(&self.lease).unwrap_or_default() {
             let _ = waiter.send(Err(Outage::Abandoned.into()));

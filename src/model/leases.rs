@@ -295,12 +295,26 @@ impl LeaseTable {
     /// Marks `lease` as being decided, unless it is already known: then its outcome (as
     /// [`LeaseTable::get`] gives it) and nothing changes. An error, and nothing recorded, if
     /// the lease is new and every slot holds a lease in flight.
+    #[cfg_attr(not(feature = "tigerbeetle"), allow(dead_code))]
     pub fn begin(&mut self, lease: LeaseId, now_ms: i64) -> Result<Begun, LeaseTableFull> {
+        let capacity = self.capacity;
+        self.begin_if(lease, now_ms, |in_flight| in_flight < capacity)
+    }
+
+    /// Like [`LeaseTable::begin`], with the bound on leases in flight decided by `fits`
+    /// (given how many this table has in flight): for a table that is one part of a larger
+    /// one, whose bound is the whole's.
+    pub fn begin_if(
+        &mut self,
+        lease: LeaseId,
+        now_ms: i64,
+        fits: impl FnOnce(usize) -> bool,
+    ) -> Result<Begun, LeaseTableFull> {
         self.purge(now_ms);
         if let Some(outcome) = self.outcome(lease) {
             return Ok(Begun::Known(outcome));
         }
-        if self.in_flight() >= self.capacity {
+        if !fits(self.in_flight()) {
             self.refused += 1;
             return Err(LeaseTableFull {
                 capacity: self.capacity,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use futures::future::join_all;
 
-use super::{lock_book, stopped, KeyName, ReserveCoordinator};
+use super::{stopped, KeyName, ReserveCoordinator};
 use crate::actors::key_shard::{BlockKeys, ExportKeys, ImportKeys};
 use crate::backend::BackendError;
 use crate::model::leases::LeaseRecord;
@@ -41,7 +41,7 @@ impl ReserveCoordinator {
         let leases: Vec<LeaseRecord> = self
             .books
             .iter()
-            .flat_map(|book| lock_book(book).table.export(now_ms))
+            .flat_map(|book| self.lock_book(book).table.export(now_ms))
             .collect();
         let leases_ms = started.elapsed().as_millis();
         let exports = join_all(
@@ -84,7 +84,7 @@ impl ReserveCoordinator {
             leases: by_part
                 .into_iter()
                 .zip(self.books.iter())
-                .map(|(records, book)| lock_book(book).table.import(records, now_ms))
+                .map(|(records, book)| self.lock_book(book).table.import(records, now_ms))
                 .sum(),
             ..RestoreSummary::default()
         };

@@ -474,9 +474,6 @@ impl LeaseTable {
     /// one first makes room, forgetting the settled ones due soonest if full (callers purge
     /// first, so what is forgotten here had time left).
     fn remember(&mut self, lease: LeaseId, decided: Decided, forget_at_ms: i64) {
-        if let Some(old) = self.decided.remove(&lease) {
-            self.uncount(&old.decided);
-        }
         if decided.in_flight() {
             self.allowed += 1;
             self.in_flight_order.push(forget_at_ms, lease);
@@ -485,13 +482,15 @@ impl LeaseTable {
             self.settled += 1;
             self.settled_order.push(forget_at_ms, lease);
         }
-        self.decided.insert(
-            lease,
-            Entry {
-                decided,
-                forget_at_ms,
-            },
-        );
+        let entry = Entry {
+            decided,
+            forget_at_ms,
+        };
+        // One lookup: what it replaces (a lease put back after a failed complete) is
+        // uncounted afterwards.
+        if let Some(old) = self.decided.insert(lease, entry) {
+            self.uncount(&old.decided);
+        }
     }
 
     fn uncount(&mut self, decided: &Decided) {

@@ -27,8 +27,12 @@ use super::shard_keys::{ShardKeys, ShardOp};
 use crate::model::RetryPolicy;
 
 /// Rounds (drain everything queued, then look again) a caller does before it hands what
-/// still arrives to the shard actor, so one caller is not kept busy by everybody else.
-const CALLER_ROUNDS: usize = 4;
+/// still arrives to the shard actor, so one caller is not kept busy by everybody else
+/// forever. Each round is short, and a hand-over is costly: while the actor drains, every
+/// caller queues and is woken from the actor's thread, which can last as long as callers
+/// keep arriving (with 4 rounds, two callers on one shard spent runs of seconds at half
+/// speed that way; BENCHMARKS.md, issue #9).
+const CALLER_ROUNDS: usize = 64;
 
 /// How long a caller whose item another thread is applying waits for that drain to end
 /// before it gives up its thread: a drain takes microseconds, while sleeping and being woken

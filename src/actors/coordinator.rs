@@ -354,7 +354,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{ManualClock, Requirement, ReserveCommand};
+    use crate::model::{Actual, CompleteCommand, ManualClock, Requirement, ReserveCommand};
 
     /// A reserve of one unit on each of `keys`, for a new lease.
     fn one_each(keys: &[&str]) -> ReserveCommand {
@@ -540,6 +540,39 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), checks)
             .await
             .expect("done within 30 s");
+        arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn actuals_apply_to_their_keys_in_any_order() {
+        let arbiter = Arbiter::new();
+        let checks = async {
+            let coordinator = with_key(10, &arbiter).await;
+            for key in ["a", "b"] {
+                let definition = LimitDefinition::rolling(key, 1_000, 60);
+                coordinator.define(definition).await.unwrap();
+            }
+            let lease = LeaseId::new();
+            let requirements = vec![Requirement::new("a", 100), Requirement::new("b", 200)];
+            let command = ReserveCommand {
+                lease,
+                job_id: None,
+                requirements,
+            };
+            coordinator.reserve(command).await.unwrap();
+            let actuals = vec![Actual::new("b", 20), Actual::new("a", 10)];
+            let complete = CompleteCommand {
+                lease,
+                job_id: None,
+                actuals,
+            };
+            coordinator.complete(complete).await.unwrap();
+            assert_eq!(coordinator.usage("a").await.unwrap().in_use, 10);
+            assert_eq!(coordinator.usage("b").await.unwrap().in_use, 20);
+        };
+        tokio::time::timeout(Duration::from_secs(10), checks)
+            .await
+            .expect("done within 10 s");
         arbiter.stop();
     }
 }

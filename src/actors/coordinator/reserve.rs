@@ -157,21 +157,20 @@ impl ReserveCoordinator {
             };
             answers.push(answer);
         }
-        let guard = Undecided {
+        let queued = answers
+            .iter()
+            .any(|answer| matches!(answer, TakeAnswer::Queued(_)));
+        let mut guard = Undecided {
             coordinator: self,
             lease,
             parts,
             answers,
             armed: true,
         };
-        if guard
-            .answers
-            .iter()
-            .any(|answer| matches!(answer, TakeAnswer::Queued(_)))
-        {
+        if queued {
             return Started::Later(Box::pin(self.take_later(guard, draft)));
         }
-        let decision = self.decide(guard, draft.now_ms, &mut draft.holds);
+        let decision = self.decide(&mut guard, draft.now_ms, &mut draft.holds);
         match decision {
             Decision::Now(result) => Started::Done(self.record(draft, result)),
             Decision::AfterAcks(result, acks) => {
@@ -192,7 +191,7 @@ impl ReserveCoordinator {
                 };
             }
         }
-        match self.decide(guard, draft.now_ms, &mut draft.holds) {
+        match self.decide(&mut guard, draft.now_ms, &mut draft.holds) {
             Decision::Now(result) => self.record(draft, result),
             Decision::AfterAcks(result, acks) => self.record_after(acks, result, draft).await,
         }
@@ -215,8 +214,9 @@ impl ReserveCoordinator {
 
     /// Turns the shards' answers (none queued any more) into the outcome: allowed, with where
     /// each hold was taken written into `holds`; or not, with what was taken given back
-    /// (acknowledged before the denial is answered). Disarms `guard`.
-    fn decide(&self, mut guard: Undecided<'_>, now_ms: i64, holds: &mut [Hold]) -> Decision {
+    /// (acknowledged before the denial is answered). Disarms `guard` (by reference: it
+    /// carries the parts inline).
+    fn decide(&self, guard: &mut Undecided<'_>, now_ms: i64, holds: &mut [Hold]) -> Decision {
         let lease = guard.lease;
         let answers = std::mem::take(&mut guard.answers);
         guard.armed = false;
@@ -336,7 +336,7 @@ impl ReserveCoordinator {
         // Holds taken here know their shard; those taken back in from a snapshot are
         // looked up (a key no longer defined has nothing to settle).
         let mut directory = None;
-        for hold in holds.iter() {
+        for (index, hold) in holds.iter().enumerate() {
             let shard = match hold.shard {
                 Some(shard) => usize::from(shard),
                 None => {
@@ -364,7 +364,11 @@ impl ReserveCoordinator {
             match hold.kind {
                 LimitKind::Concurrency => settles[at].releases.push(key),
                 LimitKind::Rolling => {
-                    if let Some(actual) = command.actuals.iter().find(|a| *a.key == *hold.key) {
+                    // Actuals usually come in the order of the requirements.
+                    let actual = (command.actuals.get(index))
+                        .filter(|a| *a.key == *hold.key)
+                        .or_else(|| command.actuals.iter().find(|a| *a.key == *hold.key));
+                    if let Some(actual) = actual {
                         settles[at].reconciles.push((key, actual.actual_amount));
                     }
                 }

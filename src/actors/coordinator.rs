@@ -79,8 +79,13 @@ impl std::ops::DerefMut for BookGuard<'_> {
 
 impl Drop for BookGuard<'_> {
     fn drop(&mut self) {
+        // Only the lock's holder writes the count: a plain load and store do.
         let now = self.book.table.in_flight();
-        let before = self.part.in_flight.swap(now, Ordering::Relaxed);
+        let before = self.part.in_flight.load(Ordering::Relaxed);
+        if before == now {
+            return;
+        }
+        self.part.in_flight.store(now, Ordering::Relaxed);
         // The whole book's count beyond the shares moves only near capacity.
         let share = self.coordinator.book_share;
         let (over_before, over_now) = (before.saturating_sub(share), now.saturating_sub(share));

@@ -93,7 +93,10 @@ impl ReserveCoordinator {
                 None => return Started::Done(Err(unknown(key))),
             },
             // The table refuses a new lease only when every slot holds one in flight.
-            None => match (book.table).begin_if(lease, now_ms, |n| self.book_fits(lease, n)) {
+            None => match book
+                .table
+                .begin_if(lease, now_ms, |n| self.book_fits(lease, n))
+            {
                 Ok(Begun::New) => {
                     drop(book);
                     let draft = Draft {

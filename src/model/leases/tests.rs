@@ -267,3 +267,111 @@ fn export_and_import_carry_every_settled_and_allowed_lease_but_not_pending_ones(
     assert_eq!(later.import(records, MINUTE), 1);
     assert!(later.get(refused, MINUTE).is_some());
 }
+
+/// What the table must remember of a lease, as a plain list: its outcome and when it is
+/// forgotten (pending leases after `PENDING_FORGET_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    Pending,
+    Allowed,
+    Completed,
+    Denied,
+}
+
+/// One step of the model-based test: an operation on lease number `lease` (of a few), at a
+/// time `advance_ms` after the previous step, with `hold_ms` where it needs one.
+#[derive(Debug, Clone)]
+struct Step {
+    op: u8,
+    lease: usize,
+    advance_ms: i64,
+    hold_ms: i64,
+}
+
+fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        (0u8..6, 0usize..6, 0i64..30_000, 1i64..90_000).prop_map(
+            |(op, lease, advance_ms, hold_ms)| Step {
+                op,
+                lease,
+                advance_ms,
+                hold_ms,
+            },
+        ),
+        1..120,
+    )
+}
+
+proptest::proptest! {
+    /// With room for everything, the table answers like a list of leases with their outcome
+    /// and forget time, whatever the order of begins, decisions, completes and expiries.
+    #[test]
+    fn remembers_like_a_plain_list(steps in steps()) {
+        let ids: Vec<LeaseId> = (0..6).map(|_| LeaseId::new()).collect();
+        let mut table = LeaseTable::new(1_000);
+        let mut model: Vec<Option<(Kept, i64, i64)>> = vec![None; 6];
+        let mut now = 0i64;
+        for step in steps {
+            now += step.advance_ms;
+            for kept in model.iter_mut() {
+                if kept.is_some_and(|(_, _, forget)| forget <= now) {
+                    *kept = None;
+                }
+            }
+            let (lease, slot) = (ids[step.lease], step.lease);
+            match step.op {
+                0 => {
+                    let begun = table.begin(lease, now).unwrap();
+                    match model[slot] {
+                        None => {
+                            proptest::prop_assert_eq!(begun, Begun::New);
+                            model[slot] = Some((Kept::Pending, now, now + PENDING_FORGET_MS));
+                        }
+                        Some(_) => proptest::prop_assert!(matches!(begun, Begun::Known(_))),
+                    }
+                }
+                1 if matches!(model[slot], Some((Kept::Pending, _, _))) => {
+                    table.allow(lease, now, vec![hold("k", LimitKind::Rolling)], step.hold_ms);
+                    model[slot] = Some((Kept::Allowed, now, now + step.hold_ms));
+                }
+                2 if matches!(model[slot], Some((Kept::Pending, _, _))) => {
+                    table.deny(lease, now, 7, step.hold_ms);
+                    model[slot] = Some((Kept::Denied, now, now + step.hold_ms));
+                }
+                3 => {
+                    table.abandon(lease);
+                    if matches!(model[slot], Some((Kept::Pending, _, _))) {
+                        model[slot] = None;
+                    }
+                }
+                4 => {
+                    let completed = table.start_complete(lease, now);
+                    match model[slot] {
+                        Some((Kept::Allowed, at, forget)) => {
+                            proptest::prop_assert_eq!(completed.map(|(at, _)| at), Some(at));
+                            model[slot] = Some((Kept::Completed, at, forget));
+                        }
+                        _ => proptest::prop_assert!(completed.is_none()),
+                    }
+                }
+                _ => {}
+            }
+            for (slot, lease) in ids.iter().enumerate() {
+                let expected = model[slot].map(|(kept, at, _)| match kept {
+                    Kept::Pending => LeaseOutcome::Pending,
+                    Kept::Allowed => LeaseOutcome::Allowed { reserved_at_ms: at, completed: false },
+                    Kept::Completed => LeaseOutcome::Allowed { reserved_at_ms: at, completed: true },
+                    Kept::Denied => LeaseOutcome::Denied { retry_after_ms: 7 },
+                });
+                proptest::prop_assert_eq!(table.get(*lease, now), expected, "lease {}", slot);
+            }
+            let in_flight = model
+                .iter()
+                .filter(|kept| matches!(kept, Some((Kept::Pending | Kept::Allowed, _, _))))
+                .count();
+            proptest::prop_assert_eq!(table.in_flight(), in_flight);
+            proptest::prop_assert_eq!(table.len(), model.iter().flatten().count());
+        }
+    }
+}

@@ -18,8 +18,9 @@
 //! happen when the reserve starts, before it first waits, so the items of a batch (started
 //! in array order) reach each shard in array order.
 //!
-//! The lease table sits behind one short lock, never held across a wait; the key directory
-//! (which shard owns a key, its kind and longest hold) behind a read-mostly lock.
+//! The lease table is split by lease id into parts, each behind one short lock never held
+//! across a wait; the key directory (which shard owns a key, its kind and longest hold)
+//! behind a read-mostly lock.
 
 use foldhash::{HashMap, HashMapExt};
 use std::collections::hash_map::DefaultHasher;

@@ -1,8 +1,8 @@
 //! [`ForgetOrder`]: lease ids by the time they may be forgotten, soonest first.
 //!
 //! Leases are grouped by millisecond: a busy table adds to the bucket of the current
-//! millisecond plus a hold, which is found in a few steps down the right edge of the tree,
-//! instead of a new tree entry per lease. Entries are never removed one by one: the owner
+//! millisecond plus a hold, kept apart from the tree while it is the latest, instead of a
+//! new tree entry per lease. Entries are never removed one by one: the owner
 //! checks each one it pops against its own record and skips those that no longer apply (a
 //! lease that moved on, or was forgotten already). Each lease is pushed at most once per
 //! change of its state, so what is left over is bounded by the leases remembered.

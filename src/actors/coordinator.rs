@@ -200,22 +200,23 @@ impl ReserveCoordinator {
         max_leases: usize,
         shards: Vec<ShardHandle>,
     ) -> Self {
+        let parts = book_parts(max_leases);
         ReserveCoordinator {
             clock,
             policy,
             shards,
             directory: RwLock::new(HashMap::new()),
-            books: (0..book_parts(max_leases))
+            books: (0..parts)
                 .map(|_| BookPart {
                     book: Mutex::new(LeaseBook {
-                        table: LeaseTable::new(max_leases.div_ceil(book_parts(max_leases))),
+                        table: LeaseTable::new(max_leases.div_ceil(parts)),
                         waiters: HashMap::new(),
                     }),
                     in_flight: AtomicUsize::new(0),
                 })
                 .collect(),
             lease_capacity: max_leases.max(1),
-            book_share: (max_leases / book_parts(max_leases)).max(1),
+            book_share: (max_leases / parts).max(1),
             over_share: AtomicUsize::new(0),
             dirty: AtomicBool::new(false),
             generation: AtomicU64::new(0),

@@ -74,7 +74,6 @@ impl ReserveCoordinator {
     /// Takes a snapshot's live state back in (at start, after the definitions and before any
     /// reserve). Expired entries and keys not defined now are dropped.
     pub async fn restore(&self, snapshot: MemorySnapshot) -> Result<RestoreSummary, BackendError> {
-        self.changed();
         let now_ms = self.clock.now_ms();
         let mut by_part: Vec<Vec<LeaseRecord>> = vec![Vec::new(); self.books.len()];
         for record in snapshot.leases {
@@ -103,13 +102,13 @@ impl ReserveCoordinator {
             summary.keys += keys;
             summary.reservations += reservations;
         }
+        self.changed();
         Ok(summary)
     }
 
     /// Counts every key's whole capacity in use until `since_ms` plus the key's longest hold:
     /// used when a snapshot exists but cannot be read. Answers how many keys are blocked.
     pub async fn block_all_until(&self, since_ms: i64) -> Result<usize, BackendError> {
-        self.changed();
         let now_ms = self.clock.now_ms();
         let mut per_shard: HashMap<usize, Vec<(KeyName, i64)>> = HashMap::new();
         for entry in self.directory().values() {
@@ -128,6 +127,7 @@ impl ReserveCoordinator {
         for block in join_all(blocks).await {
             block.map_err(stopped)?;
         }
+        self.changed();
         Ok(count)
     }
 }

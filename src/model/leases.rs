@@ -23,6 +23,7 @@ use thiserror::Error;
 
 use super::definition::LimitKind;
 use super::forget_order::ForgetOrder;
+use super::lease_map::LeaseMap;
 use super::LeaseId;
 
 /// What [`LeaseTable::begin`] found.
@@ -197,8 +198,8 @@ const PENDING_FORGET_MS: i64 = 10 * 60 * 1000;
 
 /// Remembered reserve outcomes, bounded in time and in count.
 ///
-/// One map holds every decided lease, so a reserve and its complete find their lease with
-/// one lookup each: `complete` turns the entry from allowed to completed in place, keeping
+/// One map holds every decided lease (a [`LeaseMap`], in parts by the time in the lease
+/// id), so a reserve and its complete find their lease with one lookup each: `complete` turns the entry from allowed to completed in place, keeping
 /// its forget time. Leases being decided are few at any time (a reserve is decided within
 /// microseconds) and are kept apart, forgotten by a scan of that small map at most once per
 /// [`PENDING_FORGET_MS`].
@@ -208,7 +209,7 @@ pub struct LeaseTable {
     pending: HashMap<LeaseId, i64>,
     /// No pending lease is due before this time.
     pending_due_ms: i64,
-    decided: HashMap<LeaseId, Entry>,
+    decided: LeaseMap<Entry>,
     /// When each allowed lease is forgotten.
     in_flight_order: ForgetOrder,
     /// When each settled lease is forgotten; when the settled part is full, the soonest due
@@ -236,7 +237,7 @@ impl LeaseTable {
         LeaseTable {
             pending: HashMap::new(),
             pending_due_ms: i64::MAX,
-            decided: HashMap::new(),
+            decided: LeaseMap::default(),
             in_flight_order: ForgetOrder::default(),
             settled_order: ForgetOrder::default(),
             allowed: 0,
@@ -352,7 +353,12 @@ impl LeaseTable {
             reserved_at_ms: now_ms,
             holds: holds.into(),
         };
-        self.remember(lease, decided, now_ms.saturating_add(longest_hold_ms));
+        self.remember(
+            lease,
+            decided,
+            now_ms,
+            now_ms.saturating_add(longest_hold_ms),
+        );
     }
 
     /// Records a denial; kept at least as long as the longest hold of the keys involved,
@@ -371,6 +377,7 @@ impl LeaseTable {
         self.remember(
             lease,
             Decided::Denied { retry_after_ms },
+            now_ms,
             now_ms.saturating_add(longest_hold_ms),
         );
     }
@@ -464,16 +471,16 @@ impl LeaseTable {
                 }
                 LeaseRecord::Denied { retry_after_ms, .. } => Decided::Denied { retry_after_ms },
             };
-            self.remember(lease, decided, forget_at_ms);
+            self.remember(lease, decided, now_ms, forget_at_ms);
             imported += 1;
         }
         imported
     }
 
-    /// Stores a decided lease until `forget_at_ms`, replacing what was known of it. A settled
-    /// one first makes room, forgetting the settled ones due soonest if full (callers purge
-    /// first, so what is forgotten here had time left).
-    fn remember(&mut self, lease: LeaseId, decided: Decided, forget_at_ms: i64) {
+    /// Stores a decided lease at `now_ms` until `forget_at_ms`, replacing what was known of
+    /// it. A settled one first makes room, forgetting the settled ones due soonest if full
+    /// (callers purge first, so what is forgotten here had time left).
+    fn remember(&mut self, lease: LeaseId, decided: Decided, now_ms: i64, forget_at_ms: i64) {
         if decided.in_flight() {
             self.allowed += 1;
             self.in_flight_order.push(forget_at_ms, lease);
@@ -488,7 +495,7 @@ impl LeaseTable {
         };
         // One lookup: what it replaces (a lease put back after a failed complete) is
         // uncounted afterwards.
-        if let Some(old) = self.decided.insert(lease, entry) {
+        if let Some(old) = self.decided.insert(lease, entry, now_ms) {
             self.uncount(&old.decided);
         }
     }

@@ -7,6 +7,7 @@ mod clock;
 mod definition;
 mod errors;
 mod forget_order;
+mod lease_map;
 pub(crate) mod leases;
 mod reservations;
 mod retry;

@@ -1,4 +1,5 @@
-//! In process, against limitador: ratelimiter's `LimiterService` reserve + complete through
+//! In process, against limitador: ratelimiter's `LimiterService` reserve + complete (as
+//! commands: the lease id is not turned into text and back) through
 //! the memory backend (1 and 4 keys; 0, 1 and 2 arbiters — 0 keeps the shard on the caller's
 //! own thread, measured with one caller) and limitador 0.14's in-memory
 //! `reserve` + `commit_reservation` (1 and 4 limits), from one caller and from two OS threads
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use limitador::limit::{Context, Expression, Limit, Namespace, Predicate};
 use limitador::RateLimiter;
 use ratelimiter::actors::MemoryOptions;
-use ratelimiter::model::{Actual, CompleteRequest, LeaseId, Requirement, ReserveRequest};
+use ratelimiter::model::{Actual, CompleteCommand, LeaseId, Requirement, ReserveCommand};
 use ratelimiter::service::LimiterService;
 
 mod support;
@@ -41,20 +42,25 @@ async fn service(arbiters: usize) -> Arc<LimiterService> {
     .await
 }
 
-/// One reserve + complete on `keys` keys.
+/// One reserve + complete on `keys` keys, as a program that embeds the service makes them:
+/// a new lease id and new requirements each time, handed over with the id as it is made.
 async fn ratelimiter_op(service: &LimiterService, keys: usize) {
     let lease = LeaseId::new();
-    let reserve = ReserveRequest::new(
-        lease,
-        KEYS[..keys]
-            .iter()
-            .map(|k| Requirement::new(*k, 100))
-            .collect(),
+    let requirements = KEYS[..keys]
+        .iter()
+        .map(|k| Requirement::new(*k, 100))
+        .collect();
+    let reserve = ReserveCommand::new(lease, requirements);
+    assert!(
+        service
+            .reserve_command(reserve)
+            .await
+            .expect("valid")
+            .allowed
     );
-    assert!(service.reserve(reserve).await.expect("valid").allowed);
     let actuals = KEYS[..keys].iter().map(|k| Actual::new(*k, 50)).collect();
-    let complete = CompleteRequest::new(lease, actuals);
-    assert!(service.complete(complete).await.expect("valid").ok);
+    let complete = CompleteCommand::new(lease, actuals);
+    assert!(service.complete_command(complete).await.expect("valid").ok);
 }
 
 /// Ops done by one caller thread: `in_flight` loops of reserve + complete until `run` has

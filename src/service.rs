@@ -2,9 +2,10 @@
 //!
 //! - Control plane: definitions and their status, persisted in the [`Registry`] before they
 //!   are reported as changed; admin changes are serialized by one async lock.
-//! - Data plane: reserve/complete are validated, checked against key status (decreasing
-//!   first, then unknown, then larger than the capacity in force; SPEC §4, §9), and handed to the [`Backend`]. The status snapshot is
-//!   read under a short lock that is never held across an await.
+//! - Data plane (`data`): reserve/complete are validated, checked against key status
+//!   (decreasing first, then unknown, then larger than the capacity in force; SPEC §4, §9),
+//!   and handed to the [`Backend`]. The status snapshot is read under a short lock that is
+//!   never held across an await.
 //! - Outages: the backend is wrapped in an [`OutageGuard`], so while it is known to be down
 //!   every call is answered at once (see [`crate::outage`]); the decrease applier pauses.
 
@@ -13,22 +14,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use futures::future::join_all;
-use log::{info, warn};
+use log::info;
 use thiserror::Error;
 
-use crate::backend::{Backend, BackendError, Fault, ReserveOutcome};
+use crate::backend::{Backend, BackendError};
 use crate::limits_file::read_limits_file;
 use crate::model::throttle::LogThrottle;
-use crate::model::LeaseTableFull;
-use crate::model::{
-    CompleteRequest, CompleteResponse, ErrorCode, InvalidRequest, LimitState, LimitStatus,
-    ReserveRequest, ReserveResponse, RetryPolicy, SystemClock,
-};
+use crate::model::{LimitState, LimitStatus, RetryPolicy, SystemClock};
 use crate::outage::{OutageGuard, OutageSettings, OutageStats};
 use crate::registry::{Registry, RegistryError};
 
 mod admin;
+mod data;
 mod shared;
 
 pub use admin::{AdminError, LIST_CONCURRENCY};
@@ -263,66 +260,6 @@ impl LimiterService {
         self.states.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks key status in the order of SPEC §4 and §9: any key decreasing first, then any
-    /// unknown, then any requirement larger than its key's capacity in force (it can never
-    /// fit, so it is refused at once with no hint and nothing taken).
-    fn status_denial(&self, request: &crate::model::ReserveCommand) -> Option<ReserveResponse> {
-        let states = self.read_states();
-        // One lookup per requirement; the three checks then run in their order over all.
-        let found: smallvec::SmallVec<[_; 8]> = request
-            .requirements
-            .iter()
-            .map(|r| (r, states.get(&r.key)))
-            .collect();
-        if let Some((r, _)) = found
-            .iter()
-            .find(|(_, s)| s.is_some_and(|s| s.status == LimitStatus::Decreasing))
-        {
-            return Some(ReserveResponse::error(
-                ErrorCode::LimitDecreasing(r.key.clone()),
-                self.settings.retry.decreasing_ms,
-            ));
-        }
-        if let Some((r, _)) = found.iter().find(|(_, s)| s.is_none()) {
-            return Some(ReserveResponse::error(
-                ErrorCode::UnknownLimitKey(r.key.clone()),
-                0,
-            ));
-        }
-        found
-            .iter()
-            .find(|(r, s)| s.is_some_and(|s| r.amount > s.definition.capacity))
-            .map(|(r, _)| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.clone()), 0))
-    }
-
-    /// Reserves; `Err` only for a request that breaks a rule of the API.
-    pub async fn reserve(
-        &self,
-        request: impl Into<ReserveRequest>,
-    ) -> Result<ReserveResponse, InvalidRequest> {
-        let command = request.into().validate()?;
-        if let Some(denial) = self.status_denial(&command) {
-            return Ok(denial);
-        }
-        let lease = command.lease;
-        Ok(match self.backend.start_reserve(command).finish().await {
-            Ok(ReserveOutcome::Allowed { reserved_at_ms }) => {
-                ReserveResponse::allowed(reserved_at_ms)
-            }
-            Ok(ReserveOutcome::Denied { retry_after_ms }) => {
-                ReserveResponse::denied(retry_after_ms)
-            }
-            Err(BackendError::LeaseTableFull(full)) => {
-                self.log_lease_table_full(&full);
-                ReserveResponse::error(ErrorCode::BackendError, 0)
-            }
-            Err(e) => {
-                log_backend_error("reserve", lease, &e);
-                ReserveResponse::error(ErrorCode::BackendError, 0)
-            }
-        })
-    }
-
     /// Records one occurrence on `throttle`, timed from the service's start: `Some(n)` if a
     /// line is due now (`n` occurrences held back since the last one).
     fn log_due(&self, throttle: &Mutex<LogThrottle>) -> Option<u64> {
@@ -331,77 +268,6 @@ impl LimiterService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .due(now_ms)
-    }
-
-    /// Logs a refusal by a full lease table, at most once a minute.
-    fn log_lease_table_full(&self, full: &LeaseTableFull) {
-        if let Some(held_back) = self.log_due(&self.full_log) {
-            warn!(
-                "reserve refused with backend_error, nothing taken: {full} ({held_back} more \
-                 refusal(s) since the last warning; this warning repeats at most once a minute)"
-            );
-        }
-    }
-
-    /// Completes; `Err` only for a request that breaks a rule of the API.
-    pub async fn complete(
-        &self,
-        request: impl Into<CompleteRequest>,
-    ) -> Result<CompleteResponse, InvalidRequest> {
-        let command = request.into().validate()?;
-        let lease = command.lease;
-        let again = self.shared.is_some().then(|| command.clone());
-        let mut result = self.backend.start_complete(command).finish().await;
-        if let (Some(command), Err(BackendError::Failed(Fault::LeaseOnUnknownAccount { .. }))) =
-            (again, &result)
-        {
-            // Reserved on another instance under a key defined there since the last control
-            // tick: learn the definitions now, then complete (the refusal changed nothing).
-            self.follow_shared().await;
-            result = self.backend.complete(command).await;
-        }
-        Ok(match result {
-            Ok(()) => CompleteResponse::ok(),
-            Err(e) => {
-                log_backend_error("complete", lease, &e);
-                CompleteResponse::error(ErrorCode::BackendError)
-            }
-        })
-    }
-
-    /// Reserves every item; an invalid item gets its own `invalid_request` answer. Items are
-    /// handed to the backend in array order.
-    pub async fn reserve_batch<R: Into<ReserveRequest>>(
-        &self,
-        requests: impl IntoIterator<Item = R>,
-    ) -> Vec<ReserveResponse> {
-        join_all(requests.into_iter().map(|r| async move {
-            self.reserve(r)
-                .await
-                .unwrap_or_else(|_| ReserveResponse::error(ErrorCode::InvalidRequest, 0))
-        }))
-        .await
-    }
-
-    /// Completes every item; an invalid item gets its own `invalid_request` answer.
-    pub async fn complete_batch<R: Into<CompleteRequest>>(
-        &self,
-        requests: impl IntoIterator<Item = R>,
-    ) -> Vec<CompleteResponse> {
-        join_all(requests.into_iter().map(|r| async move {
-            self.complete(r)
-                .await
-                .unwrap_or_else(|_| CompleteResponse::error(ErrorCode::InvalidRequest))
-        }))
-        .await
-    }
-}
-
-/// One line per failed call, except while the backend is known to be down: those answers
-/// are counted and logged at most once a second by the [`OutageGuard`].
-fn log_backend_error(what: &str, lease: crate::model::LeaseId, error: &BackendError) {
-    if !matches!(error, BackendError::Down(_)) {
-        warn!("{what} {lease}: {error}");
     }
 }
 

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::definition::validate_key;
+use super::command::{CompleteCommand, ReserveCommand};
 use super::errors::{ErrorCode, InvalidRequest};
 use super::LeaseId;
 
@@ -208,62 +208,12 @@ pub struct BatchResponse<T> {
     pub results: Vec<T>,
 }
 
-/// A validated reserve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReserveCommand {
-    /// The parsed lease id.
-    pub lease: LeaseId,
-    /// Optional job id, for logs.
-    pub job_id: Option<String>,
-    /// 1..=32 requirements with distinct keys and amounts ≥ 1.
-    pub requirements: Vec<Requirement>,
-}
-
-/// A validated complete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompleteCommand {
-    /// The parsed lease id.
-    pub lease: LeaseId,
-    /// Optional job id, for logs.
-    pub job_id: Option<String>,
-    /// Actuals with distinct keys.
-    pub actuals: Vec<Actual>,
-}
-
 fn parse_lease(lease_id: &str) -> Result<LeaseId, InvalidRequest> {
     if lease_id.is_empty() {
         return Err(InvalidRequest::new("lease_id: must not be empty"));
     }
     LeaseId::from_string(lease_id)
         .map_err(|e| InvalidRequest::new(format!("lease_id: {lease_id:?} is not a ULID ({e})")))
-}
-
-fn check_job_id(job_id: &Option<String>) -> Result<(), InvalidRequest> {
-    match job_id {
-        Some(id) if id.len() > MAX_JOB_ID_BYTES => Err(InvalidRequest::new(format!(
-            "job_id: must be at most {MAX_JOB_ID_BYTES} bytes"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Every key of `items` valid and named once (at most a few dozen items: compared pairwise,
-/// nothing allocated).
-fn check_distinct<T>(
-    field: &str,
-    items: &[T],
-    key_of: impl Fn(&T) -> &str,
-) -> Result<(), InvalidRequest> {
-    for (index, item) in items.iter().enumerate() {
-        let key = key_of(item);
-        validate_key(key).map_err(|e| InvalidRequest::new(format!("{field}[{index}].{e}")))?;
-        if items[..index].iter().any(|earlier| key_of(earlier) == key) {
-            return Err(InvalidRequest::new(format!(
-                "{field}[{index}].key: {key:?} appears more than once"
-            )));
-        }
-    }
-    Ok(())
 }
 
 impl ReserveRequest {
@@ -279,25 +229,13 @@ impl ReserveRequest {
     /// Checks every rule of SPEC §3 and returns the command (which takes over the
     /// requirements: nothing is copied).
     pub fn validate(self) -> Result<ReserveCommand, InvalidRequest> {
-        let lease = parse_lease(&self.lease_id)?;
-        check_job_id(&self.job_id)?;
-        let count = self.requirements.len();
-        if count == 0 || count > MAX_REQUIREMENTS {
-            return Err(InvalidRequest::new(format!(
-                "requirements: must hold 1 to {MAX_REQUIREMENTS} items (got {count})"
-            )));
-        }
-        check_distinct("requirements", &self.requirements, |r| r.key.as_str())?;
-        if let Some(index) = self.requirements.iter().position(|r| r.amount == 0) {
-            return Err(InvalidRequest::new(format!(
-                "requirements[{index}].amount: must be at least 1"
-            )));
-        }
-        Ok(ReserveCommand {
-            lease,
+        let command = ReserveCommand {
+            lease: parse_lease(&self.lease_id)?,
             job_id: self.job_id,
             requirements: self.requirements,
-        })
+        };
+        command.check()?;
+        Ok(command)
     }
 }
 
@@ -313,20 +251,13 @@ impl CompleteRequest {
 
     /// Checks every rule of SPEC §3 and returns the command (which takes over the actuals).
     pub fn validate(self) -> Result<CompleteCommand, InvalidRequest> {
-        let lease = parse_lease(&self.lease_id)?;
-        check_job_id(&self.job_id)?;
-        if self.actuals.len() > MAX_ACTUALS {
-            return Err(InvalidRequest::new(format!(
-                "actuals: must hold at most {MAX_ACTUALS} items (got {})",
-                self.actuals.len()
-            )));
-        }
-        check_distinct("actuals", &self.actuals, |a| a.key.as_str())?;
-        Ok(CompleteCommand {
-            lease,
+        let command = CompleteCommand {
+            lease: parse_lease(&self.lease_id)?,
             job_id: self.job_id,
             actuals: self.actuals,
-        })
+        };
+        command.check()?;
+        Ok(command)
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod clock;
+mod command;
 mod definition;
 mod errors;
 mod forget_order;
@@ -15,11 +16,11 @@ mod snapshot;
 pub(crate) mod throttle;
 
 pub use api::{
-    Actual, BatchRequest, BatchResponse, CompleteCommand, CompleteRequest, CompleteResponse,
-    Requirement, ReserveCommand, ReserveRequest, ReserveResponse, DEFAULT_MAX_BATCH_ITEMS,
-    MAX_REQUIREMENTS,
+    Actual, BatchRequest, BatchResponse, CompleteRequest, CompleteResponse, Requirement,
+    ReserveRequest, ReserveResponse, DEFAULT_MAX_BATCH_ITEMS, MAX_REQUIREMENTS,
 };
 pub use clock::{rfc3339_utc, Clock, ManualClock, SharedClock, SystemClock};
+pub use command::{CompleteCommand, ReserveCommand};
 pub use definition::{
     LimitDefinition, LimitInfo, LimitKind, LimitState, LimitStatus, Overage, Usage,
 };

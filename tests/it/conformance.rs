@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitDefinition, LimitStatus, Overage, Requirement,
-    ReserveRequest, ReserveResponse, Usage,
+    Actual, CompleteCommand, CompleteRequest, LeaseId, LimitDefinition, LimitStatus, Overage,
+    Requirement, ReserveCommand, ReserveRequest, ReserveResponse, Usage,
 };
 use ratelimiter::service::LimiterService;
 
@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
         overage_that_does_not_fit_becomes_debt,
         deny_overage_records_no_debt,
         reserve_is_idempotent,
+        commands_with_parsed_lease_ids_act_as_requests,
         complete_is_idempotent_and_unknown_leases_are_ok,
         denied_lease_id_stays_denied,
         unknown_key_is_reported_and_takes_nothing,
@@ -254,6 +255,43 @@ pub async fn reserve_is_idempotent<H: Harness>(h: &H) {
     let again = reserve_lease(h, lease, &[(&k, 4)]).await;
     assert!(first.allowed && again.allowed);
     assert_eq!(usage(h, &k).await.in_use, 4);
+}
+
+/// A command with a parsed lease id is the same reserve as a request with its text: a
+/// repeat by either is idempotent, a command that breaks a rule is refused by the same
+/// check and takes nothing, and its complete releases.
+pub async fn commands_with_parsed_lease_ids_act_as_requests<H: Harness>(h: &H) {
+    let k = key("command");
+    define(h, concurrency(&k, 2, 30)).await;
+    let service = h.service();
+    let lease = LeaseId::new();
+    let command = ReserveCommand::new(lease, vec![Requirement::new(k.as_str(), 1)]);
+    let first = service
+        .reserve_command(command.clone())
+        .await
+        .expect("valid");
+    assert!(first.allowed);
+    assert_eq!(reserve_lease(h, lease, &[(&k, 1)]).await, first);
+    assert_eq!(
+        service.reserve_command(command).await.expect("valid"),
+        first
+    );
+    assert_eq!(usage(h, &k).await.in_use, 1);
+    let twice = ReserveCommand::new(
+        LeaseId::new(),
+        vec![
+            Requirement::new(k.as_str(), 1),
+            Requirement::new(k.as_str(), 1),
+        ],
+    );
+    let refused = service.reserve_command(twice).await.unwrap_err();
+    assert!(refused.0.starts_with("requirements[1].key"), "{refused}");
+    let zero = ReserveCommand::new(LeaseId::new(), vec![Requirement::new(k.as_str(), 0)]);
+    assert!(service.reserve_command(zero).await.is_err());
+    assert_eq!(usage(h, &k).await.in_use, 1);
+    let complete = CompleteCommand::new(lease, vec![Actual::new(k.as_str(), 1)]);
+    assert!(service.complete_command(complete).await.expect("valid").ok);
+    assert_eq!(usage(h, &k).await.in_use, 0);
 }
 
 pub async fn complete_is_idempotent_and_unknown_leases_are_ok<H: Harness>(h: &H) {

@@ -1,0 +1,122 @@
+//! Validated commands: a reserve or a complete with its lease id parsed, checked by every
+//! rule of SPEC §3.
+//!
+//! The wire types become commands by `validate` ([`ReserveRequest::validate`]). A program
+//! that holds its lease ids as [`LeaseId`]s builds commands directly and hands them to
+//! [`LimiterService::reserve_command`], which checks them by the same rules: no text form of
+//! the id is made and parsed again.
+//!
+//! [`ReserveRequest::validate`]: super::ReserveRequest::validate
+//! [`LimiterService::reserve_command`]: crate::service::LimiterService::reserve_command
+
+use super::api::{MAX_ACTUALS, MAX_JOB_ID_BYTES};
+use super::definition::validate_key;
+use super::errors::InvalidRequest;
+use super::{Actual, LeaseId, Requirement, MAX_REQUIREMENTS};
+
+/// A reserve with its lease id parsed: checked when made by [`ReserveRequest::validate`],
+/// and again by [`ReserveCommand::check`] when given to the service as it is.
+///
+/// [`ReserveRequest::validate`]: super::ReserveRequest::validate
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveCommand {
+    /// The parsed lease id.
+    pub lease: LeaseId,
+    /// Optional job id, for logs.
+    pub job_id: Option<String>,
+    /// 1..=32 requirements with distinct keys and amounts ≥ 1.
+    pub requirements: Vec<Requirement>,
+}
+
+/// A complete with its lease id parsed, checked like a [`ReserveCommand`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleteCommand {
+    /// The parsed lease id.
+    pub lease: LeaseId,
+    /// Optional job id, for logs.
+    pub job_id: Option<String>,
+    /// Actuals with distinct keys.
+    pub actuals: Vec<Actual>,
+}
+
+impl ReserveCommand {
+    /// A reserve of `requirements` for `lease`, with no job id; checked when it is used.
+    pub fn new(lease: LeaseId, requirements: Vec<Requirement>) -> Self {
+        ReserveCommand {
+            lease,
+            job_id: None,
+            requirements,
+        }
+    }
+
+    /// Checks every rule of SPEC §3 that does not concern the lease id's text: the job id's
+    /// length, 1..=32 requirements with distinct valid keys, amounts of at least 1.
+    pub fn check(&self) -> Result<(), InvalidRequest> {
+        check_job_id(&self.job_id)?;
+        let count = self.requirements.len();
+        if count == 0 || count > MAX_REQUIREMENTS {
+            return Err(InvalidRequest::new(format!(
+                "requirements: must hold 1 to {MAX_REQUIREMENTS} items (got {count})"
+            )));
+        }
+        check_distinct("requirements", &self.requirements, |r| r.key.as_str())?;
+        if let Some(index) = self.requirements.iter().position(|r| r.amount == 0) {
+            return Err(InvalidRequest::new(format!(
+                "requirements[{index}].amount: must be at least 1"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl CompleteCommand {
+    /// A complete of `lease` with `actuals`, with no job id; checked when it is used.
+    pub fn new(lease: LeaseId, actuals: Vec<Actual>) -> Self {
+        CompleteCommand {
+            lease,
+            job_id: None,
+            actuals,
+        }
+    }
+
+    /// Checks every rule of SPEC §3 that does not concern the lease id's text: the job id's
+    /// length, at most 32 actuals with distinct valid keys.
+    pub fn check(&self) -> Result<(), InvalidRequest> {
+        check_job_id(&self.job_id)?;
+        if self.actuals.len() > MAX_ACTUALS {
+            return Err(InvalidRequest::new(format!(
+                "actuals: must hold at most {MAX_ACTUALS} items (got {})",
+                self.actuals.len()
+            )));
+        }
+        check_distinct("actuals", &self.actuals, |a| a.key.as_str())
+    }
+}
+
+fn check_job_id(job_id: &Option<String>) -> Result<(), InvalidRequest> {
+    match job_id {
+        Some(id) if id.len() > MAX_JOB_ID_BYTES => Err(InvalidRequest::new(format!(
+            "job_id: must be at most {MAX_JOB_ID_BYTES} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Every key of `items` valid and named once (at most a few dozen items: compared pairwise,
+/// nothing allocated).
+fn check_distinct<T>(
+    field: &str,
+    items: &[T],
+    key_of: impl Fn(&T) -> &str,
+) -> Result<(), InvalidRequest> {
+    for (index, item) in items.iter().enumerate() {
+        let key = key_of(item);
+        validate_key(key).map_err(|e| InvalidRequest::new(format!("{field}[{index}].{e}")))?;
+        if items[..index].iter().any(|earlier| key_of(earlier) == key) {
+            return Err(InvalidRequest::new(format!(
+                "{field}[{index}].key: {key:?} appears more than once"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -178,12 +178,9 @@ pub fn validate_key(key: &str) -> Result<(), InvalidRequest> {
         )));
     }
     // Every key is checked on every request. The common key, printable ASCII only, is
-    // recognised in one branch-free pass; any other is checked byte by byte, and only one
+    // recognised eight bytes at a time; any other is checked byte by byte, and only one
     // with non-ASCII text is decoded again.
-    let printable = key
-        .bytes()
-        .fold(true, |ok, b| ok & (b.wrapping_sub(b' ') <= b'~' - b' '));
-    if printable && key.bytes().any(|b| b != b' ') {
+    if is_printable_ascii(key.as_bytes()) && key.bytes().any(|b| b != b' ') {
         return Ok(());
     }
     let (mut ascii_control, mut non_ascii, mut visible) = (false, false, false);
@@ -204,6 +201,31 @@ pub fn validate_key(key: &str) -> Result<(), InvalidRequest> {
         )));
     }
     Ok(())
+}
+
+/// Whether every byte is printable ASCII (space to `~`), eight bytes at a time: a word has
+/// a byte below space if subtracting 0x20 from every byte borrows into a byte's top bit
+/// that was clear, and one above `~` (or not ASCII) if adding 1 to every byte sets a top bit.
+fn is_printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const TOPS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let outside = |word: u64| {
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+        let above_tilde = word.wrapping_add(ONES) | word;
+        (below_space | above_tilde) & TOPS != 0
+    };
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        if outside(u64::from_ne_bytes(word)) {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| b.wrapping_sub(b' ') <= b'~' - b' ')
 }
 
 /// Whether a key takes reservations or waits for a capacity decrease to apply.
@@ -325,6 +347,29 @@ pub struct LimitInfo {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    proptest::proptest! {
+        /// Word at a time, as byte by byte: printable text with, at times, one byte of any
+        /// value (often one just outside the printable range) anywhere in it.
+        #[test]
+        fn printable_ascii_is_found_as_byte_by_byte(
+            mut bytes in proptest::collection::vec(0x20u8..=0x7E, 0..40),
+            other in proptest::option::of((
+                proptest::num::usize::ANY,
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![0x00u8, 0x1F, 0x20, 0x7E, 0x7F, 0x80, 0xFF]),
+                    proptest::num::u8::ANY,
+                ],
+            )),
+        ) {
+            if let (Some((at, byte)), false) = (other, bytes.is_empty()) {
+                let at = at % bytes.len();
+                bytes[at] = byte;
+            }
+            let byte_by_byte = bytes.iter().all(|b| (0x20..=0x7E).contains(b));
+            proptest::prop_assert_eq!(is_printable_ascii(&bytes), byte_by_byte);
+        }
+    }
 
     fn rolling(capacity: u64) -> LimitDefinition {
         LimitDefinition {

@@ -48,7 +48,7 @@ async fn ratelimiter_op(service: &LimiterService, keys: usize) {
     let lease = LeaseId::new();
     let requirements = KEYS[..keys]
         .iter()
-        .map(|k| Requirement::new(*k, 100))
+        .map(|k| Requirement::static_key(k, 100))
         .collect();
     let reserve = ReserveCommand::new(lease, requirements);
     assert!(
@@ -58,7 +58,10 @@ async fn ratelimiter_op(service: &LimiterService, keys: usize) {
             .expect("valid")
             .allowed
     );
-    let actuals = KEYS[..keys].iter().map(|k| Actual::new(*k, 50)).collect();
+    let actuals = KEYS[..keys]
+        .iter()
+        .map(|k| Actual::static_key(k, 50))
+        .collect();
     let complete = CompleteCommand::new(lease, actuals);
     assert!(service.complete_command(complete).await.expect("valid").ok);
 }

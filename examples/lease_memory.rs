@@ -77,7 +77,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let requirements: Vec<Requirement> = keys
         .iter()
         .map(|key| Requirement {
-            key: key.clone(),
+            key: key.clone().into(),
             amount: 1,
         })
         .collect();

@@ -280,8 +280,14 @@ mod tests {
     #[test]
     fn actual_keys_match_requirement_keys() {
         let spec = JobSpec::new("a", "b", 1, 1).with_tenant("t");
-        let reserved: Vec<String> = requirements_for(&spec).into_iter().map(|r| r.key).collect();
-        let reported: Vec<String> = actuals_for(&spec, 5).into_iter().map(|a| a.key).collect();
+        let reserved: Vec<String> = requirements_for(&spec)
+            .into_iter()
+            .map(|r| r.key.into_owned())
+            .collect();
+        let reported: Vec<String> = actuals_for(&spec, 5)
+            .into_iter()
+            .map(|a| a.key.into_owned())
+            .collect();
         assert_eq!(reserved, reported);
     }
 }

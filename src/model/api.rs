@@ -10,6 +10,10 @@ use super::command::{CompleteCommand, ReserveCommand};
 use super::errors::{ErrorCode, InvalidRequest};
 use super::LeaseId;
 
+/// A limit key as a request names it: borrowed for the program's life (a key written in the
+/// program: nothing is allocated per request) or owned (read from a body or a file).
+pub type RequestKey = std::borrow::Cow<'static, str>;
+
 /// Most requirements one reserve may carry.
 pub const MAX_REQUIREMENTS: usize = 32;
 /// Most actuals one complete may carry (one per key at most, like requirements).
@@ -25,9 +29,9 @@ pub struct Requirement {
     /// The limit key.
     #[cfg_attr(
         feature = "server",
-        schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
+        schema(value_type = String, min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
     )]
-    pub key: String,
+    pub key: RequestKey,
     /// Units needed; at least 1.
     #[cfg_attr(feature = "server", schema(minimum = 1, example = 2000))]
     pub amount: u64,
@@ -37,7 +41,16 @@ impl Requirement {
     /// A requirement of `amount` on `key`.
     pub fn new(key: impl Into<String>, amount: u64) -> Self {
         Requirement {
-            key: key.into(),
+            key: RequestKey::Owned(key.into()),
+            amount,
+        }
+    }
+
+    /// A requirement of `amount` on a key the program holds for its whole life (a constant,
+    /// or a key read once and kept): the key is borrowed, so none is copied per request.
+    pub fn static_key(key: &'static str, amount: u64) -> Self {
+        Requirement {
+            key: RequestKey::Borrowed(key),
             amount,
         }
     }
@@ -121,9 +134,9 @@ pub struct Actual {
     /// The limit key.
     #[cfg_attr(
         feature = "server",
-        schema(min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
+        schema(value_type = String, min_length = 1, example = "global:llm:openai:gpt-4o:tpm")
     )]
-    pub key: String,
+    pub key: RequestKey,
     /// Units really used (0 allowed).
     #[cfg_attr(feature = "server", schema(example = 1200))]
     pub actual_amount: u64,
@@ -133,7 +146,16 @@ impl Actual {
     /// An actual of `actual_amount` on `key`.
     pub fn new(key: impl Into<String>, actual_amount: u64) -> Self {
         Actual {
-            key: key.into(),
+            key: RequestKey::Owned(key.into()),
+            actual_amount,
+        }
+    }
+
+    /// An actual on a key the program holds for its whole life (see
+    /// [`Requirement::static_key`]).
+    pub fn static_key(key: &'static str, actual_amount: u64) -> Self {
+        Actual {
+            key: RequestKey::Borrowed(key),
             actual_amount,
         }
     }

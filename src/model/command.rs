@@ -59,7 +59,7 @@ impl ReserveCommand {
                 "requirements: must hold 1 to {MAX_REQUIREMENTS} items (got {count})"
             )));
         }
-        check_distinct("requirements", &self.requirements, |r| r.key.as_str())?;
+        check_distinct("requirements", &self.requirements, |r| r.key.as_ref())?;
         if let Some(index) = self.requirements.iter().position(|r| r.amount == 0) {
             return Err(InvalidRequest::new(format!(
                 "requirements[{index}].amount: must be at least 1"
@@ -89,7 +89,7 @@ impl CompleteCommand {
                 self.actuals.len()
             )));
         }
-        check_distinct("actuals", &self.actuals, |a| a.key.as_str())
+        check_distinct("actuals", &self.actuals, |a| a.key.as_ref())
     }
 }
 

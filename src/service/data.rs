@@ -21,27 +21,27 @@ impl LimiterService {
         let found: smallvec::SmallVec<[_; 8]> = request
             .requirements
             .iter()
-            .map(|r| (r, states.get(&r.key)))
+            .map(|r| (r, states.get(r.key.as_ref())))
             .collect();
         if let Some((r, _)) = found
             .iter()
             .find(|(_, s)| s.is_some_and(|s| s.status == LimitStatus::Decreasing))
         {
             return Some(ReserveResponse::error(
-                ErrorCode::LimitDecreasing(r.key.clone()),
+                ErrorCode::LimitDecreasing(r.key.to_string()),
                 self.settings.retry.decreasing_ms,
             ));
         }
         if let Some((r, _)) = found.iter().find(|(_, s)| s.is_none()) {
             return Some(ReserveResponse::error(
-                ErrorCode::UnknownLimitKey(r.key.clone()),
+                ErrorCode::UnknownLimitKey(r.key.to_string()),
                 0,
             ));
         }
         found
             .iter()
             .find(|(r, s)| s.is_some_and(|s| r.amount > s.definition.capacity))
-            .map(|(r, _)| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.clone()), 0))
+            .map(|(r, _)| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.to_string()), 0))
     }
 
     /// Reserves; `Err` only for a request that breaks a rule of the API.

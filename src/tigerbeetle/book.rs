@@ -104,19 +104,19 @@ impl Book {
                 self.definition(&requirement.key)
                     .ok_or_else(|| Fault::UnknownKey {
                         backend: "TigerBeetle",
-                        key: requirement.key.clone(),
+                        key: requirement.key.to_string(),
                     })?;
             let hold_ms = self.policy.hold_ms(definition);
             plan.longest_hold_ms = plan.longest_hold_ms.max(hold_ms);
             let timeout_seconds = remaining_seconds(hold_ms);
             plan.takes.push(Take {
-                key: requirement.key.clone(),
+                key: requirement.key.to_string(),
                 amount: requirement.amount,
                 timeout_seconds,
             });
             // What TigerBeetle enforces: the pending expires whole seconds after the reserve.
             plan.holds.push(Hold {
-                key: requirement.key.as_str().into(),
+                key: requirement.key.as_ref().into(),
                 amount: requirement.amount,
                 kind: definition.kind,
                 hold_ms: i64::from(timeout_seconds) * 1000,

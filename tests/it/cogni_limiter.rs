@@ -51,7 +51,7 @@ impl CountingLimiter {
             let keys: Vec<_> = request
                 .requirements
                 .iter()
-                .map(|r| (r.key.as_str(), r.amount))
+                .map(|r| (r.key.as_ref(), r.amount))
                 .collect();
             assert_eq!(keys[0], ("global:llm:sim:sim-1:rpm", 1));
             assert_eq!(keys[2], ("global:llm:sim:sim-1:concurrency", 1));

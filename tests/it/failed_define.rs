@@ -32,7 +32,7 @@ async fn reserve(service: &LimiterService, lease: LeaseId, key: &str, amount: u6
         lease_id: lease.to_string(),
         job_id: None,
         requirements: vec![Requirement {
-            key: key.into(),
+            key: key.to_string().into(),
             amount,
         }],
     };
@@ -76,7 +76,7 @@ async fn failed_define_leaves_no_trace(backend: Arc<dyn Backend>, key: &str, dir
         lease_id: lease.to_string(),
         job_id: None,
         actuals: vec![Actual {
-            key: key.into(),
+            key: key.to_string().into(),
             actual_amount: 5,
         }],
     };
@@ -156,7 +156,7 @@ async fn a_definition_the_cluster_refuses_leaves_no_trace_in_tigerbeetle() {
             lease_id: lease.to_string(),
             job_id: None,
             actuals: vec![Actual {
-                key: key.clone(),
+                key: key.clone().into(),
                 actual_amount: 5,
             }],
         };

@@ -32,7 +32,7 @@ async fn reserve(service: &LimiterService, key: &str, amount: u64) -> (bool, Str
         lease_id: LeaseId::new().to_string(),
         job_id: None,
         requirements: vec![Requirement {
-            key: key.into(),
+            key: key.to_string().into(),
             amount,
         }],
     };
@@ -276,7 +276,7 @@ async fn excess_capacity_in_use_becomes_a_decrease_that_applies_once_free() {
                 lease_id: lease.to_string(),
                 job_id: None,
                 requirements: vec![Requirement {
-                    key: k.clone(),
+                    key: k.clone().into(),
                     amount: 4,
                 }],
             };

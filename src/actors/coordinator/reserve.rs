@@ -69,8 +69,8 @@ impl ReserveCoordinator {
         {
             let directory = self.directory();
             for requirement in &command.requirements {
-                let Some(entry) = directory.get(requirement.key.as_str()) else {
-                    unknown_key = Some(requirement.key.as_str());
+                let Some(entry) = directory.get(requirement.key.as_ref()) else {
+                    unknown_key = Some(requirement.key.as_ref());
                     break;
                 };
                 longest_hold_ms = longest_hold_ms.max(entry.hold_ms);

@@ -145,7 +145,7 @@ mod tests {
         let keys: Vec<&str> = targets[0]
             .requirements
             .iter()
-            .map(|r| r.key.as_str())
+            .map(|r| r.key.as_ref())
             .collect();
         assert_eq!(
             keys,

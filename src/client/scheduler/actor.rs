@@ -109,7 +109,7 @@ impl SchedulerActor {
         self.free_slots -= 1;
         let requirements: Vec<Requirement> = requirements_for(&job.spec)
             .into_iter()
-            .filter(|r| !self.dropped_keys.contains(&r.key))
+            .filter(|r| !self.dropped_keys.contains(r.key.as_ref()))
             .collect();
         if requirements.is_empty() {
             // No key of this job is defined: nothing limits it.

@@ -10,7 +10,7 @@
 
 use crate::model::{
     DenyStreak, KeySnapshot, LeaseId, LimitDefinition, LimitKind, Overage, Place,
-    ReservationRecord, Reservations, RetryPolicy, Usage,
+    ReservationRecord, Reservations, RetryPolicy, Settled, Usage,
 };
 
 /// Shortest time an overage reservation is kept (SPEC §4: "at least 1 s").
@@ -147,16 +147,15 @@ impl KeyState {
             return;
         }
         // An expired reservation is gone: the call's window has passed, nothing to reconcile.
-        let Some((expires_at, reserved)) = self.reservations.get(lease, place) else {
+        // One within the actual is kept at the actual until its expiry, in place; nothing
+        // asks for it again (0 frees it now).
+        let Some(Settled::Removed {
+            expires_at_ms: expires_at,
+            held: reserved,
+        }) = self.reservations.settle_within(lease, place, actual)
+        else {
             return;
         };
-        if actual <= reserved {
-            // Kept at the actual until its expiry, in place; nothing asks for it again (0
-            // frees it now).
-            self.reservations.settle(lease, place, actual);
-            return;
-        }
-        self.reservations.remove(lease, place);
         let overage = actual - reserved;
         if self.fits(actual) {
             // The difference is held for the rest of the window, at least one second.

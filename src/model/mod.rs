@@ -26,7 +26,7 @@ pub use definition::{
 };
 pub use errors::{ErrorCode, InvalidRequest};
 pub use leases::{Hold, LeaseRecord, LeaseTableFull, DEFAULT_MAX_LEASES};
-pub use reservations::{Place, Reservations};
+pub use reservations::{Place, Reservations, Settled};
 pub use retry::{Backoff, DenyStreak, InvalidRetry, RetryPolicy, DEFAULT_WINDOW_MARGIN_MS};
 pub use snapshot::{KeySnapshot, MemorySnapshot, ReservationRecord, SNAPSHOT_VERSION};
 

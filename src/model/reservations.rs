@@ -54,6 +54,20 @@ enum Found {
     Straggler(StragglerKey),
 }
 
+/// What [`Reservations::settle_within`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Settled in place at the actual amount (at most what it held).
+    InPlace,
+    /// It held less than the actual: removed.
+    Removed {
+        /// When it would have expired.
+        expires_at_ms: i64,
+        /// What it held.
+        held: u64,
+    },
+}
+
 /// What a queue slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
@@ -382,13 +396,45 @@ impl Reservations {
     /// one slot per millisecond rather than one per call. `amount` 0 removes it. No-op for a
     /// reservation not found.
     pub fn settle(&mut self, lease: LeaseId, place: Option<Place>, amount: u64) {
+        if let Some(found) = self.find(lease, place) {
+            self.settle_found(lease, found, amount);
+        }
+    }
+
+    /// Settles `lease`'s reservation (at `place`, or indexed when `None`) at `actual` if it
+    /// holds at least that much, as [`Reservations::settle`] does; if it holds less, removes
+    /// it as [`Reservations::remove`] does and says what it held (for the caller to add the
+    /// overage). `None` when not found (expired, or never here). One lookup either way.
+    pub fn settle_within(
+        &mut self,
+        lease: LeaseId,
+        place: Option<Place>,
+        actual: u64,
+    ) -> Option<Settled> {
+        let found = self.find(lease, place)?;
+        let (expires_at_ms, held) = match found {
+            Found::Queue(index) => (self.queue[index].at, self.queue[index].amount),
+            Found::Straggler(key) => (key.0, self.stragglers.get(&key)?.amount),
+        };
+        if actual <= held {
+            self.settle_found(lease, found, actual);
+            return Some(Settled::InPlace);
+        }
+        self.remove_found(lease, found);
+        Some(Settled::Removed {
+            expires_at_ms,
+            held,
+        })
+    }
+
+    fn settle_found(&mut self, lease: LeaseId, found: Found, amount: u64) {
         if amount == 0 {
-            self.remove(lease, place);
+            self.remove_found(lease, found);
             return;
         }
-        match self.find(lease, place) {
-            Some(Found::Queue(index)) => self.settle_queued(index, amount),
-            Some(Found::Straggler(key)) => {
+        match found {
+            Found::Queue(index) => self.settle_queued(index, amount),
+            Found::Straggler(key) => {
                 self.unindex_straggler(lease, key);
                 if let Some(straggler) = self.stragglers.get_mut(&key) {
                     let freed = straggler.amount.saturating_sub(amount);
@@ -397,7 +443,6 @@ impl Reservations {
                     self.release_amount(freed);
                 }
             }
-            None => {}
         }
     }
 
@@ -442,7 +487,12 @@ impl Reservations {
     /// Removes `lease`'s reservation (at `place`, or indexed when `None`); returns its
     /// (expiry, amount).
     pub fn remove(&mut self, lease: LeaseId, place: Option<Place>) -> Option<(i64, u64)> {
-        let removed = match self.find(lease, place)? {
+        let found = self.find(lease, place)?;
+        self.remove_found(lease, found)
+    }
+
+    fn remove_found(&mut self, lease: LeaseId, found: Found) -> Option<(i64, u64)> {
+        let removed = match found {
             Found::Queue(index) => {
                 let slot = self.queue[index];
                 if slot.state == SlotState::Indexed {
@@ -828,6 +878,39 @@ mod tests {
         assert_eq!(r.get(lease, Some(second)), Some((500, 3)));
         r.expire(500);
         assert_eq!(r.get(lease, Some(second)), None);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn settle_within_keeps_what_fits_in_place_and_removes_what_does_not() {
+        let mut r = Reservations::new();
+        let (small, large, gone) = (LeaseId::new(), LeaseId::new(), LeaseId::new());
+        let small_at = r.insert_placed(small, 5, 1000);
+        r.insert(large, 4, 1200);
+        // A straggler (earlier than the queue's back) settles the same way.
+        let straggler = r.insert_placed(gone, 6, 800);
+        assert_eq!(r.in_use(), 15);
+        assert_eq!(
+            r.settle_within(small, Some(small_at), 3),
+            Some(Settled::InPlace)
+        );
+        assert_eq!(r.in_use(), 13);
+        assert_eq!(r.get(small, Some(small_at)), None, "settled: found no more");
+        assert_eq!(
+            r.settle_within(large, None, 9),
+            Some(Settled::Removed {
+                expires_at_ms: 1200,
+                held: 4
+            })
+        );
+        assert_eq!(r.in_use(), 9);
+        assert_eq!(r.settle_within(large, None, 9), None);
+        assert_eq!(
+            r.settle_within(gone, Some(straggler), 0),
+            Some(Settled::InPlace)
+        );
+        assert_eq!(r.in_use(), 3);
+        r.expire(1000);
         assert!(r.is_empty());
     }
 }

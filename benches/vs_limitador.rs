@@ -5,10 +5,12 @@
 //! `reserve` + `commit_reservation` (1 and 4 limits), from one caller and from two OS threads
 //! at once, all in one run. limitador's calls are synchronous: each caller thread makes one
 //! at a time. Ours are futures: each caller thread runs 1 (sequential, like limitador) or
-//! `IN_FLIGHT` ops at once (an async program's many concurrent tasks). Prints ops/s (one op =
-//! one reserve and its complete/commit) and the ratios. Numbers go to BENCHMARKS.md.
+//! `IN_FLIGHT` ops at once (an async program's many concurrent tasks). Each case alternates
+//! the two sides in `ROUNDS` rounds and prints medians: ops/s (one op = one reserve and its
+//! complete/commit) and the ratio taken within each round. Numbers go to BENCHMARKS.md.
 //!
-//! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE] [--keys N]` (default 2 s;
+//! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE] [--keys N]` (default 2 s
+//! per case and side;
 //! `--keys 1` or `--keys 4` runs only those cases, e.g. under a profiler).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,6 +31,10 @@ use support::KEYS;
 
 /// OS threads of the concurrent cases, the same on both sides.
 const THREADS: usize = 2;
+
+/// Rounds of each case: limitador and ours alternate, each measured for a share of the
+/// case's time; medians are reported.
+const ROUNDS: usize = 3;
 
 /// Ops each of our caller threads keeps in flight in the concurrent cases.
 const IN_FLIGHT: usize = 64;
@@ -190,7 +196,10 @@ fn main() {
         }
     }
     let run = Duration::from_secs_f64(secs);
-    println!("{secs} s per case; one op = one reserve and its complete (commit)");
+    println!(
+        "{secs} s per case and side, in {ROUNDS} alternating rounds (medians); one op = one \
+         reserve and its complete (commit)"
+    );
     println!(
         "{:<5} {:<8} {:<10} {:>10} {:>14} {:>12} {:>12} {:>8} {:>8} {:>8}",
         "keys",
@@ -205,46 +214,73 @@ fn main() {
         "ratio 2"
     );
     let system = actix_rt::System::new();
+    // Each row alternates limitador and ours ROUNDS times (a share of the case's time each)
+    // and reports medians: a ratio is taken within one round, so a slow moment of this
+    // shared machine weighs on both sides of it.
+    let round = run.div_f64(ROUNDS as f64);
     for &keys in &key_counts {
         for threads in [1usize, THREADS] {
-            let reference = limitador_ops(&limitador(keys), threads, run);
             for in_flight in [1usize, IN_FLIGHT] {
-                // 0 arbiters: the shard runs on the System that built the service; with one
-                // caller, that caller runs there too, so no op crosses a thread.
-                let here = (threads == 1).then(|| {
-                    system.block_on(async {
-                        let service = service(0).await;
-                        let start = Instant::now();
-                        let ops = caller_ops(&service, keys, in_flight, start, run).await;
-                        ops as f64 / start.elapsed().as_secs_f64()
-                    })
-                });
-                let mut ours = Vec::new();
-                for arbiters in [1usize, 2] {
-                    let ops = system.block_on(async {
-                        let service = service(arbiters).await;
-                        ratelimiter_ops(service, keys, threads, in_flight, run).await
+                let mut rounds = Vec::new();
+                for _ in 0..ROUNDS {
+                    let reference = limitador_ops(&limitador(keys), threads, round);
+                    // 0 arbiters: the shard runs on the System that built the service; with
+                    // one caller, that caller runs there too, so no op crosses a thread.
+                    let here = (threads == 1).then(|| {
+                        system.block_on(async {
+                            let service = service(0).await;
+                            let start = Instant::now();
+                            let ops = caller_ops(&service, keys, in_flight, start, round).await;
+                            ops as f64 / start.elapsed().as_secs_f64()
+                        })
                     });
-                    ours.push(ops);
+                    let mut ours = [here, None, None];
+                    for arbiters in [1usize, 2] {
+                        ours[arbiters] = Some(system.block_on(async {
+                            let service = service(arbiters).await;
+                            ratelimiter_ops(service, keys, threads, in_flight, round).await
+                        }));
+                    }
+                    rounds.push((reference, ours));
                 }
-                let (here_ops, here_ratio) = match here {
-                    Some(ops) => (format!("{ops:.0}"), format!("{:.2}", ops / reference)),
-                    None => ("-".to_string(), "-".to_string()),
+                let reference = median(rounds.iter().map(|(r, _)| *r));
+                let column = |i: usize| {
+                    let ops = median(rounds.iter().filter_map(|(_, o)| o[i]));
+                    let ratio = median(rounds.iter().filter_map(|(r, o)| o[i].map(|o| o / r)));
+                    (ops, ratio)
                 };
+                let cells: Vec<(String, String)> = (0..3)
+                    .map(|i| match column(i) {
+                        (Some(ops), Some(ratio)) => (format!("{ops:.0}"), format!("{ratio:.2}")),
+                        _ => ("-".to_string(), "-".to_string()),
+                    })
+                    .collect();
                 println!(
-                    "{:<5} {:<8} {:<10} {:>10.0} {:>14} {:>12.0} {:>12.0} {:>8} {:>8.2} {:>8.2}",
+                    "{:<5} {:<8} {:<10} {:>10.0} {:>14} {:>12} {:>12} {:>8} {:>8} {:>8}",
                     keys,
                     threads,
                     in_flight,
-                    reference,
-                    here_ops,
-                    ours[0],
-                    ours[1],
-                    here_ratio,
-                    ours[0] / reference,
-                    ours[1] / reference
+                    reference.unwrap_or(0.0),
+                    cells[0].0,
+                    cells[1].0,
+                    cells[2].0,
+                    cells[0].1,
+                    cells[1].1,
+                    cells[2].1
                 );
             }
         }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` if empty.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }
 }

@@ -288,8 +288,14 @@ impl ReserveCoordinator {
 
     /// Creates a key on its shard, or replaces its definition.
     pub async fn define(&self, definition: LimitDefinition) -> Result<(), BackendError> {
+        // One name per key for good: the directory and the shard share it, so the shard
+        // finds a key named by the directory by pointer, without comparing text.
+        let name = match self.entry(&definition.key) {
+            Some(known) => known.name,
+            None => Arc::from(definition.key.as_str()),
+        };
         let entry = KeyEntry {
-            name: Arc::from(definition.key.as_str()),
+            name,
             shard: self.shard_of(&definition.key),
             kind: definition.kind,
             hold_ms: self.policy.hold_ms(&definition),
@@ -297,7 +303,7 @@ impl ReserveCoordinator {
         // The shard knows the key before any reserve can find it in the directory.
         self.shards[entry.shard]
             .addr
-            .send(Put(definition))
+            .send(Put(Arc::clone(&entry.name), definition))
             .await
             .map_err(stopped)?;
         self.changed();

@@ -24,10 +24,11 @@ use crate::model::{KeySnapshot, LimitDefinition, RetryPolicy, Usage};
 /// callers are bounded by the HTTP layer and the batch size).
 const MAILBOX_CAPACITY: usize = 1 << 20;
 
-/// Creates a key or replaces its definition.
+/// Creates a key or replaces its definition; a new key is filed under the given name (the
+/// directory's, so that a lookup by the directory's name matches by pointer).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Put(pub LimitDefinition);
+pub struct Put(pub KeyName, pub LimitDefinition);
 
 /// Live usage of a key; `None` if the key is not on this shard.
 #[derive(Debug, Message)]
@@ -163,8 +164,8 @@ impl Handler<Drain> for KeyShard {
 impl Handler<Put> for KeyShard {
     type Result = ();
 
-    fn handle(&mut self, Put(definition): Put, _: &mut Context<Self>) {
-        self.inbox.keys().put(definition);
+    fn handle(&mut self, Put(name, definition): Put, _: &mut Context<Self>) {
+        self.inbox.keys().put(name, definition);
     }
 }
 

@@ -249,7 +249,10 @@ mod tests {
         let shard = ShardHandle::start(RetryPolicy::default(), Some(&arbiter.handle()));
         shard
             .addr
-            .send(Put(LimitDefinition::concurrency("k", capacity, 600)))
+            .send(Put(
+                Arc::from("k"),
+                LimitDefinition::concurrency("k", capacity, 600),
+            ))
             .await
             .unwrap();
         (arbiter, shard, Arc::from("k"))

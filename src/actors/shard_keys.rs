@@ -195,14 +195,14 @@ impl ShardKeys {
         }
     }
 
-    /// Creates a key or replaces its definition.
-    pub fn put(&mut self, definition: LimitDefinition) {
-        match self.keys.get_mut(definition.key.as_str()) {
+    /// Creates a key, filed under `name` (the definition's key, shared with the
+    /// coordinator's directory), or replaces its definition.
+    pub fn put(&mut self, name: KeyName, definition: LimitDefinition) {
+        debug_assert_eq!(*name, *definition.key, "a key is filed under its own name");
+        match self.keys.get_mut(&name) {
             Some(state) => state.redefine(definition),
             None => {
-                let key: KeyName = Arc::from(definition.key.as_str());
-                self.keys
-                    .insert(key, KeyState::new(definition, self.policy));
+                self.keys.insert(name, KeyState::new(definition, self.policy));
             }
         }
     }
@@ -264,8 +264,8 @@ mod tests {
     #[test]
     fn a_take_that_fails_part_way_gives_back_exactly_what_it_took() {
         let mut keys = ShardKeys::new(RetryPolicy::default());
-        keys.put(LimitDefinition::concurrency("full", 1, 60));
-        keys.put(LimitDefinition::concurrency("free", 5, 60));
+        keys.put(Arc::from("full"), LimitDefinition::concurrency("full", 1, 60));
+        keys.put(Arc::from("free"), LimitDefinition::concurrency("free", 5, 60));
         let holder = [item("full", 1)];
         assert!(matches!(
             keys.take(LeaseId::new(), &holder, 0),

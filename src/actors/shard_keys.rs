@@ -202,7 +202,8 @@ impl ShardKeys {
         match self.keys.get_mut(&name) {
             Some(state) => state.redefine(definition),
             None => {
-                self.keys.insert(name, KeyState::new(definition, self.policy));
+                self.keys
+                    .insert(name, KeyState::new(definition, self.policy));
             }
         }
     }
@@ -264,8 +265,14 @@ mod tests {
     #[test]
     fn a_take_that_fails_part_way_gives_back_exactly_what_it_took() {
         let mut keys = ShardKeys::new(RetryPolicy::default());
-        keys.put(Arc::from("full"), LimitDefinition::concurrency("full", 1, 60));
-        keys.put(Arc::from("free"), LimitDefinition::concurrency("free", 5, 60));
+        keys.put(
+            Arc::from("full"),
+            LimitDefinition::concurrency("full", 1, 60),
+        );
+        keys.put(
+            Arc::from("free"),
+            LimitDefinition::concurrency("free", 5, 60),
+        );
         let holder = [item("full", 1)];
         assert!(matches!(
             keys.take(LeaseId::new(), &holder, 0),

@@ -9,7 +9,8 @@
 //!
 //! An id whose time is far from the clock when it comes in (a client's clock far off, or an
 //! id not made as a ULID) goes to one shared part instead, so that such ids cost no more
-//! than in a plain map; it is looked in first whenever it holds anything.
+//! than in a plain map; it is looked in as well whenever it holds anything (a lease is only
+//! ever in one place).
 
 use foldhash::HashMap;
 
@@ -103,6 +104,7 @@ impl<V> LeaseMap<V> {
         let value = leases.remove(lease)?;
         if leases.is_empty() {
             self.parts.remove(&part);
+            shrink_if_sparse(&mut self.parts);
         } else {
             shrink_if_sparse(leases);
         }
@@ -115,11 +117,12 @@ impl<V> LeaseMap<V> {
     }
 }
 
-/// Gives back the room of a map that has far more than its leases need (a part whose
-/// leases were mostly forgotten, kept by a few with longer holds).
-fn shrink_if_sparse<V>(leases: &mut HashMap<LeaseId, V>) {
-    if leases.len().saturating_mul(SHRINK_BELOW) < leases.capacity() && leases.capacity() > 64 {
-        leases.shrink_to_fit();
+/// Gives back the room of a map that has far more than its entries need (a part whose
+/// leases were mostly forgotten, kept by a few with longer holds; the parts themselves after
+/// a busy hour).
+fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.len().saturating_mul(SHRINK_BELOW) < map.capacity() && map.capacity() > 64 {
+        map.shrink_to_fit();
     }
 }
 

@@ -54,6 +54,20 @@ fn a_part_mostly_forgotten_gives_back_its_room() {
     for lease in &leases[9_990..] {
         assert_eq!(map.get(lease), Some(&()));
     }
+    // A thousand parts, all forgotten again: the map of parts gives back its room too.
+    let spread: Vec<LeaseId> = (0..1_000).map(|i| id_at(now + i * PART_MS, 1)).collect();
+    for &lease in &spread {
+        map.insert(lease, (), NOW);
+    }
+    let many = map.parts.capacity();
+    for lease in &spread {
+        map.remove(lease);
+    }
+    assert!(
+        map.parts.capacity() < many / 16,
+        "{} of {many}",
+        map.parts.capacity()
+    );
 }
 
 /// One step of the model test.

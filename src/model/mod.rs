@@ -16,8 +16,8 @@ mod snapshot;
 pub(crate) mod throttle;
 
 pub use api::{
-    Actual, BatchRequest, BatchResponse, CompleteRequest, CompleteResponse, Requirement,
-    ReserveRequest, ReserveResponse, DEFAULT_MAX_BATCH_ITEMS, MAX_REQUIREMENTS,
+    Actual, BatchRequest, BatchResponse, CompleteRequest, CompleteResponse, RequestKey,
+    Requirement, ReserveRequest, ReserveResponse, DEFAULT_MAX_BATCH_ITEMS, MAX_REQUIREMENTS,
 };
 pub use clock::{rfc3339_utc, Clock, ManualClock, SharedClock, SystemClock};
 pub use command::{CompleteCommand, ReserveCommand};

@@ -33,7 +33,7 @@ use futures::future::join_all;
 use log::warn;
 use tokio::sync::oneshot;
 
-use super::key_shard::{GetUsage, KeyName, KeyShard, Ping, Put, ShardHandle, TryDecrease};
+use super::key_shard::{GetUsage, KeyName, KeyShard, KeySlot, Ping, Put, ShardHandle, TryDecrease};
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{LeaseOutcome, LeaseTable};
 use crate::model::{LeaseId, LimitDefinition, LimitKind, RetryPolicy, SharedClock, Usage};
@@ -104,6 +104,8 @@ impl Drop for BookGuard<'_> {
 struct KeyEntry {
     name: KeyName,
     shard: usize,
+    /// The key's slot in its shard.
+    slot: KeySlot,
     kind: LimitKind,
     hold_ms: i64,
 }
@@ -288,24 +290,26 @@ impl ReserveCoordinator {
 
     /// Creates a key on its shard, or replaces its definition.
     pub async fn define(&self, definition: LimitDefinition) -> Result<(), BackendError> {
-        // One name per key for good: the directory and the shard share it, so the shard
-        // finds a key named by the directory by pointer, without comparing text.
+        // One name per key for good: the directory and the shard share it.
         let name = match self.entry(&definition.key) {
             Some(known) => known.name,
             None => Arc::from(definition.key.as_str()),
         };
-        let entry = KeyEntry {
-            name,
-            shard: self.shard_of(&definition.key),
-            kind: definition.kind,
-            hold_ms: self.policy.hold_ms(&definition),
-        };
+        let shard = self.shard_of(&definition.key);
+        let (kind, hold_ms) = (definition.kind, self.policy.hold_ms(&definition));
         // The shard knows the key before any reserve can find it in the directory.
-        self.shards[entry.shard]
+        let slot = self.shards[shard]
             .addr
-            .send(Put(Arc::clone(&entry.name), definition))
+            .send(Put(Arc::clone(&name), definition))
             .await
             .map_err(stopped)?;
+        let entry = KeyEntry {
+            name,
+            shard,
+            slot,
+            kind,
+            hold_ms,
+        };
         self.changed();
         let mut directory = self.directory.write().unwrap_or_else(|p| p.into_inner());
         directory.insert(Arc::clone(&entry.name), entry);

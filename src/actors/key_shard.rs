@@ -16,7 +16,7 @@ use actix::prelude::*;
 
 use super::shard_inbox::{Drain, ShardInbox};
 pub use super::shard_keys::{
-    KeyName, KeyPlace, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
+    KeyName, KeyPlace, KeySlot, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
 };
 use crate::model::{KeySnapshot, LimitDefinition, RetryPolicy, Usage};
 
@@ -25,9 +25,9 @@ use crate::model::{KeySnapshot, LimitDefinition, RetryPolicy, Usage};
 const MAILBOX_CAPACITY: usize = 1 << 20;
 
 /// Creates a key or replaces its definition; a new key is filed under the given name (the
-/// directory's, so that a lookup by the directory's name matches by pointer).
+/// directory's, so both share one copy). Answers the key's slot.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "KeySlot")]
 pub struct Put(pub KeyName, pub LimitDefinition);
 
 /// Live usage of a key; `None` if the key is not on this shard.
@@ -162,10 +162,10 @@ impl Handler<Drain> for KeyShard {
 }
 
 impl Handler<Put> for KeyShard {
-    type Result = ();
+    type Result = KeySlot;
 
-    fn handle(&mut self, Put(name, definition): Put, _: &mut Context<Self>) {
-        self.inbox.keys().put(name, definition);
+    fn handle(&mut self, Put(name, definition): Put, _: &mut Context<Self>) -> KeySlot {
+        self.inbox.keys().put(name, definition)
     }
 }
 

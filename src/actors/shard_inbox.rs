@@ -229,14 +229,14 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::actors::key_shard::{KeyName, Put, ShardHandle, ShardTake, TakeAll};
+    use crate::actors::key_shard::{KeySlot, Put, ShardHandle, ShardTake, TakeAll};
     use crate::model::{LeaseId, LimitDefinition, RetryPolicy};
 
-    fn take(shard: &ShardHandle, key: &KeyName) -> oneshot::Receiver<ShardTake> {
+    fn take(shard: &ShardHandle, key: &KeySlot) -> oneshot::Receiver<ShardTake> {
         let (tx, rx) = oneshot::channel();
         let take = TakeAll {
             lease: LeaseId::new(),
-            items: vec![(Arc::clone(key), 1)],
+            items: vec![(*key, 1)],
             now_ms: 0,
         };
         shard.post(ShardOp::Take(take, tx));
@@ -244,10 +244,10 @@ mod tests {
     }
 
     /// A shard on an arbiter of its own, with the concurrency key `k` of `capacity`.
-    async fn shard_with_concurrency_key(capacity: u64) -> (Arbiter, ShardHandle, KeyName) {
+    async fn shard_with_concurrency_key(capacity: u64) -> (Arbiter, ShardHandle, KeySlot) {
         let arbiter = Arbiter::new();
         let shard = ShardHandle::start(RetryPolicy::default(), Some(&arbiter.handle()));
-        shard
+        let slot = shard
             .addr
             .send(Put(
                 Arc::from("k"),
@@ -255,7 +255,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        (arbiter, shard, Arc::from("k"))
+        (arbiter, shard, slot)
     }
 
     #[actix_rt::test]
@@ -304,7 +304,7 @@ mod tests {
     async fn work_runs_at_once_on_an_idle_shard_and_not_at_all_on_a_busy_one() {
         let (arbiter, shard, key) = shard_with_concurrency_key(1).await;
         let lease = LeaseId::new();
-        let items = [(Arc::clone(&key), 1)];
+        let items = [(key, 1)];
         let taken = shard.run_now(|keys| keys.take(lease, &items, 0));
         assert!(matches!(taken, Some(ShardTake::Taken(_))), "{taken:?}");
         shard.lock_keys_for(&arbiter.handle(), Duration::from_millis(300));
@@ -336,7 +336,7 @@ mod tests {
     async fn a_stopped_shard_closes_its_inbox_and_callers_read_it_as_stopped() {
         let arbiter = Arbiter::new();
         let shard = ShardHandle::start(RetryPolicy::default(), Some(&arbiter.handle()));
-        let key: KeyName = Arc::from("k");
+        let key: KeySlot = 0;
         arbiter.stop();
         arbiter.join().unwrap();
         let answer = tokio::time::timeout(Duration::from_secs(5), take(&shard, &key))

@@ -206,26 +206,22 @@ pub fn validate_key(key: &str) -> Result<(), InvalidRequest> {
 /// Whether every byte is printable ASCII (space to `~`), eight bytes at a time: a word has
 /// a byte below space if subtracting 0x20 from every byte borrows into a byte's top bit
 /// that was clear, and one above `~` (or not ASCII) if adding 1 to every byte sets a top bit.
+/// The last bytes are checked as the last whole word (overlapping the one before), so only
+/// a key shorter than a word is checked byte by byte.
 fn is_printable_ascii(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const TOPS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let outside = |word: u64| {
+    let outside = |word: &[u8; 8]| {
+        let word = u64::from_ne_bytes(*word);
         let below_space = word.wrapping_sub(ONES * 0x20) & !word;
         let above_tilde = word.wrapping_add(ONES) | word;
         (below_space | above_tilde) & TOPS != 0
     };
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        if outside(u64::from_ne_bytes(word)) {
-            return false;
-        }
-    }
-    words
-        .remainder()
-        .iter()
-        .all(|&b| b.wrapping_sub(b' ') <= b'~' - b' ')
+    let Some(last) = bytes.last_chunk::<8>() else {
+        return bytes.iter().all(|&b| b.wrapping_sub(b' ') <= b'~' - b' ');
+    };
+    let mut words = bytes.chunks_exact(8).map(<&[u8; 8]>::try_from);
+    !words.any(|word| word.map_or(true, outside)) && !outside(last)
 }
 
 /// Whether a key takes reservations or waits for a capacity decrease to apply.

@@ -54,10 +54,30 @@ pub struct Hold {
     /// lease); not saved: a hold taken back in from a snapshot is found by lease.
     #[serde(skip)]
     pub place: Option<super::Place>,
-    /// Which of the memory backend's shards owns the key (so `complete` goes straight
-    /// there); not saved, like `place`.
+    /// Which of the memory backend's shards owns the key and at which slot (so `complete`
+    /// goes straight there without looking the key up); not saved, like `place`.
     #[serde(skip)]
-    pub shard: Option<u16>,
+    pub home: Option<KeyHome>,
+}
+
+/// Where the memory backend keeps a key: its shard and its slot there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHome {
+    /// The shard.
+    pub shard: u16,
+    /// The key's slot in that shard.
+    pub slot: u32,
+}
+
+impl KeyHome {
+    /// `shard` and `slot` as kept in a hold; `None` if either is too large to keep (the key
+    /// is then looked up by name when the lease completes).
+    pub fn new(shard: usize, slot: usize) -> Option<Self> {
+        Some(KeyHome {
+            shard: u16::try_from(shard).ok()?,
+            slot: u32::try_from(slot).ok()?,
+        })
+    }
 }
 
 /// The holds of one allowed lease, shared: a snapshot copies a pointer under the table's

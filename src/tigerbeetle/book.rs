@@ -121,7 +121,7 @@ impl Book {
                 kind: definition.kind,
                 hold_ms: i64::from(timeout_seconds) * 1000,
                 place: None,
-                shard: None,
+                home: None,
             });
         }
         Ok(plan)

@@ -11,12 +11,12 @@ use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::take::{by_shard, key_places, ShardParts, TakeAnswer, Undecided};
-use super::{answer, replay, stopped, unknown, ReserveCoordinator};
+use super::{answer, replay, stopped, unknown, KeyEntry, ReserveCoordinator};
 use crate::actors::key_shard::{
-    KeyName, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
+    KeySlot, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
 };
 use crate::backend::{BackendError, Outage, ReserveOutcome, Started};
-use crate::model::leases::{Begun, Hold, LeaseTableFull};
+use crate::model::leases::{Begun, Hold, Holds, KeyHome, LeaseTableFull};
 use crate::model::{CompleteCommand, LeaseId, LimitKind, ReserveCommand};
 
 /// What a reserve comes to.
@@ -29,8 +29,9 @@ type Acks = SmallVec<[oneshot::Receiver<()>; 2]>;
 struct Draft {
     lease: LeaseId,
     now_ms: i64,
-    /// One per requirement, in request order; each gets its place when allowed.
-    holds: Vec<Hold>,
+    /// One per requirement, in request order; each gets its place when allowed (made as
+    /// the table keeps them, in one allocation, and not shared until recorded).
+    holds: Holds,
     longest_hold_ms: i64,
 }
 
@@ -50,6 +51,30 @@ async fn acknowledged(acks: Acks) -> Result<(), BackendError> {
     Ok(())
 }
 
+/// A reserve's keys as taken: one hold per requirement, each key's (shard, slot, amount), and
+/// the longest hold.
+type Resolved = (Holds, SmallVec<[(usize, KeySlot, u64); 4]>, i64);
+
+/// What a reserve takes, from each requirement's directory entry (in request order).
+fn resolve(entries: &[&KeyEntry], command: &ReserveCommand) -> Resolved {
+    let by_requirement = || entries.iter().zip(&command.requirements);
+    let holds = by_requirement()
+        .map(|(entry, requirement)| Hold {
+            key: Arc::clone(&entry.name),
+            amount: requirement.amount,
+            kind: entry.kind,
+            hold_ms: entry.hold_ms,
+            place: None,
+            home: KeyHome::new(entry.shard, entry.slot),
+        })
+        .collect();
+    let items = by_requirement()
+        .map(|(entry, requirement)| (entry.shard, entry.slot, requirement.amount))
+        .collect();
+    let longest_hold_ms = entries.iter().map(|e| e.hold_ms).max().unwrap_or(0);
+    (holds, items, longest_hold_ms)
+}
+
 impl ReserveCoordinator {
     /// Reserves every requirement or none.
     pub async fn reserve(&self, command: ReserveCommand) -> ReserveResult {
@@ -60,40 +85,35 @@ impl ReserveCoordinator {
     pub fn start_reserve(&self, command: ReserveCommand) -> Started<'_, ReserveOutcome> {
         let now_ms = self.clock.now_ms();
         let lease = command.lease;
-        let mut holds = Vec::with_capacity(command.requirements.len());
-        let mut items: SmallVec<[_; 4]> = SmallVec::new();
-        let mut longest_hold_ms = 0;
         // The keys first (the directory is read before the lease table is touched): a lease
         // with an unknown key is never recorded.
-        let mut unknown_key = None;
-        {
+        let resolved = {
             let directory = self.directory();
+            let mut entries: SmallVec<[&KeyEntry; 4]> = SmallVec::new();
+            let mut unknown_key = None;
             for requirement in &command.requirements {
-                let Some(entry) = directory.get(requirement.key.as_ref()) else {
-                    unknown_key = Some(requirement.key.as_ref());
-                    break;
-                };
-                longest_hold_ms = longest_hold_ms.max(entry.hold_ms);
-                items.push((entry.shard, Arc::clone(&entry.name), requirement.amount));
-                holds.push(Hold {
-                    key: Arc::clone(&entry.name),
-                    amount: requirement.amount,
-                    kind: entry.kind,
-                    hold_ms: entry.hold_ms,
-                    place: None,
-                    shard: u16::try_from(entry.shard).ok(),
-                });
+                match directory.get(requirement.key.as_ref()) {
+                    Some(entry) => entries.push(entry),
+                    None => {
+                        unknown_key = Some(requirement.key.as_ref());
+                        break;
+                    }
+                }
             }
-        }
+            match unknown_key {
+                Some(key) => Err(key),
+                None => Ok(resolve(&entries, &command)),
+            }
+        };
         let mut book = self.book(lease);
-        let known = match unknown_key {
+        let known = match resolved {
             // A remembered lease is answered as before, even if a key went away since.
-            Some(key) => match book.table.get(lease, now_ms) {
+            Err(key) => match book.table.get(lease, now_ms) {
                 Some(outcome) => outcome,
                 None => return Started::Done(Err(unknown(key))),
             },
             // The table refuses a new lease only when every slot holds one in flight.
-            None => match book
+            Ok((holds, items, longest_hold_ms)) => match book
                 .table
                 .begin_if(lease, now_ms, |n| self.book_fits(lease, n))
             {
@@ -135,7 +155,7 @@ impl ReserveCoordinator {
     fn take(
         &self,
         mut draft: Draft,
-        items: SmallVec<[(usize, KeyName, u64); 4]>,
+        items: SmallVec<[(usize, KeySlot, u64); 4]>,
     ) -> Started<'_, ReserveOutcome> {
         let (lease, now_ms) = (draft.lease, draft.now_ms);
         let parts = by_shard(items.into_iter());
@@ -219,7 +239,7 @@ impl ReserveCoordinator {
     /// each hold was taken written into `holds`; or not, with what was taken given back
     /// (acknowledged before the denial is answered). Disarms `guard` (by reference: it
     /// carries the parts inline).
-    fn decide(&self, guard: &mut Undecided<'_>, now_ms: i64, holds: &mut [Hold]) -> Decision {
+    fn decide(&self, guard: &mut Undecided<'_>, now_ms: i64, holds: &mut Holds) -> Decision {
         let lease = guard.lease;
         let answers = std::mem::take(&mut guard.answers);
         guard.armed = false;
@@ -233,11 +253,21 @@ impl ReserveCoordinator {
                 TakeAnswer::Ready(ShardTake::NotFit { retry_after_ms }) => {
                     denied_hint = Some(denied_hint.unwrap_or(0).max(retry_after_ms));
                 }
-                TakeAnswer::Ready(ShardTake::Unknown(key)) => failure = Some(unknown(&key)),
+                TakeAnswer::Ready(ShardTake::Unknown { item }) => {
+                    let key = (part.requirements.get(item)).and_then(|&index| holds.get(index));
+                    failure = Some(unknown(key.map_or("", |hold| &*hold.key)));
+                }
                 TakeAnswer::Queued(_) | TakeAnswer::Stopped => failure = Some(stopped(())),
             }
         }
         if denied_hint.is_none() && failure.is_none() {
+            // Not shared yet, so always writable; a hold without its place would still be
+            // found by lease.
+            let Some(holds) = Holds::get_mut(holds) else {
+                return Decision::Now(Ok(ReserveOutcome::Allowed {
+                    reserved_at_ms: now_ms,
+                }));
+            };
             for (part, places) in taken {
                 for (&index, place) in part.requirements.iter().zip(places) {
                     if let Some(hold) = holds.get_mut(index) {
@@ -336,16 +366,16 @@ impl ReserveCoordinator {
         let lease = command.lease;
         let mut settles: SmallVec<[Settle; 2]> = SmallVec::new();
         let mut shard_ids: SmallVec<[usize; 2]> = SmallVec::new();
-        // Holds taken here know their shard; those taken back in from a snapshot are
-        // looked up (a key no longer defined has nothing to settle).
+        // Holds taken here know their key's shard and slot; those taken back in from a
+        // snapshot are looked up (a key no longer defined has nothing to settle).
         let mut directory = None;
         for (index, hold) in holds.iter().enumerate() {
-            let shard = match hold.shard {
-                Some(shard) => usize::from(shard),
+            let (shard, slot) = match hold.home {
+                Some(home) => (usize::from(home.shard), home.slot as KeySlot),
                 None => {
                     let directory = directory.get_or_insert_with(|| self.directory());
                     match directory.get(&*hold.key) {
-                        Some(entry) => entry.shard,
+                        Some(entry) => (entry.shard, entry.slot),
                         None => continue,
                     }
                 }
@@ -363,7 +393,7 @@ impl ReserveCoordinator {
                     settles.len() - 1
                 }
             };
-            let key = (Arc::clone(&hold.key), hold.place);
+            let key = (slot, hold.place);
             match hold.kind {
                 LimitKind::Concurrency => settles[at].releases.push(key),
                 LimitKind::Rolling => {

@@ -1,13 +1,11 @@
 //! The pieces of a reserve's take across shards: its parts by shard, each shard's answer, and
 //! the rollback of a reserve whose caller stopped waiting before it was decided.
 
-use std::sync::Arc;
-
 use smallvec::{smallvec, SmallVec};
 use tokio::sync::oneshot;
 
 use super::ReserveCoordinator;
-use crate::actors::key_shard::{KeyName, KeyPlace, ReleaseAll, ShardOp, ShardTake};
+use crate::actors::key_shard::{KeyPlace, KeySlot, ReleaseAll, ShardOp, ShardTake};
 use crate::backend::Outage;
 use crate::model::{LeaseId, Place};
 
@@ -17,8 +15,8 @@ use crate::model::{LeaseId, Place};
 pub(super) struct ShardPart {
     /// The shard.
     pub shard: usize,
-    /// Its keys with their amounts.
-    pub items: SmallVec<[(KeyName, u64); 4]>,
+    /// Its keys (by slot) with their amounts.
+    pub items: SmallVec<[(KeySlot, u64); 4]>,
     /// The index in the request of each item.
     pub requirements: SmallVec<[usize; 4]>,
 }
@@ -26,9 +24,9 @@ pub(super) struct ShardPart {
 /// The parts of one reserve (most requests touch one or two shards).
 pub(super) type ShardParts = SmallVec<[ShardPart; 2]>;
 
-/// Groups `items` (shard, key, amount; in request order) by shard, keeping request order
-/// within each shard.
-pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> ShardParts {
+/// Groups `items` (shard, key's slot, amount; in request order) by shard, keeping request
+/// order within each shard.
+pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeySlot, u64)>) -> ShardParts {
     let mut parts = ShardParts::new();
     for (index, (shard, key, amount)) in items.enumerate() {
         match parts.iter_mut().find(|part| part.shard == shard) {
@@ -47,11 +45,11 @@ pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeyName, u64)>) -> Sh
 }
 
 /// The keys of `items` with where each was taken.
-pub(super) fn key_places(items: &[(KeyName, u64)], places: &[Place]) -> Vec<KeyPlace> {
+pub(super) fn key_places(items: &[(KeySlot, u64)], places: &[Place]) -> Vec<KeyPlace> {
     items
         .iter()
         .zip(places)
-        .map(|((key, _), place)| (Arc::clone(key), Some(*place)))
+        .map(|(&(slot, _), &place)| (slot, Some(place)))
         .collect()
 }
 
@@ -117,17 +115,16 @@ mod tests {
 
     #[test]
     fn requirements_are_grouped_by_shard_in_request_order() {
-        let key = |k: &str| -> KeyName { Arc::from(k) };
-        let parts = by_shard([(1, key("a"), 1), (0, key("b"), 2), (1, key("c"), 3)].into_iter());
+        let parts = by_shard([(1, 10, 1), (0, 11, 2), (1, 12, 3)].into_iter());
         let expected: ShardParts = smallvec![
             ShardPart {
                 shard: 1,
-                items: smallvec![(key("a"), 1), (key("c"), 3)],
+                items: smallvec![(10, 1), (12, 3)],
                 requirements: smallvec![0, 2],
             },
             ShardPart {
                 shard: 0,
-                items: smallvec![(key("b"), 2)],
+                items: smallvec![(11, 2)],
                 requirements: smallvec![1],
             },
         ];

@@ -10,7 +10,7 @@ fn hold(key: &str, kind: LimitKind) -> Hold {
         kind,
         hold_ms: MINUTE,
         place: None,
-        shard: None,
+        home: None,
     }
 }
 

@@ -12,6 +12,8 @@
 //! than in a plain map; it is looked in as well whenever it holds anything (a lease is only
 //! ever in one place).
 
+use std::collections::hash_map::Entry;
+
 use foldhash::HashMap;
 
 use super::LeaseId;
@@ -94,14 +96,27 @@ impl<V> LeaseMap<V> {
     }
 
     /// Takes `lease` out; a part left empty goes, one left mostly empty shrinks.
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, lease: &LeaseId) -> Option<V> {
-        if let Some(value) = self.strays.remove(lease) {
-            shrink_if_sparse(&mut self.strays);
-            return Some(value);
+        self.remove_if(lease, |_| true)
+    }
+
+    /// Takes `lease` out if `due` holds for its value (a part left empty goes, one left
+    /// mostly empty shrinks); with one lookup either way.
+    pub(crate) fn remove_if(&mut self, lease: &LeaseId, due: impl FnOnce(&V) -> bool) -> Option<V> {
+        if !self.strays.is_empty() {
+            if let Entry::Occupied(entry) = self.strays.entry(*lease) {
+                let value = due(entry.get()).then(|| entry.remove())?;
+                shrink_if_sparse(&mut self.strays);
+                return Some(value);
+            }
         }
         let part = part_of(lease);
         let leases = self.parts.get_mut(&part)?;
-        let value = leases.remove(lease)?;
+        let Entry::Occupied(entry) = leases.entry(*lease) else {
+            return None;
+        };
+        let value = due(entry.get()).then(|| entry.remove())?;
         if leases.is_empty() {
             self.parts.remove(&part);
             shrink_if_sparse(&mut self.parts);

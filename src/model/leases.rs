@@ -413,11 +413,17 @@ impl LeaseTable {
     /// completed leases (complete is a no-op).
     pub fn start_complete(&mut self, lease: LeaseId, now_ms: i64) -> Option<(i64, Holds)> {
         self.purge(now_ms);
-        if !self.decided.get(&lease)?.decided.in_flight() {
+        if self.settled >= self.capacity {
+            // Room is made only for a lease that does settle now.
+            if !self.decided.get(&lease)?.decided.in_flight() {
+                return None;
+            }
+            self.make_room_to_settle();
+        }
+        let entry = self.decided.get_mut(&lease)?;
+        if !entry.decided.in_flight() {
             return None;
         }
-        self.make_room_to_settle();
-        let entry = self.decided.get_mut(&lease)?;
         let Decided::Allowed {
             reserved_at_ms,
             holds,
@@ -543,15 +549,15 @@ impl LeaseTable {
     /// Forgets `lease` if its entry is still the one filed at `at_ms` in the order of its
     /// part (in flight or settled); an order keeps entries that no longer apply.
     fn forget_if_due(&mut self, lease: LeaseId, at_ms: i64, in_flight: bool) -> bool {
-        match self.decided.get(&lease) {
-            Some(entry)
-                if entry.forget_at_ms == at_ms && entry.decided.in_flight() == in_flight => {}
-            _ => return false,
+        let due =
+            |entry: &Entry| entry.forget_at_ms == at_ms && entry.decided.in_flight() == in_flight;
+        match self.decided.remove_if(&lease, due) {
+            Some(entry) => {
+                self.uncount(&entry.decided);
+                true
+            }
+            None => false,
         }
-        if let Some(entry) = self.decided.remove(&lease) {
-            self.uncount(&entry.decided);
-        }
-        true
     }
 
     fn purge(&mut self, now_ms: i64) {

@@ -16,32 +16,37 @@ impl LimiterService {
     /// unknown, then any requirement larger than its key's capacity in force (it can never
     /// fit, so it is refused at once with no hint and nothing taken).
     fn status_denial(&self, request: &ReserveCommand) -> Option<ReserveResponse> {
-        let states = self.read_states();
-        // One lookup per requirement; the three checks then run in their order over all.
-        let found: smallvec::SmallVec<[_; 8]> = request
-            .requirements
-            .iter()
-            .map(|r| (r, states.get(r.key.as_ref())))
-            .collect();
-        if let Some((r, _)) = found
-            .iter()
-            .find(|(_, s)| s.is_some_and(|s| s.status == LimitStatus::Decreasing))
+        // One lookup per requirement, noting the first key of each kind of denial; the
+        // kinds are then answered in their order.
+        let (mut decreasing, mut unknown, mut too_large) = (None, None, None);
         {
+            let states = self.read_states();
+            for r in &request.requirements {
+                match states.get(r.key.as_ref()) {
+                    None => unknown = unknown.or(Some(r)),
+                    Some(s) if s.status == LimitStatus::Decreasing => {
+                        decreasing = decreasing.or(Some(r));
+                    }
+                    Some(s) if r.amount > s.definition.capacity => {
+                        too_large = too_large.or(Some(r));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if let Some(r) = decreasing {
             return Some(ReserveResponse::error(
                 ErrorCode::LimitDecreasing(r.key.to_string()),
                 self.settings.retry.decreasing_ms,
             ));
         }
-        if let Some((r, _)) = found.iter().find(|(_, s)| s.is_none()) {
+        if let Some(r) = unknown {
             return Some(ReserveResponse::error(
                 ErrorCode::UnknownLimitKey(r.key.to_string()),
                 0,
             ));
         }
-        found
-            .iter()
-            .find(|(r, s)| s.is_some_and(|s| r.amount > s.definition.capacity))
-            .map(|(r, _)| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.to_string()), 0))
+        too_large.map(|r| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.to_string()), 0))
     }
 
     /// Reserves; `Err` only for a request that breaks a rule of the API.

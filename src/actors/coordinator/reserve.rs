@@ -157,6 +157,13 @@ impl ReserveCoordinator {
         mut draft: Draft,
         items: SmallVec<[(usize, KeySlot, u64); 4]>,
     ) -> Started<'_, ReserveOutcome> {
+        if let Some(&(shard, ..)) = items.first() {
+            if items.iter().all(|&(other, ..)| other == shard) {
+                if let Some(result) = self.take_on_idle_shard(&mut draft, shard, &items) {
+                    return Started::Done(self.record(draft, result));
+                }
+            }
+        }
         let (lease, now_ms) = (draft.lease, draft.now_ms);
         let parts = by_shard(items.into_iter());
         let mut answers = SmallVec::new();
@@ -200,6 +207,41 @@ impl ReserveCoordinator {
                 Started::Later(Box::pin(self.record_after(acks, result, draft)))
             }
         }
+    }
+
+    /// Takes a reserve whose keys all live on `shard` when that shard is idle, and decides
+    /// it at once: nothing is taken elsewhere, so nothing can need a rollback (the shard
+    /// gives back what it took when anything did not fit), and the caller cannot stop
+    /// waiting half-way. `None`, nothing done, when the shard is busy.
+    fn take_on_idle_shard(
+        &self,
+        draft: &mut Draft,
+        shard: usize,
+        items: &[(usize, KeySlot, u64)],
+    ) -> Option<ReserveResult> {
+        let slots: SmallVec<[(KeySlot, u64); 4]> = items
+            .iter()
+            .map(|&(_, slot, amount)| (slot, amount))
+            .collect();
+        let (lease, now_ms) = (draft.lease, draft.now_ms);
+        let taken = self.shards[shard].run_now(|keys| keys.take(lease, &slots, now_ms))?;
+        Some(match taken {
+            ShardTake::Taken(places) => {
+                // Not shared yet, so always writable (as in `decide`).
+                if let Some(holds) = Holds::get_mut(&mut draft.holds) {
+                    for (hold, place) in holds.iter_mut().zip(places) {
+                        hold.place = Some(place);
+                    }
+                }
+                Ok(ReserveOutcome::Allowed {
+                    reserved_at_ms: now_ms,
+                })
+            }
+            ShardTake::NotFit { retry_after_ms } => Ok(ReserveOutcome::Denied { retry_after_ms }),
+            ShardTake::Unknown { item } => {
+                Err(unknown(draft.holds.get(item).map_or("", |hold| &*hold.key)))
+            }
+        })
     }
 
     /// A reserve with a part queued on a busy shard: waits for every answer, then decides.

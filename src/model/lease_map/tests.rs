@@ -76,6 +76,8 @@ enum Step {
     Insert(usize, u32),
     Remove(usize),
     Change(usize),
+    /// Removes the lease if its value is even.
+    RemoveIfEven(usize),
     /// Moves the clock by this many ms.
     Tick(i64),
 }
@@ -99,6 +101,7 @@ proptest! {
         proptest::prop_oneof![
             (0usize..16, proptest::num::u32::ANY).prop_map(|(i, v)| Step::Insert(i, v)),
             (0usize..16).prop_map(Step::Remove),
+            (0usize..16).prop_map(Step::RemoveIfEven),
             (0usize..16).prop_map(Step::Change),
             (-2_000_000i64..2_000_000).prop_map(Step::Tick),
         ],
@@ -114,6 +117,13 @@ proptest! {
                     prop_assert_eq!(map.insert(pool[i], v, now), model.insert(pool[i], v));
                 }
                 Step::Remove(i) => prop_assert_eq!(map.remove(&pool[i]), model.remove(&pool[i])),
+                Step::RemoveIfEven(i) => {
+                    let expected = match model.get(&pool[i]) {
+                        Some(v) if v % 2 == 0 => model.remove(&pool[i]),
+                        _ => None,
+                    };
+                    prop_assert_eq!(map.remove_if(&pool[i], |v| v % 2 == 0), expected);
+                }
                 Step::Change(i) => {
                     if let Some(v) = map.get_mut(&pool[i]) {
                         *v = v.wrapping_add(1);

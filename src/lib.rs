@@ -36,6 +36,7 @@ pub mod http;
 pub mod limits_file;
 pub mod model;
 pub mod outage;
+mod read_mostly;
 pub mod registry;
 #[cfg(feature = "cogni")]
 pub mod runner;

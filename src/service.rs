@@ -11,7 +11,7 @@
 
 use foldhash::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use log::info;
@@ -22,6 +22,7 @@ use crate::limits_file::read_limits_file;
 use crate::model::throttle::LogThrottle;
 use crate::model::{LimitState, LimitStatus, RetryPolicy, SystemClock};
 use crate::outage::{OutageGuard, OutageSettings, OutageStats};
+use crate::read_mostly::ReadMostly;
 use crate::registry::{Registry, RegistryError};
 
 mod admin;
@@ -86,7 +87,7 @@ pub enum RegistrySource {
 pub struct LimiterService {
     backend: OutageGuard,
     registry: RegistrySource,
-    states: RwLock<HashMap<String, LimitState>>,
+    states: ReadMostly<HashMap<String, LimitState>>,
     admin_lock: tokio::sync::Mutex<()>,
     settings: ServiceSettings,
     /// When the service started; the time base of its log throttles.
@@ -187,7 +188,7 @@ impl LimiterService {
         Ok(Arc::new(LimiterService {
             backend,
             registry,
-            states: RwLock::new(map),
+            states: ReadMostly::new(map),
             admin_lock: tokio::sync::Mutex::new(()),
             settings,
             started: Instant::now(),
@@ -257,7 +258,14 @@ impl LimiterService {
     }
 
     fn read_states(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, LimitState>> {
-        self.states.read().unwrap_or_else(|p| p.into_inner())
+        self.states.read()
+    }
+
+    /// Sets the state of `key` as every reader sees it.
+    fn set_state(&self, key: String, state: LimitState) {
+        self.states.update(|states| {
+            states.insert(key.clone(), state.clone());
+        });
     }
 
     /// Records one occurrence on `throttle`, timed from the service's start: `Some(n)` if a

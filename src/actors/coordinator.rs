@@ -26,7 +26,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -37,6 +37,7 @@ use super::key_shard::{GetUsage, KeyName, KeyShard, KeySlot, Ping, Put, ShardHan
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{LeaseOutcome, LeaseTable};
 use crate::model::{LeaseId, LimitDefinition, LimitKind, RetryPolicy, SharedClock, Usage};
+use crate::read_mostly::ReadMostly;
 
 mod reserve;
 mod snapshot;
@@ -133,7 +134,8 @@ pub struct ReserveCoordinator {
     clock: SharedClock,
     policy: RetryPolicy,
     shards: Vec<ShardHandle>,
-    directory: RwLock<HashMap<KeyName, KeyEntry>>,
+    /// Every key's entry, read by every reserve: copied per reader slot.
+    directory: ReadMostly<HashMap<KeyName, KeyEntry>>,
     /// The lease book, in parts by lease id. A part takes a new lease while it has fewer in
     /// flight than its share of `lease_capacity`, or beyond that while the whole book has
     /// fewer than `lease_capacity` (each part's last published count). Each part keeps its
@@ -207,7 +209,7 @@ impl ReserveCoordinator {
             clock,
             policy,
             shards,
-            directory: RwLock::new(HashMap::new()),
+            directory: ReadMostly::new(HashMap::new()),
             books: (0..parts)
                 .map(|_| BookPart {
                     book: Mutex::new(LeaseBook {
@@ -260,7 +262,7 @@ impl ReserveCoordinator {
     }
 
     fn directory(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyName, KeyEntry>> {
-        self.directory.read().unwrap_or_else(|p| p.into_inner())
+        self.directory.read()
     }
 
     fn entry(&self, key: &str) -> Option<KeyEntry> {
@@ -311,8 +313,9 @@ impl ReserveCoordinator {
             hold_ms,
         };
         self.changed();
-        let mut directory = self.directory.write().unwrap_or_else(|p| p.into_inner());
-        directory.insert(Arc::clone(&entry.name), entry);
+        self.directory.update(|directory| {
+            directory.insert(Arc::clone(&entry.name), entry.clone());
+        });
         Ok(())
     }
 

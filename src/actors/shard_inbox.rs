@@ -111,10 +111,9 @@ impl ShardInbox {
             }
             state.draining = true;
         }
-        let drained = match self.keys.try_lock() {
-            Ok(mut keys) => self.drain_here(&mut keys),
-            Err(TryLockError::Poisoned(p)) => self.drain_here(&mut p.into_inner()),
-            Err(TryLockError::WouldBlock) => false,
+        let drained = match self.keys_soon() {
+            Some(mut keys) => self.drain_here(&mut keys),
+            None => false,
         };
         if !drained {
             // A mailbox that is gone drops the message, which closes the inbox.
@@ -139,14 +138,10 @@ impl ShardInbox {
             }
             state.draining = true;
         }
-        let mut keys = match self.keys.try_lock() {
-            Ok(keys) => keys,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                // Whatever was queued since `draining` was set goes to the actor.
-                shard.do_send(Drain::new(self));
-                return None;
-            }
+        let Some(mut keys) = self.keys_soon() else {
+            // Whatever was queued since `draining` was set goes to the actor.
+            shard.do_send(Drain::new(self));
+            return None;
         };
         self.caller_draining.store(true, Ordering::Release);
         let answer = work(&mut keys);
@@ -197,6 +192,29 @@ impl ShardInbox {
             }
             if start.elapsed() > SPIN_FOR_DRAIN {
                 return;
+            }
+        }
+    }
+
+    /// The keys' lock for a caller that has just become the drainer, when it comes within
+    /// [`SPIN_FOR_DRAIN`]. The lock is usually free; else its holder is a drainer that has
+    /// just handed over (it lets go of the keys right after) or the actor in a short request
+    /// of its own: waiting a moment costs far less than handing the queue to the actor,
+    /// which would then answer every caller from its own thread for as long as they keep
+    /// coming. `None` when the keys stay busy.
+    fn keys_soon(&self) -> Option<MutexGuard<'_, ShardKeys>> {
+        let start = Instant::now();
+        loop {
+            match self.keys.try_lock() {
+                Ok(keys) => return Some(keys),
+                Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+            if start.elapsed() > SPIN_FOR_DRAIN {
+                return None;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
             }
         }
     }

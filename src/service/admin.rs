@@ -92,10 +92,7 @@ impl LimiterService {
                     shared.store.describe()
                 );
             }
-            self.states
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, next);
+            self.set_state(key, next);
             return Ok(());
         }
         if let RegistrySource::File(registry) = &self.registry {
@@ -113,10 +110,7 @@ impl LimiterService {
             }
             return Err(e.into());
         }
-        self.states
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, next);
+        self.set_state(key, next);
         Ok(())
     }
 

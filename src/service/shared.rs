@@ -183,10 +183,7 @@ impl LimiterService {
             latest.state.status
         );
         shared.set_version(&key, latest.version);
-        self.states
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, latest.state);
+        self.set_state(key, latest.state);
         true
     }
 

@@ -39,7 +39,8 @@ pub(crate) struct ReadMostly<T> {
 }
 
 impl<T: Clone> ReadMostly<T> {
-    /// `value`, copied into twice as many slots as the machine has cores (within bounds).
+    /// `value`, copied into at least twice as many slots as the machine has cores (within
+    /// bounds; a power of two, so a thread finds its slot without a division).
     pub(crate) fn new(value: T) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self::with_slots(value, (2 * cores).clamp(MIN_SLOTS, MAX_SLOTS))
@@ -47,7 +48,7 @@ impl<T: Clone> ReadMostly<T> {
 
     fn with_slots(value: T, slots: usize) -> Self {
         ReadMostly {
-            slots: (0..slots.max(1))
+            slots: (0..slots.max(1).next_power_of_two())
                 .map(|_| Slot(RwLock::new(value.clone())))
                 .collect(),
             writer: Mutex::new(()),
@@ -56,7 +57,7 @@ impl<T: Clone> ReadMostly<T> {
 
     /// The value, as this thread's slot holds it.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
-        let slot = READER.with(|reader| reader % self.slots.len());
+        let slot = READER.with(|reader| reader & (self.slots.len() - 1));
         self.slots[slot].0.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -79,6 +80,7 @@ mod tests {
     #[test]
     fn every_thread_reads_each_change_once_the_writer_returns() {
         let map = Arc::new(ReadMostly::with_slots(BTreeMap::new(), 3));
+        assert_eq!(map.slots.len(), 4, "a power of two");
         for i in 0..5 {
             map.update(|m| {
                 m.insert(i, i * 10);

@@ -292,11 +292,8 @@ impl ReserveCoordinator {
 
     /// Creates a key on its shard, or replaces its definition.
     pub async fn define(&self, definition: LimitDefinition) -> Result<(), BackendError> {
-        // One name per key for good: the directory and the shard share it.
-        let name = match self.entry(&definition.key) {
-            Some(known) => known.name,
-            None => Arc::from(definition.key.as_str()),
-        };
+        // The shard files a new key under this name (a known key keeps its own).
+        let name: KeyName = Arc::from(definition.key.as_str());
         let shard = self.shard_of(&definition.key);
         let (kind, hold_ms) = (definition.kind, self.policy.hold_ms(&definition));
         // The shard knows the key before any reserve can find it in the directory.
@@ -313,8 +310,19 @@ impl ReserveCoordinator {
             hold_ms,
         };
         self.changed();
+        // Each copy of the directory gets its own copy of the name: a reserve shares the
+        // name with its lease's holds, and the name's reference count then stays with the
+        // threads of one slot instead of passing between cores.
         self.directory.update(|directory| {
-            directory.insert(Arc::clone(&entry.name), entry.clone());
+            let name: KeyName = match directory.get_key_value(&*entry.name) {
+                Some((known, _)) => Arc::clone(known),
+                None => Arc::from(&*entry.name),
+            };
+            let entry = KeyEntry {
+                name: Arc::clone(&name),
+                ..entry.clone()
+            };
+            directory.insert(name, entry);
         });
         Ok(())
     }

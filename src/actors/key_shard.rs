@@ -24,8 +24,8 @@ use crate::model::{KeySnapshot, LimitDefinition, RetryPolicy, Usage};
 /// callers are bounded by the HTTP layer and the batch size).
 const MAILBOX_CAPACITY: usize = 1 << 20;
 
-/// Creates a key or replaces its definition; a new key is filed under the given name (the
-/// directory's, so both share one copy). Answers the key's slot.
+/// Creates a key (filed under the given name) or replaces its definition. Answers the key's
+/// slot.
 #[derive(Debug, Message)]
 #[rtype(result = "KeySlot")]
 pub struct Put(pub KeyName, pub LimitDefinition);

@@ -203,14 +203,15 @@ impl ShardInbox {
     /// which would then answer every caller from its own thread for as long as they keep
     /// coming. `None` when the keys stay busy.
     fn keys_soon(&self) -> Option<MutexGuard<'_, ShardKeys>> {
-        let start = Instant::now();
+        let mut start = None;
         loop {
             match self.keys.try_lock() {
                 Ok(keys) => return Some(keys),
                 Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
                 Err(TryLockError::WouldBlock) => {}
             }
-            if start.elapsed() > SPIN_FOR_DRAIN {
+            // The clock is read only once the keys were found busy.
+            if start.get_or_insert_with(Instant::now).elapsed() > SPIN_FOR_DRAIN {
                 return None;
             }
             for _ in 0..64 {

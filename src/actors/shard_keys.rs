@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 use super::key_state::{KeyState, TakeResult};
 use crate::model::{KeySnapshot, LeaseId, LimitDefinition, Place, RetryPolicy, Usage};
 
-/// A key's name, shared (not copied) between the directory, messages and the shard.
+/// A key's name, shared (not copied) by those that keep it: a directory copy, the holds of
+/// leases, the shard.
 pub type KeyName = Arc<str>;
 
 /// A key's index among its shard's keys: given when the key is created and kept for the
@@ -217,8 +218,8 @@ impl ShardKeys {
         }
     }
 
-    /// Creates a key, filed under `name` (the definition's key, shared with the
-    /// coordinator's directory), or replaces its definition: the key's slot either way.
+    /// Creates a key, filed under `name` (the definition's key), or replaces its
+    /// definition: the key's slot either way.
     pub fn put(&mut self, name: KeyName, definition: LimitDefinition) -> KeySlot {
         debug_assert_eq!(*name, *definition.key, "a key is filed under its own name");
         if let Some(&slot) = self.slots.get(&name) {

@@ -52,6 +52,16 @@ impl ReserveCommand {
     /// Checks every rule of SPEC §3 that does not concern the lease id's text: the job id's
     /// length, 1..=32 requirements with distinct valid keys, amounts of at least 1.
     pub fn check(&self) -> Result<(), InvalidRequest> {
+        self.check_with(KeyText::Checked)
+    }
+
+    /// [`ReserveCommand::check`] but for the text of each key, which the caller checks
+    /// itself for the keys it does not find defined (a defined key's text is known valid).
+    pub(crate) fn check_but_key_text(&self) -> Result<(), InvalidRequest> {
+        self.check_with(KeyText::LeftToCaller)
+    }
+
+    fn check_with(&self, key_text: KeyText) -> Result<(), InvalidRequest> {
         check_job_id(&self.job_id)?;
         let count = self.requirements.len();
         if count == 0 || count > MAX_REQUIREMENTS {
@@ -59,7 +69,7 @@ impl ReserveCommand {
                 "requirements: must hold 1 to {MAX_REQUIREMENTS} items (got {count})"
             )));
         }
-        check_distinct("requirements", &self.requirements, |r| r.key.as_ref())?;
+        check_keys("requirements", &self.requirements, |r| &r.key, key_text)?;
         if let Some(index) = self.requirements.iter().position(|r| r.amount == 0) {
             return Err(InvalidRequest::new(format!(
                 "requirements[{index}].amount: must be at least 1"
@@ -89,7 +99,7 @@ impl CompleteCommand {
                 self.actuals.len()
             )));
         }
-        check_distinct("actuals", &self.actuals, |a| a.key.as_ref())
+        check_keys("actuals", &self.actuals, |a| &a.key, KeyText::Checked)
     }
 }
 
@@ -102,16 +112,32 @@ fn check_job_id(job_id: &Option<String>) -> Result<(), InvalidRequest> {
     }
 }
 
-/// Every key of `items` valid and named once (at most a few dozen items: compared pairwise,
-/// nothing allocated).
-fn check_distinct<T>(
+/// The text of the key of item `index` of `field` (SPEC §3: bounded, no control characters).
+pub(crate) fn check_key_text(field: &str, index: usize, key: &str) -> Result<(), InvalidRequest> {
+    validate_key(key).map_err(|e| InvalidRequest::new(format!("{field}[{index}].{e}")))
+}
+
+/// Whether [`check_keys`] checks each key's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyText {
+    Checked,
+    /// The caller checks it (for the keys it does not find defined).
+    LeftToCaller,
+}
+
+/// Every key of `items` named once, and valid unless its text is left to the caller (at
+/// most a few dozen items: compared pairwise, nothing allocated).
+fn check_keys<T>(
     field: &str,
     items: &[T],
     key_of: impl Fn(&T) -> &str,
+    key_text: KeyText,
 ) -> Result<(), InvalidRequest> {
     for (index, item) in items.iter().enumerate() {
         let key = key_of(item);
-        validate_key(key).map_err(|e| InvalidRequest::new(format!("{field}[{index}].{e}")))?;
+        if key_text == KeyText::Checked {
+            check_key_text(field, index, key)?;
+        }
         if items[..index].iter().any(|earlier| key_of(earlier) == key) {
             return Err(InvalidRequest::new(format!(
                 "{field}[{index}].key: {key:?} appears more than once"

@@ -4,7 +4,7 @@
 
 mod api;
 mod clock;
-mod command;
+pub(crate) mod command;
 mod definition;
 mod errors;
 mod forget_order;

@@ -6,6 +6,7 @@ use log::warn;
 
 use super::LimiterService;
 use crate::backend::{Backend, BackendError, Fault, ReserveOutcome};
+use crate::model::command::check_key_text;
 use crate::model::{
     CompleteCommand, CompleteRequest, CompleteResponse, ErrorCode, InvalidRequest, LeaseTableFull,
     LimitStatus, ReserveCommand, ReserveRequest, ReserveResponse,
@@ -15,15 +16,24 @@ impl LimiterService {
     /// Checks key status in the order of SPEC §4 and §9: any key decreasing first, then any
     /// unknown, then any requirement larger than its key's capacity in force (it can never
     /// fit, so it is refused at once with no hint and nothing taken).
-    fn status_denial(&self, request: &ReserveCommand) -> Option<ReserveResponse> {
+    ///
+    /// A key not found defined has its text checked here (a defined key's text is known
+    /// valid): `Err` for one that breaks the rules, which changes nothing.
+    fn status_denial(
+        &self,
+        request: &ReserveCommand,
+    ) -> Result<Option<ReserveResponse>, InvalidRequest> {
         // One lookup per requirement, noting the first key of each kind of denial; the
         // kinds are then answered in their order.
         let (mut decreasing, mut unknown, mut too_large) = (None, None, None);
         {
             let states = self.read_states();
-            for r in &request.requirements {
+            for (index, r) in request.requirements.iter().enumerate() {
                 match states.get(r.key.as_ref()) {
-                    None => unknown = unknown.or(Some(r)),
+                    None => {
+                        check_key_text("requirements", index, &r.key)?;
+                        unknown = unknown.or(Some(r));
+                    }
                     Some(s) if s.status == LimitStatus::Decreasing => {
                         decreasing = decreasing.or(Some(r));
                     }
@@ -35,18 +45,19 @@ impl LimiterService {
             }
         }
         if let Some(r) = decreasing {
-            return Some(ReserveResponse::error(
+            return Ok(Some(ReserveResponse::error(
                 ErrorCode::LimitDecreasing(r.key.to_string()),
                 self.settings.retry.decreasing_ms,
-            ));
+            )));
         }
         if let Some(r) = unknown {
-            return Some(ReserveResponse::error(
+            return Ok(Some(ReserveResponse::error(
                 ErrorCode::UnknownLimitKey(r.key.to_string()),
                 0,
-            ));
+            )));
         }
-        too_large.map(|r| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.to_string()), 0))
+        Ok(too_large
+            .map(|r| ReserveResponse::error(ErrorCode::ExceedsCapacity(r.key.to_string()), 0)))
     }
 
     /// Reserves; `Err` only for a request that breaks a rule of the API.
@@ -54,7 +65,7 @@ impl LimiterService {
         &self,
         request: impl Into<ReserveRequest>,
     ) -> Result<ReserveResponse, InvalidRequest> {
-        Ok(self.reserve_checked(request.into().validate()?).await)
+        self.reserve_checked(request.into().validate()?).await
     }
 
     /// Reserves as [`LimiterService::reserve`] does, for a program that holds its lease id
@@ -64,16 +75,22 @@ impl LimiterService {
         &self,
         command: ReserveCommand,
     ) -> Result<ReserveResponse, InvalidRequest> {
-        command.check()?;
-        Ok(self.reserve_checked(command).await)
+        // The text of the keys found defined is known valid: only the others' is checked,
+        // with the keys' status.
+        command.check_but_key_text()?;
+        self.reserve_checked(command).await
     }
 
-    async fn reserve_checked(&self, command: ReserveCommand) -> ReserveResponse {
-        if let Some(denial) = self.status_denial(&command) {
-            return denial;
+    /// Reserves a command checked but for the text of its keys not defined.
+    async fn reserve_checked(
+        &self,
+        command: ReserveCommand,
+    ) -> Result<ReserveResponse, InvalidRequest> {
+        if let Some(denial) = self.status_denial(&command)? {
+            return Ok(denial);
         }
         let lease = command.lease;
-        match self.backend.start_reserve(command).finish().await {
+        Ok(match self.backend.start_reserve(command).finish().await {
             Ok(ReserveOutcome::Allowed { reserved_at_ms }) => {
                 ReserveResponse::allowed(reserved_at_ms)
             }
@@ -88,7 +105,7 @@ impl LimiterService {
                 log_backend_error("reserve", lease, &e);
                 ReserveResponse::error(ErrorCode::BackendError, 0)
             }
-        }
+        })
     }
 
     /// Logs a refusal by a full lease table, at most once a minute.

@@ -288,6 +288,18 @@ pub async fn commands_with_parsed_lease_ids_act_as_requests<H: Harness>(h: &H) {
     assert!(refused.0.starts_with("requirements[1].key"), "{refused}");
     let zero = ReserveCommand::new(LeaseId::new(), vec![Requirement::new(k.as_str(), 0)]);
     assert!(service.reserve_command(zero).await.is_err());
+    // A key that is not defined has its text checked as in a request.
+    let control = ReserveCommand::new(
+        LeaseId::new(),
+        vec![
+            Requirement::new(k.as_str(), 1),
+            Requirement::new("bad\u{7}key", 1),
+        ],
+    );
+    let refused = service.reserve_command(control).await.unwrap_err();
+    assert!(refused.0.starts_with("requirements[1].key"), "{refused}");
+    let long = ReserveCommand::new(LeaseId::new(), vec![Requirement::new("k".repeat(5000), 1)]);
+    assert!(service.reserve_command(long).await.is_err());
     assert_eq!(usage(h, &k).await.in_use, 1);
     let complete = CompleteCommand::new(lease, vec![Actual::new(k.as_str(), 1)]);
     assert!(service.complete_command(complete).await.expect("valid").ok);

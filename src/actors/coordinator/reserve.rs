@@ -413,7 +413,7 @@ impl ReserveCoordinator {
         let mut directory = None;
         for (index, hold) in holds.iter().enumerate() {
             let (shard, slot) = match hold.home {
-                Some(home) => (usize::from(home.shard), home.slot as KeySlot),
+                Some(home) => (home.shard(), home.slot()),
                 None => {
                     let directory = directory.get_or_insert_with(|| self.directory());
                     match directory.get(&*hold.key) {

@@ -375,3 +375,12 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_key_home_keeps_its_shard_and_slot_and_a_hold_stays_small() {
+    let home = KeyHome::new(300, 70_000).expect("fits");
+    assert_eq!((home.shard(), home.slot()), (300, 70_000));
+    assert_eq!(KeyHome::new(1 << 16, 0), None);
+    #[cfg(target_pointer_width = "64")]
+    assert_eq!(std::mem::size_of::<Hold>(), 64, "a hold is one cache line");
+}

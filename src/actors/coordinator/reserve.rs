@@ -190,17 +190,18 @@ impl ReserveCoordinator {
         let queued = answers
             .iter()
             .any(|answer| matches!(answer, TakeAnswer::Queued(_)));
-        let mut guard = Undecided {
-            coordinator: self,
-            lease,
-            parts,
-            answers,
-            armed: true,
-        };
         if queued {
+            // From here on the caller may stop waiting: the guard rolls back if it does.
+            let guard = Undecided {
+                coordinator: self,
+                lease,
+                parts,
+                answers,
+                armed: true,
+            };
             return Started::Later(Box::pin(self.take_later(guard, draft)));
         }
-        let decision = self.decide(&mut guard, draft.now_ms, &mut draft.holds);
+        let decision = self.decide(lease, &parts, answers, now_ms, &mut draft.holds);
         match decision {
             Decision::Now(result) => Started::Done(self.record(draft, result)),
             Decision::AfterAcks(result, acks) => {
@@ -256,7 +257,15 @@ impl ReserveCoordinator {
                 };
             }
         }
-        match self.decide(&mut guard, draft.now_ms, &mut draft.holds) {
+        guard.armed = false;
+        let answers = std::mem::take(&mut guard.answers);
+        match self.decide(
+            guard.lease,
+            &guard.parts,
+            answers,
+            draft.now_ms,
+            &mut draft.holds,
+        ) {
             Decision::Now(result) => self.record(draft, result),
             Decision::AfterAcks(result, acks) => self.record_after(acks, result, draft).await,
         }
@@ -279,17 +288,21 @@ impl ReserveCoordinator {
 
     /// Turns the shards' answers (none queued any more) into the outcome: allowed, with where
     /// each hold was taken written into `holds`; or not, with what was taken given back
-    /// (acknowledged before the denial is answered). Disarms `guard` (by reference: it
-    /// carries the parts inline).
-    fn decide(&self, guard: &mut Undecided<'_>, now_ms: i64, holds: &mut Holds) -> Decision {
-        let lease = guard.lease;
-        let answers = std::mem::take(&mut guard.answers);
-        guard.armed = false;
+    /// (acknowledged before the denial is answered). Runs without waiting, so the caller
+    /// cannot stop half-way: no rollback guard is needed from here.
+    fn decide(
+        &self,
+        lease: LeaseId,
+        parts: &ShardParts,
+        answers: SmallVec<[TakeAnswer; 2]>,
+        now_ms: i64,
+        holds: &mut Holds,
+    ) -> Decision {
         let mut denied_hint = None;
         let mut failure = None;
         // The parts taken, with where.
         let mut taken: SmallVec<[_; 2]> = SmallVec::new();
-        for (part, answer) in guard.parts.iter().zip(answers) {
+        for (part, answer) in parts.iter().zip(answers) {
             match answer {
                 TakeAnswer::Ready(ShardTake::Taken(places)) => taken.push((part, places)),
                 TakeAnswer::Ready(ShardTake::NotFit { retry_after_ms }) => {

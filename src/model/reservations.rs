@@ -156,8 +156,11 @@ impl Reservations {
                 self.release_amount(amount);
             }
         }
+        // Stragglers are rare: most keys have none, and skip the ordered map's walk.
         while let Some((&(at, seq), &Straggler { lease, amount, .. })) =
-            self.stragglers.iter().next()
+            (!self.stragglers.is_empty())
+                .then(|| self.stragglers.first_key_value())
+                .flatten()
         {
             if at > now_ms {
                 break;

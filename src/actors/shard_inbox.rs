@@ -159,15 +159,21 @@ impl ShardInbox {
     /// empty (the next push drains anew), `false` when items still wait (the caller passes
     /// the drain on).
     pub fn drain(&self, keys: &mut ShardKeys, rounds: usize) -> bool {
-        for _ in 0..rounds {
-            let items = std::mem::take(&mut self.state().items);
+        for round in 0..=rounds {
+            let items = {
+                // One lock per round: an empty queue (the usual case) ends the drain at once.
+                let mut state = self.state();
+                if state.items.is_empty() {
+                    state.draining = false;
+                    return true;
+                }
+                if round == rounds {
+                    return false;
+                }
+                std::mem::take(&mut state.items)
+            };
             for op in items {
                 keys.apply(op);
-            }
-            let mut state = self.state();
-            if state.items.is_empty() {
-                state.draining = false;
-                return true;
             }
         }
         false

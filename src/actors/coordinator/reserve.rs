@@ -10,14 +10,14 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
-use super::take::{by_shard, key_places, ShardParts, TakeAnswer, Undecided};
+use super::take::{by_shard, distinct_shards, key_places, ShardParts, TakeAnswer, Undecided};
 use super::{answer, replay, stopped, unknown, KeyEntry, ReserveCoordinator};
 use crate::actors::key_shard::{
     KeySlot, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
 };
 use crate::backend::{BackendError, Outage, ReserveOutcome, Started};
 use crate::model::leases::{Begun, Hold, Holds, KeyHome, LeaseTableFull};
-use crate::model::{CompleteCommand, LeaseId, LimitKind, ReserveCommand};
+use crate::model::{CompleteCommand, LeaseId, LimitKind, Place, ReserveCommand};
 
 /// What a reserve comes to.
 type ReserveResult = Result<ReserveOutcome, BackendError>;
@@ -56,6 +56,7 @@ async fn acknowledged(acks: Acks) -> Result<(), BackendError> {
 type Resolved = (Holds, SmallVec<[(usize, KeySlot, u64); 4]>, i64);
 
 /// What a reserve takes, from each requirement's directory entry (in request order).
+#[inline]
 fn resolve(entries: &[&KeyEntry], command: &ReserveCommand) -> Resolved {
     let by_requirement = || entries.iter().zip(&command.requirements);
     let holds = by_requirement()
@@ -73,6 +74,19 @@ fn resolve(entries: &[&KeyEntry], command: &ReserveCommand) -> Resolved {
         .collect();
     let longest_hold_ms = entries.iter().map(|e| e.hold_ms).max().unwrap_or(0);
     (holds, items, longest_hold_ms)
+}
+
+/// Writes where `shard` took its items (`places`, in item order) into their holds. The holds
+/// are not shared before the lease is recorded, so always writable; a hold without its place
+/// would still be found by lease.
+fn place_holds(holds: &mut Holds, items: &[(usize, KeySlot, u64)], shard: usize, places: &[Place]) {
+    let Some(holds) = Holds::get_mut(holds) else {
+        return;
+    };
+    let on_shard = (holds.iter_mut().zip(items)).filter(|(_, &(on, ..))| on == shard);
+    for ((hold, _), &place) in on_shard.zip(places) {
+        hold.place = Some(place);
+    }
 }
 
 impl ReserveCoordinator {
@@ -152,29 +166,38 @@ impl ReserveCoordinator {
 
     /// Takes a new lease's parts on their shards: at once on an idle shard, else queued;
     /// either way before the first wait, so a batch's items reach each shard in array order.
+    /// When every shard takes its part at once (the usual case) the reserve is allowed
+    /// right here, with no parts kept for a rollback that cannot happen.
     fn take(
         &self,
         mut draft: Draft,
         items: SmallVec<[(usize, KeySlot, u64); 4]>,
     ) -> Started<'_, ReserveOutcome> {
-        if let Some(&(shard, ..)) = items.first() {
-            if items.iter().all(|&(other, ..)| other == shard) {
-                if let Some(result) = self.take_on_idle_shard(&mut draft, shard, &items) {
-                    return Started::Done(self.record(draft, result));
+        let (lease, now_ms) = (draft.lease, draft.now_ms);
+        let mut answers: SmallVec<[TakeAnswer; 2]> = SmallVec::new();
+        let mut all_taken = true;
+        for shard in distinct_shards(&items, |&(shard, ..)| shard) {
+            let mut slots: SmallVec<[(KeySlot, u64); 4]> = SmallVec::new();
+            for &(on, slot, amount) in &items {
+                if on == shard {
+                    slots.push((slot, amount));
                 }
             }
-        }
-        let (lease, now_ms) = (draft.lease, draft.now_ms);
-        let parts = by_shard(items.into_iter());
-        let mut answers = SmallVec::new();
-        for part in &parts {
-            let shard = &self.shards[part.shard];
-            let answer = match shard.run_now(|keys| keys.take(lease, &part.items, now_ms)) {
-                Some(taken) => TakeAnswer::Ready(taken),
+            let inbox = &self.shards[shard];
+            let answer = match inbox.run_now(|keys| keys.take(lease, &slots, now_ms)) {
+                Some(ShardTake::Taken(places)) => {
+                    place_holds(&mut draft.holds, &items, shard, &places);
+                    TakeAnswer::Ready(ShardTake::Taken(places))
+                }
+                Some(taken) => {
+                    all_taken = false;
+                    TakeAnswer::Ready(taken)
+                }
                 None => {
+                    all_taken = false;
                     let (tx, rx) = oneshot::channel();
-                    let items = part.items.to_vec();
-                    shard.post(ShardOp::Take(
+                    let items = slots.to_vec();
+                    inbox.post(ShardOp::Take(
                         TakeAll {
                             lease,
                             items,
@@ -187,6 +210,14 @@ impl ReserveCoordinator {
             };
             answers.push(answer);
         }
+        if all_taken {
+            let allowed = Ok(ReserveOutcome::Allowed {
+                reserved_at_ms: now_ms,
+            });
+            return Started::Done(self.record(draft, allowed));
+        }
+        // Parts in the order of the answers: shards by first appearance.
+        let parts = by_shard(items.into_iter());
         let queued = answers
             .iter()
             .any(|answer| matches!(answer, TakeAnswer::Queued(_)));
@@ -208,41 +239,6 @@ impl ReserveCoordinator {
                 Started::Later(Box::pin(self.record_after(acks, result, draft)))
             }
         }
-    }
-
-    /// Takes a reserve whose keys all live on `shard` when that shard is idle, and decides
-    /// it at once: nothing is taken elsewhere, so nothing can need a rollback (the shard
-    /// gives back what it took when anything did not fit), and the caller cannot stop
-    /// waiting half-way. `None`, nothing done, when the shard is busy.
-    fn take_on_idle_shard(
-        &self,
-        draft: &mut Draft,
-        shard: usize,
-        items: &[(usize, KeySlot, u64)],
-    ) -> Option<ReserveResult> {
-        let slots: SmallVec<[(KeySlot, u64); 4]> = items
-            .iter()
-            .map(|&(_, slot, amount)| (slot, amount))
-            .collect();
-        let (lease, now_ms) = (draft.lease, draft.now_ms);
-        let taken = self.shards[shard].run_now(|keys| keys.take(lease, &slots, now_ms))?;
-        Some(match taken {
-            ShardTake::Taken(places) => {
-                // Not shared yet, so always writable (as in `decide`).
-                if let Some(holds) = Holds::get_mut(&mut draft.holds) {
-                    for (hold, place) in holds.iter_mut().zip(places) {
-                        hold.place = Some(place);
-                    }
-                }
-                Ok(ReserveOutcome::Allowed {
-                    reserved_at_ms: now_ms,
-                })
-            }
-            ShardTake::NotFit { retry_after_ms } => Ok(ReserveOutcome::Denied { retry_after_ms }),
-            ShardTake::Unknown { item } => {
-                Err(unknown(draft.holds.get(item).map_or("", |hold| &*hold.key)))
-            }
-        })
     }
 
     /// A reserve with a part queued on a busy shard: waits for every answer, then decides.
@@ -419,56 +415,59 @@ impl ReserveCoordinator {
             return Acks::new();
         };
         let lease = command.lease;
-        let mut settles: SmallVec<[Settle; 2]> = SmallVec::new();
-        let mut shard_ids: SmallVec<[usize; 2]> = SmallVec::new();
         // Holds taken here know their key's shard and slot; those taken back in from a
         // snapshot are looked up (a key no longer defined has nothing to settle).
         let mut directory = None;
-        for (index, hold) in holds.iter().enumerate() {
-            let (shard, slot) = match hold.home {
-                Some(home) => (home.shard(), home.slot()),
-                None => {
-                    let directory = directory.get_or_insert_with(|| self.directory());
-                    match directory.get(&*hold.key) {
-                        Some(entry) => (entry.shard, entry.slot),
-                        None => continue,
+        // Each hold's index with its key's shard and slot.
+        let located: SmallVec<[(usize, usize, KeySlot); 4]> = (holds.iter().enumerate())
+            .filter_map(|(index, hold)| {
+                let (shard, slot) = match hold.home {
+                    Some(home) => (home.shard(), home.slot()),
+                    None => {
+                        let directory = directory.get_or_insert_with(|| self.directory());
+                        let entry = directory.get(&*hold.key)?;
+                        (entry.shard, entry.slot)
                     }
-                }
+                };
+                Some((index, shard, slot))
+            })
+            .collect();
+        drop(directory);
+        let mut acks = Acks::new();
+        for shard in distinct_shards(&located, |&(_, shard, _)| shard) {
+            let mut settle = Settle {
+                lease,
+                releases: SmallVec::new(),
+                reconciles: SmallVec::new(),
+                now_ms,
             };
-            let at = match shard_ids.iter().position(|&s| s == shard) {
-                Some(at) => at,
-                None => {
-                    shard_ids.push(shard);
-                    settles.push(Settle {
-                        lease,
-                        releases: SmallVec::new(),
-                        reconciles: SmallVec::new(),
-                        now_ms,
-                    });
-                    settles.len() - 1
-                }
-            };
-            let key = (slot, hold.place);
-            match hold.kind {
-                LimitKind::Concurrency => settles[at].releases.push(key),
-                LimitKind::Rolling => {
-                    // Actuals usually come in the order of the requirements.
-                    let actual = (command.actuals.get(index))
-                        .filter(|a| *a.key == *hold.key)
-                        .or_else(|| command.actuals.iter().find(|a| *a.key == *hold.key));
-                    if let Some(actual) = actual {
-                        settles[at].reconciles.push((key, actual.actual_amount));
+            for &(index, on, slot) in &located {
+                let Some(hold) = holds.get(index).filter(|_| on == shard) else {
+                    continue;
+                };
+                let key = (slot, hold.place);
+                match hold.kind {
+                    LimitKind::Concurrency => settle.releases.push(key),
+                    LimitKind::Rolling => {
+                        // Actuals usually come in the order of the requirements.
+                        let actual = (command.actuals.get(index))
+                            .filter(|a| *a.key == *hold.key)
+                            .or_else(|| command.actuals.iter().find(|a| *a.key == *hold.key));
+                        if let Some(actual) = actual {
+                            settle.reconciles.push((key, actual.actual_amount));
+                        }
                     }
                 }
             }
+            // Applied in place on an idle shard; only a busy shard's settle is moved.
+            let inbox = &self.shards[shard];
+            if inbox.run_now(|keys| keys.settle(&settle)).is_none() {
+                let (tx, rx) = oneshot::channel();
+                inbox.post(ShardOp::Settle(Box::new(settle), tx));
+                acks.push(rx);
+            }
         }
-        drop(directory);
-        // By reference: a settle carries its keys inline, and only a busy shard's is copied.
-        self.on_every_shard(
-            shard_ids.iter().copied().zip(&settles),
-            |keys, settle| keys.settle(settle),
-            |settle, ack| ShardOp::Settle(Box::new(settle.clone()), ack),
-        )
+        acks
     }
 
     /// Applies each shard's part at once when that shard is idle (`now`), else queues it

@@ -44,6 +44,25 @@ pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeySlot, u64)>) -> Sh
     parts
 }
 
+/// The shard of each of `items` (by `shard_of`) once, in order of first appearance: the
+/// order of [`by_shard`]'s parts. Nothing is allocated: requests have a few keys.
+#[inline]
+pub(super) fn distinct_shards<'a, T, F>(
+    items: &'a [T],
+    shard_of: F,
+) -> impl Iterator<Item = usize> + 'a
+where
+    F: Fn(&T) -> usize + 'a,
+{
+    items.iter().enumerate().filter_map(move |(index, item)| {
+        let shard = shard_of(item);
+        let seen = items[..index]
+            .iter()
+            .any(|earlier| shard_of(earlier) == shard);
+        (!seen).then_some(shard)
+    })
+}
+
 /// The keys of `items` with where each was taken.
 pub(super) fn key_places(items: &[(KeySlot, u64)], places: &[Place]) -> Vec<KeyPlace> {
     items
@@ -129,5 +148,17 @@ mod tests {
             },
         ];
         assert_eq!(parts, expected);
+    }
+
+    #[test]
+    fn distinct_shards_come_once_in_the_order_of_the_parts() {
+        let items = [(1, 10, 1), (0, 11, 2), (1, 12, 3), (2, 13, 4), (0, 14, 5)];
+        let shards: Vec<usize> = distinct_shards(&items, |&(shard, ..)| shard).collect();
+        assert_eq!(shards, [1, 0, 2]);
+        let parts = by_shard(items.into_iter());
+        let part_shards: Vec<usize> = parts.iter().map(|part| part.shard).collect();
+        assert_eq!(shards, part_shards);
+        let none: [(usize, usize, u64); 0] = [];
+        assert_eq!(distinct_shards(&none, |&(shard, ..)| shard).count(), 0);
     }
 }

@@ -26,7 +26,7 @@ thread_local! {
 }
 
 /// One copy, on a cache line of its own.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
 struct Slot<T>(RwLock<T>);
 

@@ -35,8 +35,9 @@ use crate::model::RetryPolicy;
 const CALLER_ROUNDS: usize = 64;
 
 /// How long a caller whose item another thread is applying waits for that drain to end
-/// before it gives up its thread: a drain takes microseconds, while sleeping and being woken
-/// from another thread costs far more.
+/// before it gives up its thread, and how long a new drainer waits for the keys' lock
+/// before it hands the queue to the actor: a drain takes microseconds, while sleeping and
+/// being woken from another thread costs far more.
 const SPIN_FOR_DRAIN: Duration = Duration::from_micros(20);
 
 /// Tells a shard that its inbox holds items. Dropped unhandled (the shard's mailbox went away

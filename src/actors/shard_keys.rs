@@ -70,7 +70,7 @@ pub struct ReleaseAll {
 
 /// Completes `lease` on this shard: releases its concurrency holds and reconciles its rolling
 /// reservations with the actual usage.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settle {
     /// The lease.
     pub lease: LeaseId,
@@ -149,7 +149,7 @@ impl ShardKeys {
         }
     }
 
-    /// Takes every item (key, amount) for `lease` at `now_ms`, all or nothing.
+    /// Takes every item (key's slot, amount) for `lease` at `now_ms`, all or nothing.
     pub fn take(&mut self, lease: LeaseId, items: &[(KeySlot, u64)], now_ms: i64) -> ShardTake {
         // Every key is tried (a key that fits counts an allow for its deny streak, as when
         // each key decided alone); the hint is the largest of the keys that did not fit.

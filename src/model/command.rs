@@ -15,7 +15,9 @@ use super::errors::InvalidRequest;
 use super::{Actual, LeaseId, Requirement, MAX_REQUIREMENTS};
 
 /// A reserve with its lease id parsed: checked when made by [`ReserveRequest::validate`],
-/// and again by [`ReserveCommand::check`] when given to the service as it is.
+/// and again when given to the service as it is (by the rules of [`ReserveCommand::check`];
+/// the service checks the text of a key it does not find defined, a defined key's being
+/// known valid).
 ///
 /// [`ReserveRequest::validate`]: super::ReserveRequest::validate
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! shard is busy (its part queued in its inbox), a rollback must be acknowledged or a repeat
 //! waits for the first attempt does the call go on in a boxed future ([`Started::Later`]).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -76,16 +77,18 @@ fn resolve(entries: &[&KeyEntry], command: &ReserveCommand) -> Resolved {
     (holds, items, longest_hold_ms)
 }
 
-/// Writes where `shard` took its items (`places`, in item order) into their holds. The holds
-/// are not shared before the lease is recorded, so always writable; a hold without its place
-/// would still be found by lease.
-fn place_holds(holds: &mut Holds, items: &[(usize, KeySlot, u64)], shard: usize, places: &[Place]) {
+/// Writes where a shard took its items (`places`, in item order) into the holds of those
+/// items (`requirements`: each item's index in the request). The holds are not shared before
+/// the lease is recorded, so always writable; a hold without its place would still be found
+/// by lease.
+fn place_holds(holds: &mut Holds, requirements: impl Iterator<Item = usize>, places: &[Place]) {
     let Some(holds) = Holds::get_mut(holds) else {
         return;
     };
-    let on_shard = (holds.iter_mut().zip(items)).filter(|(_, &(on, ..))| on == shard);
-    for ((hold, _), &place) in on_shard.zip(places) {
-        hold.place = Some(place);
+    for (index, &place) in requirements.zip(places) {
+        if let Some(hold) = holds.get_mut(index) {
+            hold.place = Some(place);
+        }
     }
 }
 
@@ -186,7 +189,10 @@ impl ReserveCoordinator {
             let inbox = &self.shards[shard];
             let answer = match inbox.run_now(|keys| keys.take(lease, &slots, now_ms)) {
                 Some(ShardTake::Taken(places)) => {
-                    place_holds(&mut draft.holds, &items, shard, &places);
+                    let on_shard = (items.iter().enumerate())
+                        .filter(|&(_, &(on, ..))| on == shard)
+                        .map(|(index, _)| index);
+                    place_holds(&mut draft.holds, on_shard, &places);
                     TakeAnswer::Ready(ShardTake::Taken(places))
                 }
                 Some(taken) => {
@@ -268,18 +274,28 @@ impl ReserveCoordinator {
     }
 
     /// Records a denial (or failure) once every rollback is acknowledged. Dropped before
-    /// that, the lease is forgotten (the client may retry it).
-    async fn record_after(&self, acks: Acks, result: ReserveResult, draft: Draft) -> ReserveResult {
-        let mut guard = Undecided {
+    /// that, even before it is first polled, the lease is forgotten (the client may retry
+    /// it): the guard is armed when the future is made.
+    fn record_after(
+        &self,
+        acks: Acks,
+        result: ReserveResult,
+        draft: Draft,
+    ) -> impl Future<Output = ReserveResult> + '_ {
+        let guard = Undecided {
             coordinator: self,
             lease: draft.lease,
             parts: ShardParts::new(),
             answers: SmallVec::new(),
             armed: true,
         };
-        let acknowledged = acknowledged(acks).await;
-        guard.armed = false;
-        self.record(draft, acknowledged.and(result))
+        async move {
+            // The whole guard moves in (not only the field set below).
+            let mut guard = guard;
+            let acknowledged = acknowledged(acks).await;
+            guard.armed = false;
+            self.record(draft, acknowledged.and(result))
+        }
     }
 
     /// Turns the shards' answers (none queued any more) into the outcome: allowed, with where
@@ -312,19 +328,8 @@ impl ReserveCoordinator {
             }
         }
         if denied_hint.is_none() && failure.is_none() {
-            // Not shared yet, so always writable; a hold without its place would still be
-            // found by lease.
-            let Some(holds) = Holds::get_mut(holds) else {
-                return Decision::Now(Ok(ReserveOutcome::Allowed {
-                    reserved_at_ms: now_ms,
-                }));
-            };
             for (part, places) in taken {
-                for (&index, place) in part.requirements.iter().zip(places) {
-                    if let Some(hold) = holds.get_mut(index) {
-                        hold.place = Some(place);
-                    }
-                }
+                place_holds(holds, part.requirements.iter().copied(), &places);
             }
             return Decision::Now(Ok(ReserveOutcome::Allowed {
                 reserved_at_ms: now_ms,
@@ -433,8 +438,9 @@ impl ReserveCoordinator {
             })
             .collect();
         drop(directory);
-        let mut acks = Acks::new();
-        for shard in distinct_shards(&located, |&(_, shard, _)| shard) {
+        // Each shard's settle is built when its turn comes, applied in place on an idle
+        // shard and moved only onto a busy shard's inbox.
+        let settles = distinct_shards(&located, |&(_, shard, _)| shard).map(|shard| {
             let mut settle = Settle {
                 lease,
                 releases: SmallVec::new(),
@@ -459,15 +465,13 @@ impl ReserveCoordinator {
                     }
                 }
             }
-            // Applied in place on an idle shard; only a busy shard's settle is moved.
-            let inbox = &self.shards[shard];
-            if inbox.run_now(|keys| keys.settle(&settle)).is_none() {
-                let (tx, rx) = oneshot::channel();
-                inbox.post(ShardOp::Settle(Box::new(settle), tx));
-                acks.push(rx);
-            }
-        }
-        acks
+            (shard, settle)
+        });
+        self.on_every_shard(
+            settles,
+            |keys, settle| keys.settle(settle),
+            |settle, ack| ShardOp::Settle(Box::new(settle), ack),
+        )
     }
 
     /// Applies each shard's part at once when that shard is idle (`now`), else queues it
@@ -490,3 +494,6 @@ impl ReserveCoordinator {
         acks
     }
 }
+
+#[cfg(test)]
+mod tests;

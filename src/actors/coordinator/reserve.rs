@@ -438,9 +438,11 @@ impl ReserveCoordinator {
             })
             .collect();
         drop(directory);
-        // Each shard's settle is built when its turn comes, applied in place on an idle
-        // shard and moved only onto a busy shard's inbox.
-        let settles = distinct_shards(&located, |&(_, shard, _)| shard).map(|shard| {
+        // Each shard's settle is built in place, applied there on an idle shard and moved
+        // only onto a busy shard's inbox. Written out rather than through `on_every_shard`:
+        // its closures cost a 4-key complete ~400 more instructions (callgrind).
+        let mut acks = Acks::new();
+        for shard in distinct_shards(&located, |&(_, shard, _)| shard) {
             let mut settle = Settle {
                 lease,
                 releases: SmallVec::new(),
@@ -465,13 +467,14 @@ impl ReserveCoordinator {
                     }
                 }
             }
-            (shard, settle)
-        });
-        self.on_every_shard(
-            settles,
-            |keys, settle| keys.settle(settle),
-            |settle, ack| ShardOp::Settle(Box::new(settle), ack),
-        )
+            let inbox = &self.shards[shard];
+            if inbox.run_now(|keys| keys.settle(&settle)).is_none() {
+                let (tx, rx) = oneshot::channel();
+                inbox.post(ShardOp::Settle(Box::new(settle), tx));
+                acks.push(rx);
+            }
+        }
+        acks
     }
 
     /// Applies each shard's part at once when that shard is idle (`now`), else queues it

@@ -95,7 +95,7 @@ fn a_small_lease_book_is_one_part_and_a_large_one_at_most_sixteen() {
 }
 
 /// A coordinator with one shard on a new arbiter, keys `k` (concurrency) defined.
-async fn with_key(max_leases: usize, arbiter: &Arbiter) -> ReserveCoordinator {
+pub(super) async fn with_key(max_leases: usize, arbiter: &Arbiter) -> ReserveCoordinator {
     let policy = RetryPolicy::default();
     let shards = vec![ShardHandle::start(policy, Some(&arbiter.handle()))];
     let coordinator = ReserveCoordinator::new(ManualClock::new(0), policy, max_leases, shards);

@@ -2,20 +2,14 @@ use std::time::Duration;
 
 use actix::Arbiter;
 
+use super::super::tests::with_key;
 use super::*;
-use crate::actors::key_shard::ShardHandle;
-use crate::model::{LimitDefinition, ManualClock, Requirement, RetryPolicy};
+use crate::model::Requirement;
 
 #[actix_rt::test]
 async fn a_denial_dropped_before_its_rollback_is_acknowledged_forgets_the_lease_even_unpolled() {
     let arbiter = Arbiter::new();
-    let policy = RetryPolicy::default();
-    let shards = vec![ShardHandle::start(policy, Some(&arbiter.handle()))];
-    let coordinator = ReserveCoordinator::new(ManualClock::new(0), policy, 10, shards);
-    coordinator
-        .define(LimitDefinition::concurrency("k", 1, 600))
-        .await
-        .unwrap();
+    let coordinator = with_key(10, &arbiter).await;
     let lease = LeaseId::new();
     // Begun, denied, its rollback not yet acknowledged: what `decide` leaves to
     // `record_after`.

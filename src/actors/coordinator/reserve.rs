@@ -11,7 +11,9 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
-use super::take::{by_shard, distinct_shards, key_places, ShardParts, TakeAnswer, Undecided};
+use super::take::{
+    by_shard, distinct_shards, key_places, ShardPart, ShardParts, TakeAnswer, Undecided,
+};
 use super::{answer, replay, stopped, unknown, KeyEntry, ReserveCoordinator};
 use crate::actors::key_shard::{
     KeySlot, ReleaseAll, Settle, ShardKeys, ShardOp, ShardTake, TakeAll,
@@ -180,19 +182,11 @@ impl ReserveCoordinator {
         let mut answers: SmallVec<[TakeAnswer; 2]> = SmallVec::new();
         let mut all_taken = true;
         for shard in distinct_shards(&items, |&(shard, ..)| shard) {
-            let mut slots: SmallVec<[(KeySlot, u64); 4]> = SmallVec::new();
-            for &(on, slot, amount) in &items {
-                if on == shard {
-                    slots.push((slot, amount));
-                }
-            }
+            let part = ShardPart::on(&items, shard);
             let inbox = &self.shards[shard];
-            let answer = match inbox.run_now(|keys| keys.take(lease, &slots, now_ms)) {
+            let answer = match inbox.run_now(|keys| keys.take(lease, &part.items, now_ms)) {
                 Some(ShardTake::Taken(places)) => {
-                    let on_shard = (items.iter().enumerate())
-                        .filter(|&(_, &(on, ..))| on == shard)
-                        .map(|(index, _)| index);
-                    place_holds(&mut draft.holds, on_shard, &places);
+                    place_holds(&mut draft.holds, part.requirements.iter().copied(), &places);
                     TakeAnswer::Ready(ShardTake::Taken(places))
                 }
                 Some(taken) => {
@@ -202,7 +196,7 @@ impl ReserveCoordinator {
                 None => {
                     all_taken = false;
                     let (tx, rx) = oneshot::channel();
-                    let items = slots.to_vec();
+                    let items = part.items.to_vec();
                     inbox.post(ShardOp::Take(
                         TakeAll {
                             lease,
@@ -222,8 +216,8 @@ impl ReserveCoordinator {
             });
             return Started::Done(self.record(draft, allowed));
         }
-        // Parts in the order of the answers: shards by first appearance.
-        let parts = by_shard(items.into_iter());
+        // Needed only now (for a rollback): the same parts, in the order of the answers.
+        let parts = by_shard(&items);
         let queued = answers
             .iter()
             .any(|answer| matches!(answer, TakeAnswer::Queued(_)));

@@ -1,7 +1,7 @@
 //! The pieces of a reserve's take across shards: its parts by shard, each shard's answer, and
 //! the rollback of a reserve whose caller stopped waiting before it was decided.
 
-use smallvec::{smallvec, SmallVec};
+use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::ReserveCoordinator;
@@ -24,24 +24,31 @@ pub(super) struct ShardPart {
 /// The parts of one reserve (most requests touch one or two shards).
 pub(super) type ShardParts = SmallVec<[ShardPart; 2]>;
 
-/// Groups `items` (shard, key's slot, amount; in request order) by shard, keeping request
-/// order within each shard.
-pub(super) fn by_shard(items: impl Iterator<Item = (usize, KeySlot, u64)>) -> ShardParts {
-    let mut parts = ShardParts::new();
-    for (index, (shard, key, amount)) in items.enumerate() {
-        match parts.iter_mut().find(|part| part.shard == shard) {
-            Some(part) => {
-                part.items.push((key, amount));
+impl ShardPart {
+    /// The part of `items` (shard, key's slot, amount; in request order) on `shard`, in
+    /// request order.
+    pub(super) fn on(items: &[(usize, KeySlot, u64)], shard: usize) -> ShardPart {
+        let mut part = ShardPart {
+            shard,
+            items: SmallVec::new(),
+            requirements: SmallVec::new(),
+        };
+        for (index, &(on, slot, amount)) in items.iter().enumerate() {
+            if on == shard {
+                part.items.push((slot, amount));
                 part.requirements.push(index);
             }
-            None => parts.push(ShardPart {
-                shard,
-                items: smallvec![(key, amount)],
-                requirements: smallvec![index],
-            }),
         }
+        part
     }
-    parts
+}
+
+/// Groups `items` (shard, key's slot, amount; in request order) by shard, shards in order of
+/// first appearance, keeping request order within each shard.
+pub(super) fn by_shard(items: &[(usize, KeySlot, u64)]) -> ShardParts {
+    distinct_shards(items, |&(shard, ..)| shard)
+        .map(|shard| ShardPart::on(items, shard))
+        .collect()
 }
 
 /// The shard of each of `items` (by `shard_of`) once, in order of first appearance: the
@@ -130,11 +137,13 @@ impl Drop for Undecided<'_> {
 
 #[cfg(test)]
 mod tests {
+    use smallvec::smallvec;
+
     use super::*;
 
     #[test]
     fn requirements_are_grouped_by_shard_in_request_order() {
-        let parts = by_shard([(1, 10, 1), (0, 11, 2), (1, 12, 3)].into_iter());
+        let parts = by_shard(&[(1, 10, 1), (0, 11, 2), (1, 12, 3)]);
         let expected: ShardParts = smallvec![
             ShardPart {
                 shard: 1,
@@ -155,7 +164,7 @@ mod tests {
         let items = [(1, 10, 1), (0, 11, 2), (1, 12, 3), (2, 13, 4), (0, 14, 5)];
         let shards: Vec<usize> = distinct_shards(&items, |&(shard, ..)| shard).collect();
         assert_eq!(shards, [1, 0, 2]);
-        let parts = by_shard(items.into_iter());
+        let parts = by_shard(&items);
         let part_shards: Vec<usize> = parts.iter().map(|part| part.shard).collect();
         assert_eq!(shards, part_shards);
         let none: [(usize, usize, u64); 0] = [];

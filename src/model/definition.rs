@@ -220,8 +220,14 @@ fn is_printable_ascii(bytes: &[u8]) -> bool {
     let Some(last) = bytes.last_chunk::<8>() else {
         return bytes.iter().all(|&b| b.wrapping_sub(b' ') <= b'~' - b' ');
     };
-    let mut words = bytes.chunks_exact(8).map(<&[u8; 8]>::try_from);
-    !words.any(|word| word.map_or(true, outside)) && !outside(last)
+    let mut rest = bytes;
+    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        if outside(word) {
+            return false;
+        }
+        rest = tail;
+    }
+    !outside(last)
 }
 
 /// Whether a key takes reservations or waits for a capacity decrease to apply.

@@ -156,11 +156,9 @@ impl Reservations {
                 self.release_amount(amount);
             }
         }
-        // Stragglers are rare: most keys have none, and skip the ordered map's walk.
+        // Stragglers are rare: for most keys this finds an empty map at once.
         while let Some((&(at, seq), &Straggler { lease, amount, .. })) =
-            (!self.stragglers.is_empty())
-                .then(|| self.stragglers.first_key_value())
-                .flatten()
+            self.stragglers.first_key_value()
         {
             if at > now_ms {
                 break;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use limitador::limit::{Context, Expression, Limit, Namespace, Predicate};
 use limitador::RateLimiter;
 use ratelimiter::actors::MemoryOptions;
-use ratelimiter::model::{Actual, CompleteCommand, LeaseId, Requirement, ReserveCommand};
+use ratelimiter::model::{new_lease_id, Actual, CompleteCommand, Requirement, ReserveCommand};
 use ratelimiter::service::LimiterService;
 
 mod support;
@@ -51,7 +51,7 @@ async fn service(arbiters: usize) -> Arc<LimiterService> {
 /// One reserve + complete on `keys` keys, as a program that embeds the service makes them:
 /// a new lease id and new requirements each time, handed over with the id as it is made.
 async fn ratelimiter_op(service: &LimiterService, keys: usize) {
-    let lease = LeaseId::new();
+    let lease = new_lease_id();
     let requirements = KEYS[..keys]
         .iter()
         .map(|k| Requirement::static_key(k, 100))

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::model::{
-    Actual, CompleteCommand, LeaseId, Requirement, ReserveCommand, RetryPolicy, SystemClock,
+    new_lease_id, Actual, CompleteCommand, Requirement, ReserveCommand, RetryPolicy, SystemClock,
 };
 use ratelimiter::service::{LimiterService, ServiceSettings};
 
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
 
     let (prompt_tokens, max_tokens) = (1_200, 800);
-    let lease = LeaseId::new();
+    let lease = new_lease_id();
     let reserve = ReserveCommand::new(
         lease,
         vec![

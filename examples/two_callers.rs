@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use ratelimiter::actors::{MemoryBackend, MemoryOptions};
 use ratelimiter::model::{
-    Actual, CompleteCommand, LeaseId, LimitDefinition, Requirement, ReserveCommand, RetryPolicy,
-    SystemClock,
+    new_lease_id, Actual, CompleteCommand, LimitDefinition, Requirement, ReserveCommand,
+    RetryPolicy, SystemClock,
 };
 use ratelimiter::service::LimiterService;
 
@@ -52,7 +52,7 @@ async fn keys(service: &LimiterService, set: usize) -> Result<Vec<String>, Box<d
 /// One caller's loop: `ops` reserve + complete on `keys`.
 async fn caller(service: &LimiterService, keys: &[String], ops: usize) -> Result<(), String> {
     for _ in 0..ops {
-        let lease = LeaseId::new();
+        let lease = new_lease_id();
         let requirements = keys
             .iter()
             .map(|k| Requirement::new(k.as_str(), 100))

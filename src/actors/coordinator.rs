@@ -36,7 +36,9 @@ use tokio::sync::oneshot;
 use super::key_shard::{GetUsage, KeyName, KeyShard, KeySlot, Ping, Put, ShardHandle, TryDecrease};
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::leases::{LeaseOutcome, LeaseTable};
-use crate::model::{LeaseId, LimitDefinition, LimitKind, RetryPolicy, SharedClock, Usage};
+use crate::model::{
+    lease_part, lease_parts, LeaseId, LimitDefinition, LimitKind, RetryPolicy, SharedClock, Usage,
+};
 use crate::read_mostly::ReadMostly;
 
 mod reserve;
@@ -121,12 +123,10 @@ struct LeaseBook {
 }
 
 /// Leases per part of the lease book: a table with room for fewer is one part, so its bound
-/// is exact; a larger one is split into up to [`MAX_BOOK_PARTS`] parts by lease id, so that
-/// callers on several threads rarely wait for each other's lock.
+/// is exact; a larger one is split into a power of two of up to [`MAX_LEASE_PARTS`] parts by
+/// lease id, so that callers on several threads rarely wait for each other's lock (and, with
+/// ids from [`new_lease_id`](crate::model::new_lease_id), rarely write the same part).
 const LEASES_PER_BOOK_PART: usize = 65_536;
-
-/// Most parts of the lease book.
-const MAX_BOOK_PARTS: usize = 16;
 
 /// The memory backend's coordinator over its key shards.
 #[derive(Debug)]
@@ -156,7 +156,7 @@ pub struct ReserveCoordinator {
 
 /// How many parts a lease book of `capacity` has.
 fn book_parts(capacity: usize) -> usize {
-    (capacity / LEASES_PER_BOOK_PART).clamp(1, MAX_BOOK_PARTS)
+    lease_parts(capacity / LEASES_PER_BOOK_PART)
 }
 
 /// The answer a remembered lease gets again.
@@ -227,9 +227,9 @@ impl ReserveCoordinator {
         }
     }
 
-    /// Which part of the lease book keeps `lease` (by the random bits of its id).
+    /// Which part of the lease book keeps `lease` (by the lowest bits of its id).
     fn book_part(&self, lease: LeaseId) -> usize {
-        (u128::from(lease) as u64 % self.books.len() as u64) as usize
+        lease_part(lease, self.books.len())
     }
 
     /// `part` of the lease book, locked.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::support::limits::{of_kind, spread_over_arbiters};
 use ratelimiter::actors::MemoryBackend;
 use ratelimiter::model::{
-    Actual, CompleteRequest, LeaseId, LimitKind, ManualClock, Requirement, ReserveRequest,
+    new_lease_id, Actual, CompleteRequest, LimitKind, ManualClock, Requirement, ReserveRequest,
     RetryPolicy,
 };
 use ratelimiter::service::LimiterService;
@@ -37,7 +37,7 @@ async fn worker(service: Arc<LimiterService>, counters: Arc<Counters>) {
             break;
         }
         let amount = 1 + (round as u64 % 3);
-        let lease = LeaseId::new();
+        let lease = new_lease_id();
         let request = ReserveRequest::new(
             lease,
             vec![Requirement::new("conc", 1), Requirement::new("tpm", amount)],

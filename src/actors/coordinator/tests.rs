@@ -1,7 +1,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::model::{Actual, CompleteCommand, ManualClock, Requirement, ReserveCommand};
+use crate::model::{
+    Actual, CompleteCommand, ManualClock, Requirement, ReserveCommand, MAX_LEASE_PARTS,
+};
 
 /// A reserve of one unit on each of `keys`, for a new lease.
 fn one_each(keys: &[&str]) -> ReserveCommand {
@@ -86,12 +88,13 @@ async fn a_reserve_dropped_mid_way_gives_back_both_what_was_taken_at_once_and_wh
 }
 
 #[test]
-fn a_small_lease_book_is_one_part_and_a_large_one_at_most_sixteen() {
+fn a_small_lease_book_is_one_part_and_a_large_one_a_power_of_two_up_to_sixteen() {
     assert_eq!(book_parts(3), 1, "a small bound stays exact");
     assert_eq!(book_parts(LEASES_PER_BOOK_PART * 2 - 1), 1);
     assert_eq!(book_parts(LEASES_PER_BOOK_PART * 2), 2);
-    assert_eq!(book_parts(1_000_000), 15);
-    assert_eq!(book_parts(usize::MAX), MAX_BOOK_PARTS);
+    assert_eq!(book_parts(LEASES_PER_BOOK_PART * 7), 4);
+    assert_eq!(book_parts(1_000_000), 8);
+    assert_eq!(book_parts(usize::MAX), MAX_LEASE_PARTS);
 }
 
 /// A coordinator with one shard on a new arbiter, keys `k` (concurrency) defined.

@@ -1,0 +1,145 @@
+//! Lease ids made in process ([`new_lease_id`]) and the part of a split lease table that
+//! keeps a lease ([`lease_part`]).
+//!
+//! A lease table split into parts by lease id lets callers on several threads work at once.
+//! But a part chosen by random bits is written by every thread in turn, and its memory (its
+//! lock, counts and queues) then moves from core to core at nearly every call. An id made by
+//! [`new_lease_id`] names, in its lowest bits, the part its thread is on now: each thread
+//! walks through the parts from its own starting point, a stretch of ids at a time, so two
+//! threads seldom write the same part at once, while over time every part gets its share (a
+//! table keeps a share of its settled leases in each part). Any other id, such as one an
+//! HTTP client chose, lands in a part by its random bits, as before: only speed differs.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::LeaseId;
+
+/// The most parts a lease table is split into; a table's part count divides it.
+pub const MAX_LEASE_PARTS: usize = 16;
+
+/// Ids a thread makes in one part before it moves on to the next.
+const IDS_PER_STRETCH: usize = 1024;
+
+/// Between the starting parts of threads that make their first id one after the other: odd,
+/// so that they differ in any power-of-two count of parts.
+const START_STRIDE: usize = 7;
+
+/// Threads that have made an id so far (each takes the next starting part).
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's walk: its starting part and how many ids it has made.
+    static WALK: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+}
+
+/// A new lease id: a ULID (time and random bits) whose lowest bits name the lease-table part
+/// this thread is on, so that callers on different threads mostly keep their leases in
+/// different parts. Use it for the ids of reserves made in process.
+pub fn new_lease_id() -> LeaseId {
+    let part = WALK.with(|walk| {
+        let (start, made) = walk
+            .get()
+            .unwrap_or_else(|| (start_part(THREADS.fetch_add(1, Ordering::Relaxed)), 0));
+        walk.set(Some((start, made.wrapping_add(1))));
+        walk_part(start, made)
+    });
+    let random = u128::from(LeaseId::new());
+    LeaseId::from(random & !(MAX_LEASE_PARTS as u128 - 1) | part as u128)
+}
+
+/// Where the walk of the `thread`-th thread to make an id starts.
+fn start_part(thread: usize) -> usize {
+    thread.wrapping_mul(START_STRIDE) % MAX_LEASE_PARTS
+}
+
+/// The part of a walk from `start` after `made` ids.
+fn walk_part(start: usize, made: usize) -> usize {
+    (start + made / IDS_PER_STRETCH) % MAX_LEASE_PARTS
+}
+
+/// Which of `parts` parts keeps `lease`: its lowest bits. `parts` is a power of two of at
+/// most [`MAX_LEASE_PARTS`], so an id from [`new_lease_id`] lands in its thread's part.
+pub fn lease_part(lease: LeaseId, parts: usize) -> usize {
+    debug_assert!(parts.is_power_of_two() && parts <= MAX_LEASE_PARTS);
+    (u128::from(lease) as usize) & (parts.max(1) - 1)
+}
+
+/// The largest power of two not above `wanted`, between 1 and [`MAX_LEASE_PARTS`]: the part
+/// count of a table that would like `wanted` parts.
+pub fn lease_parts(wanted: usize) -> usize {
+    let wanted = wanted.clamp(1, MAX_LEASE_PARTS);
+    1 << (usize::BITS - 1 - wanted.leading_zeros())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn a_thread_keeps_to_one_part_for_a_stretch_then_moves_to_the_next() {
+        // A new thread: its walk starts with its first id.
+        let parts = std::thread::spawn(|| {
+            (0..IDS_PER_STRETCH * (MAX_LEASE_PARTS + 1))
+                .map(|_| lease_part(new_lease_id(), MAX_LEASE_PARTS))
+                .collect::<Vec<usize>>()
+        })
+        .join()
+        .unwrap();
+        let moves: Vec<&[usize]> = parts.windows(2).filter(|w| w[0] != w[1]).collect();
+        assert_eq!(moves.len(), MAX_LEASE_PARTS, "one move per stretch");
+        for pair in moves {
+            assert_eq!(pair[1], (pair[0] + 1) % MAX_LEASE_PARTS);
+        }
+        for stretch in parts.chunks(IDS_PER_STRETCH) {
+            assert!(stretch.iter().all(|&p| p == stretch[0]));
+        }
+        let seen: HashSet<usize> = parts.into_iter().collect();
+        assert_eq!(seen.len(), MAX_LEASE_PARTS, "every part gets its share");
+    }
+
+    #[test]
+    fn threads_that_start_one_after_the_other_start_in_different_parts() {
+        for thread in 0..64 {
+            for parts in [2, 4, 8, 16] {
+                let (a, b) = (start_part(thread), start_part(thread + 1));
+                assert_ne!(
+                    a % parts,
+                    b % parts,
+                    "threads {thread} and next, {parts} parts"
+                );
+            }
+        }
+        assert_eq!(walk_part(15, IDS_PER_STRETCH - 1), 15);
+        assert_eq!(walk_part(15, IDS_PER_STRETCH), 0, "the walk wraps around");
+    }
+
+    #[test]
+    fn ids_stay_unique_and_keep_their_time() {
+        let before = LeaseId::new().timestamp_ms();
+        let ids: HashSet<LeaseId> = (0..10_000).map(|_| new_lease_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| id.timestamp_ms() >= before));
+    }
+
+    #[test]
+    fn any_id_lands_in_the_part_of_its_lowest_bits() {
+        let id = LeaseId::from(0x1234_5678_9abc_def0_0fed_cba9_8765_4327u128);
+        assert_eq!(lease_part(id, 1), 0);
+        assert_eq!(lease_part(id, 2), 1);
+        assert_eq!(lease_part(id, 8), 7);
+        assert_eq!(lease_part(id, 16), 7);
+    }
+
+    #[test]
+    fn a_table_gets_the_largest_power_of_two_parts_it_asked_for() {
+        assert_eq!(lease_parts(0), 1);
+        assert_eq!(lease_parts(1), 1);
+        assert_eq!(lease_parts(3), 2);
+        assert_eq!(lease_parts(15), 8);
+        assert_eq!(lease_parts(16), 16);
+        assert_eq!(lease_parts(usize::MAX), MAX_LEASE_PARTS);
+    }
+}

@@ -16,7 +16,7 @@
 //! When the shard is gone the queue is closed: what waited, and anything pushed later, is
 //! dropped with its answer channel, which the caller reads as the shard having stopped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -66,33 +66,41 @@ impl Drop for Drain {
     }
 }
 
+/// [`ShardInbox::status`]: somebody (a caller, or the actor after a [`Drain`]) drains; only
+/// they apply items, and a push needs do nothing more.
+const DRAINING: u8 = 1;
+/// [`ShardInbox::status`]: the drainer is a caller, on its own thread (not the actor, which
+/// may be busy for long): the callers queuing meanwhile spin for it rather than sleep.
+const CALLER: u8 = 2;
+/// [`ShardInbox::status`]: items were pushed since the drainer last looked at the queue.
+const QUEUED: u8 = 4;
+/// [`ShardInbox::status`]: the shard is gone.
+const CLOSED: u8 = 8;
+
 /// One shard's keys and the items waiting for them.
+///
+/// Who drains, and whether items wait, is one atomic word: a caller that finds the shard
+/// idle claims it, applies its work and leaves it idle again with two atomic operations,
+/// besides the keys' lock. The queue's own lock is taken only to push items and to take
+/// them.
 #[derive(Debug)]
 pub struct ShardInbox {
-    state: Mutex<State>,
+    /// [`DRAINING`], [`CALLER`], [`QUEUED`] and [`CLOSED`].
+    status: AtomicU8,
+    /// Items in push order. An item is pushed before [`QUEUED`] is set for it, and the
+    /// drainer clears [`QUEUED`] before it takes the queue, so an item pushed meanwhile
+    /// sets it again: the drainer becomes idle only when nothing was pushed since it looked.
+    queue: Mutex<Vec<ShardOp>>,
     keys: Mutex<ShardKeys>,
-    /// A caller is applying the queue right now, on its thread (not the actor, which may be
-    /// busy for long): the callers queuing meanwhile spin for it rather than sleep.
-    caller_draining: AtomicBool,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    items: Vec<ShardOp>,
-    /// Somebody (a caller, or the actor after a [`Drain`]) drains: pushing needs do nothing
-    /// more.
-    draining: bool,
-    /// The shard is gone.
-    closed: bool,
 }
 
 impl ShardInbox {
     /// An empty queue in front of a shard with no keys (new keys get `policy`).
     pub fn new(policy: RetryPolicy) -> Self {
         ShardInbox {
-            state: Mutex::default(),
+            status: AtomicU8::new(0),
+            queue: Mutex::default(),
             keys: Mutex::new(ShardKeys::new(policy)),
-            caller_draining: AtomicBool::new(false),
         }
     }
 
@@ -100,25 +108,29 @@ impl ShardInbox {
     /// busy, tells the `shard` actor to.
     pub fn post(self: &Arc<Self>, shard: &Addr<KeyShard>, op: ShardOp) {
         {
-            let mut state = self.state();
-            if state.closed {
+            let mut queue = self.queue();
+            // `close` marks the inbox before it empties the queue: an item pushed here is
+            // either seen closed or dropped by `close`.
+            if self.status.load(Ordering::Acquire) & CLOSED != 0 {
                 return;
             }
-            state.items.push(op);
-            if state.draining {
-                drop(state);
-                self.spin_while_a_caller_drains();
-                return;
-            }
-            state.draining = true;
+            queue.push(op);
         }
+        let before = self.status.fetch_or(QUEUED | DRAINING, Ordering::AcqRel);
+        if before & DRAINING != 0 {
+            // The drainer applies it (it cannot become idle while the item is queued).
+            if before & CALLER != 0 {
+                self.spin_while_a_caller_drains();
+            }
+            return;
+        }
+        self.status.fetch_or(CALLER, Ordering::AcqRel);
         let drained = match self.keys_soon() {
-            Some(mut keys) => self.drain_here(&mut keys),
+            Some(mut keys) => self.drain(&mut keys, CALLER_ROUNDS),
             None => false,
         };
         if !drained {
-            // A mailbox that is gone drops the message, which closes the inbox.
-            shard.do_send(Drain::new(self));
+            self.hand_over(shard);
         }
     }
 
@@ -131,48 +143,61 @@ impl ShardInbox {
         shard: &Addr<KeyShard>,
         work: impl FnOnce(&mut ShardKeys) -> R,
     ) -> Option<R> {
-        {
-            // Items wait only while somebody drains: not draining means nothing queued.
-            let mut state = self.state();
-            if state.closed || state.draining {
-                return None;
-            }
-            state.draining = true;
+        let claimed = self.status.compare_exchange(
+            0,
+            DRAINING | CALLER,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        );
+        if claimed.is_err() {
+            return None;
         }
         let Some(mut keys) = self.keys_soon() else {
-            // Whatever was queued since `draining` was set goes to the actor.
-            shard.do_send(Drain::new(self));
+            // Whatever is queued from now on goes to the actor.
+            self.hand_over(shard);
             return None;
         };
-        self.caller_draining.store(true, Ordering::Release);
         let answer = work(&mut keys);
-        // Items queued meanwhile are this drainer's.
-        let drained = self.drain(&mut keys, CALLER_ROUNDS);
-        self.caller_draining.store(false, Ordering::Release);
+        // Idle again at once unless items were queued meanwhile: those are this drainer's.
+        let idle = self.status.compare_exchange(
+            DRAINING | CALLER,
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        let drained = idle.is_ok() || self.drain(&mut keys, CALLER_ROUNDS);
         drop(keys);
         if !drained {
-            shard.do_send(Drain::new(self));
+            self.hand_over(shard);
         }
         Some(answer)
     }
 
-    /// Applies what is queued, at most `rounds` times over; `true` when the queue was left
-    /// empty (the next push drains anew), `false` when items still wait (the caller passes
-    /// the drain on).
+    /// Applies what is queued, at most `rounds` times over, for the drainer (who holds
+    /// [`DRAINING`]); `true` when it left the inbox idle (the next push drains anew),
+    /// `false` when items still wait (the drainer stays [`DRAINING`] and passes the drain
+    /// on).
     pub fn drain(&self, keys: &mut ShardKeys, rounds: usize) -> bool {
         for round in 0..=rounds {
-            let items = {
-                // One lock per round: an empty queue (the usual case) ends the drain at once.
-                let mut state = self.state();
-                if state.items.is_empty() {
-                    state.draining = false;
+            let before = self.status.fetch_and(!QUEUED, Ordering::AcqRel);
+            if before & QUEUED == 0 {
+                // Nothing pushed since the last look: idle, unless something is by now.
+                let idle = before & CLOSED;
+                let status = before & !QUEUED;
+                if (self.status)
+                    .compare_exchange(status, idle, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
                     return true;
                 }
-                if round == rounds {
-                    return false;
-                }
-                std::mem::take(&mut state.items)
-            };
+                continue;
+            }
+            if round == rounds {
+                // Left for the next drainer to find.
+                self.status.fetch_or(QUEUED, Ordering::AcqRel);
+                return false;
+            }
+            let items = std::mem::take(&mut *self.queue());
             for op in items {
                 keys.apply(op);
             }
@@ -180,12 +205,11 @@ impl ShardInbox {
         false
     }
 
-    /// A caller's drain, on its own thread.
-    fn drain_here(&self, keys: &mut ShardKeys) -> bool {
-        self.caller_draining.store(true, Ordering::Release);
-        let drained = self.drain(keys, CALLER_ROUNDS);
-        self.caller_draining.store(false, Ordering::Release);
-        drained
+    /// Passes a caller's drain on to the `shard` actor, which drains from its own thread.
+    fn hand_over(self: &Arc<Self>, shard: &Addr<KeyShard>) {
+        self.status.fetch_and(!CALLER, Ordering::AcqRel);
+        // A mailbox that is gone drops the message, which closes the inbox.
+        shard.do_send(Drain::new(self));
     }
 
     /// Waits (at most [`SPIN_FOR_DRAIN`]) for a caller's drain under way to end: it applies
@@ -193,7 +217,7 @@ impl ShardInbox {
     /// is then usually ready without its thread ever sleeping.
     fn spin_while_a_caller_drains(&self) {
         let start = Instant::now();
-        while self.caller_draining.load(Ordering::Acquire) {
+        while self.status.load(Ordering::Acquire) & CALLER != 0 {
             for _ in 0..64 {
                 std::hint::spin_loop();
             }
@@ -234,16 +258,13 @@ impl ShardInbox {
 
     /// The shard is gone: drops what waits and refuses what comes.
     pub fn close(&self) {
-        let items = {
-            let mut state = self.state();
-            state.closed = true;
-            std::mem::take(&mut state.items)
-        };
+        self.status.fetch_or(CLOSED, Ordering::AcqRel);
+        let items = std::mem::take(&mut *self.queue());
         drop(items);
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn queue(&self) -> MutexGuard<'_, Vec<ShardOp>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -255,13 +276,21 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::actors::key_shard::{KeySlot, Put, ShardHandle, ShardTake, TakeAll};
+    use futures::future::join_all;
+
+    use crate::actors::key_shard::{
+        ExportKeys, GetUsage, KeySlot, Put, ShardHandle, ShardTake, TakeAll,
+    };
     use crate::model::{LeaseId, LimitDefinition, RetryPolicy};
 
     fn take(shard: &ShardHandle, key: &KeySlot) -> oneshot::Receiver<ShardTake> {
+        take_as(shard, key, LeaseId::new())
+    }
+
+    fn take_as(shard: &ShardHandle, key: &KeySlot, lease: LeaseId) -> oneshot::Receiver<ShardTake> {
         let (tx, rx) = oneshot::channel();
         let take = TakeAll {
-            lease: LeaseId::new(),
+            lease,
             items: vec![(*key, 1)],
             now_ms: 0,
         };
@@ -355,6 +384,83 @@ mod tests {
             .await
             .expect("answered within 5 s");
         assert!(matches!(answer, Ok(ShardTake::Taken(_))), "{answer:?}");
+        arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn callers_on_several_threads_get_every_item_applied_once_and_in_their_order() {
+        const THREADS: usize = 4;
+        const OPS: usize = 5_000;
+        let capacity = (THREADS * OPS) as u64;
+        let (arbiter, shard, key) = shard_with_concurrency_key(capacity).await;
+        let callers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let shard = shard.clone();
+                std::thread::spawn(move || {
+                    let mut queued = Vec::new();
+                    for op in 0..OPS {
+                        // The lease names the caller and the item's rank.
+                        let lease = LeaseId::from((thread as u128) << 64 | op as u128);
+                        // Half the items try the keys at once, half go through the queue.
+                        if (op + thread) % 2 == 0 {
+                            let items = [(key, 1)];
+                            match shard.run_now(|keys| keys.take(lease, &items, 0)) {
+                                Some(ShardTake::Taken(_)) => continue,
+                                Some(other) => panic!("not taken at once: {other:?}"),
+                                None => {}
+                            }
+                        }
+                        queued.push(take_as(&shard, &key, lease));
+                    }
+                    queued
+                })
+            })
+            .collect();
+        // Meanwhile the actor takes the keys now and then, so drains are handed over.
+        for _ in 0..5 {
+            shard.lock_keys_for(&arbiter.handle(), Duration::from_millis(2));
+        }
+        let mut queued = Vec::new();
+        for caller in callers {
+            queued.extend(caller.join().expect("caller thread"));
+        }
+        let answers = tokio::time::timeout(Duration::from_secs(20), join_all(queued))
+            .await
+            .expect("every queued item answered within 20 s");
+        for answer in answers {
+            assert!(matches!(answer, Ok(ShardTake::Taken(_))), "{answer:?}");
+        }
+        // Each item took one unit, once: the key is exactly full.
+        let usage = shard
+            .addr
+            .send(GetUsage {
+                key: Arc::from("k"),
+                now_ms: 0,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(usage.in_use, capacity);
+        // The key's reservations in the order they were applied: each caller's in its order.
+        let exported = shard.addr.send(ExportKeys { now_ms: 0 }).await.unwrap();
+        let mut last_rank = [None; THREADS];
+        for reservation in &exported[0].reservations {
+            let id = u128::from(reservation.lease);
+            let (thread, rank) = ((id >> 64) as usize, id as u64);
+            assert!(
+                last_rank[thread] < Some(rank),
+                "caller {thread}'s item {rank} applied after {:?}",
+                last_rank[thread]
+            );
+            last_rank[thread] = Some(rank);
+        }
+        let one_more = tokio::time::timeout(Duration::from_secs(5), take(&shard, &key))
+            .await
+            .expect("answered within 5 s");
+        assert!(
+            matches!(one_more, Ok(ShardTake::NotFit { .. })),
+            "{one_more:?}"
+        );
         arbiter.stop();
     }
 

@@ -19,7 +19,7 @@ use super::shutdown::ShutdownState;
 use super::{JobRef, SchedulerConfig, SchedulerError};
 use crate::client::limiter::{Limiter, LimiterError};
 use crate::client::requirements::{actuals_for, requirements_for};
-use crate::model::{new_lease_id, Actual, CompleteRequest, LeaseId, Requirement, ReserveRequest};
+use crate::model::{Actual, CompleteRequest, LeaseId, Requirement, ReserveRequest};
 
 /// The actor behind [`super::SchedulerHandle`].
 pub struct SchedulerActor {
@@ -274,7 +274,7 @@ impl SchedulerActor {
     /// wait `wait_ms`, and frees the job's slot.
     fn retry_later(&mut self, mut job: Job, new_lease: bool, wait_ms: u64) {
         if new_lease {
-            job.lease = new_lease_id();
+            job.lease = LeaseId::new();
             job.unknown_attempts = 0;
             job.first_unknown_at = None;
         }
@@ -438,7 +438,7 @@ impl Handler<Submit> for SchedulerActor {
             },
             spec: msg.spec,
             queue: queue.clone(),
-            lease: new_lease_id(),
+            lease: LeaseId::new(),
             unknown_attempts: 0,
             completions_at_reserve: 0,
             first_unknown_at: None,

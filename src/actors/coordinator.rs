@@ -27,6 +27,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -46,6 +47,9 @@ mod snapshot;
 mod take;
 
 pub use snapshot::RestoreSummary;
+
+/// How long a caller looks for a shard's answer before its task sleeps.
+const SPIN_FOR_ANSWER: Duration = Duration::from_micros(20);
 
 /// What a shard that no longer answers means for the caller.
 const KEY_ACTOR_STOPPED: Outage = Outage::Stopped {
@@ -175,7 +179,26 @@ fn stopped<E>(_: E) -> BackendError {
 }
 
 /// A shard's answer to an item queued in its inbox; a dropped channel means it stopped.
-async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, BackendError> {
+///
+/// The item is usually being applied right now by a caller on another core, a matter of
+/// microseconds: the answer is looked for a moment ([`SPIN_FOR_ANSWER`]) before the task
+/// sleeps, since being woken from another thread costs far more. The caller queued its
+/// items without waiting, so it may have applied its parts on idle shards meanwhile.
+async fn answer<T>(rx: &mut oneshot::Receiver<T>) -> Result<T, BackendError> {
+    let mut start = None;
+    loop {
+        match rx.try_recv() {
+            Ok(answer) => return Ok(answer),
+            Err(oneshot::error::TryRecvError::Closed) => return Err(stopped(())),
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        if start.get_or_insert_with(Instant::now).elapsed() > SPIN_FOR_ANSWER {
+            break;
+        }
+        for _ in 0..8 {
+            std::hint::spin_loop();
+        }
+    }
     // Outside tokio's per-task budget, like actor messages: a task awaiting thousands of
     // reserves (one `join_all`) must not exhaust its budget here and starve its own timers.
     tokio::task::unconstrained(rx).await.map_err(stopped)

@@ -5,8 +5,9 @@
 //! is draining, takes the keys' lock itself and applies everything queued so far, its own
 //! item included, on its own thread — no hop to the shard's thread and back. Items that
 //! arrive meanwhile are applied by that same drainer, in push order, so under load one
-//! drainer handles a burst while the other callers only queue (and wait a few microseconds
-//! for that drain to end, rather than sleep and be woken from another thread). When the keys
+//! drainer handles a burst while the other callers only queue and go on: to their parts on
+//! other shards, then to their answers, which they look for a few microseconds rather than
+//! sleep and be woken from another thread. When the keys
 //! are busy (the shard actor holds them for a definition, a decrease or a snapshot) or a
 //! drainer has done a few rounds, the rest is handed to the [`KeyShard`] actor with one
 //! [`Drain`] message.
@@ -34,11 +35,10 @@ use crate::model::RetryPolicy;
 /// speed that way; BENCHMARKS.md, issue #9).
 const CALLER_ROUNDS: usize = 64;
 
-/// How long a caller whose item another thread is applying waits for that drain to end
-/// before it gives up its thread, and how long a new drainer waits for the keys' lock
-/// before it hands the queue to the actor: a drain takes microseconds, while sleeping and
-/// being woken from another thread costs far more.
-const SPIN_FOR_DRAIN: Duration = Duration::from_micros(20);
+/// How long a new drainer waits for the keys' lock before it hands the queue to the actor:
+/// whoever holds them lets go within microseconds, while handing over and being answered
+/// from another thread costs far more.
+const SPIN_FOR_KEYS: Duration = Duration::from_micros(20);
 
 /// Tells a shard that its inbox holds items. Dropped unhandled (the shard's mailbox went away
 /// with it inside), it closes the inbox, so no caller waits for an answer that cannot come.
@@ -69,13 +69,10 @@ impl Drop for Drain {
 /// [`ShardInbox::status`]: somebody (a caller, or the actor after a [`Drain`]) drains; only
 /// they apply items, and a push needs do nothing more.
 const DRAINING: u8 = 1;
-/// [`ShardInbox::status`]: the drainer is a caller, on its own thread (not the actor, which
-/// may be busy for long): the callers queuing meanwhile spin for it rather than sleep.
-const CALLER: u8 = 2;
 /// [`ShardInbox::status`]: items were pushed since the drainer last looked at the queue.
-const QUEUED: u8 = 4;
+const QUEUED: u8 = 2;
 /// [`ShardInbox::status`]: the shard is gone.
-const CLOSED: u8 = 8;
+const CLOSED: u8 = 4;
 
 /// One shard's keys and the items waiting for them.
 ///
@@ -85,7 +82,7 @@ const CLOSED: u8 = 8;
 /// them.
 #[derive(Debug)]
 pub struct ShardInbox {
-    /// [`DRAINING`], [`CALLER`], [`QUEUED`] and [`CLOSED`].
+    /// [`DRAINING`], [`QUEUED`] and [`CLOSED`].
     status: AtomicU8,
     /// Items in push order. An item is pushed before [`QUEUED`] is set for it, and the
     /// drainer clears [`QUEUED`] before it takes the queue, so an item pushed meanwhile
@@ -118,13 +115,10 @@ impl ShardInbox {
         }
         let before = self.status.fetch_or(QUEUED | DRAINING, Ordering::AcqRel);
         if before & DRAINING != 0 {
-            // The drainer applies it (it cannot become idle while the item is queued).
-            if before & CALLER != 0 {
-                self.spin_while_a_caller_drains();
-            }
+            // The drainer applies it (it cannot become idle while the item is queued); the
+            // caller looks for the answer when it needs it.
             return;
         }
-        self.status.fetch_or(CALLER, Ordering::AcqRel);
         let drained = match self.keys_soon() {
             Some(mut keys) => self.drain(&mut keys, CALLER_ROUNDS),
             None => false,
@@ -143,12 +137,9 @@ impl ShardInbox {
         shard: &Addr<KeyShard>,
         work: impl FnOnce(&mut ShardKeys) -> R,
     ) -> Option<R> {
-        let claimed = self.status.compare_exchange(
-            0,
-            DRAINING | CALLER,
-            Ordering::Acquire,
-            Ordering::Relaxed,
-        );
+        let claimed =
+            self.status
+                .compare_exchange(0, DRAINING, Ordering::Acquire, Ordering::Relaxed);
         if claimed.is_err() {
             return None;
         }
@@ -159,12 +150,9 @@ impl ShardInbox {
         };
         let answer = work(&mut keys);
         // Idle again at once unless items were queued meanwhile: those are this drainer's.
-        let idle = self.status.compare_exchange(
-            DRAINING | CALLER,
-            0,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        let idle = self
+            .status
+            .compare_exchange(DRAINING, 0, Ordering::Release, Ordering::Relaxed);
         let drained = idle.is_ok() || self.drain(&mut keys, CALLER_ROUNDS);
         drop(keys);
         if !drained {
@@ -207,28 +195,12 @@ impl ShardInbox {
 
     /// Passes a caller's drain on to the `shard` actor, which drains from its own thread.
     fn hand_over(self: &Arc<Self>, shard: &Addr<KeyShard>) {
-        self.status.fetch_and(!CALLER, Ordering::AcqRel);
         // A mailbox that is gone drops the message, which closes the inbox.
         shard.do_send(Drain::new(self));
     }
 
-    /// Waits (at most [`SPIN_FOR_DRAIN`]) for a caller's drain under way to end: it applies
-    /// every item queued before it ends (or hands them to the actor), so the caller's answer
-    /// is then usually ready without its thread ever sleeping.
-    fn spin_while_a_caller_drains(&self) {
-        let start = Instant::now();
-        while self.status.load(Ordering::Acquire) & CALLER != 0 {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-            if start.elapsed() > SPIN_FOR_DRAIN {
-                return;
-            }
-        }
-    }
-
     /// The keys' lock for a caller that has just become the drainer, when it comes within
-    /// [`SPIN_FOR_DRAIN`]. The lock is usually free; else its holder is a drainer that has
+    /// [`SPIN_FOR_KEYS`]. The lock is usually free; else its holder is a drainer that has
     /// just handed over (it lets go of the keys right after) or the actor in a short request
     /// of its own: waiting a moment costs far less than handing the queue to the actor,
     /// which would then answer every caller from its own thread for as long as they keep
@@ -242,7 +214,7 @@ impl ShardInbox {
                 Err(TryLockError::WouldBlock) => {}
             }
             // The clock is read only once the keys were found busy.
-            if start.get_or_insert_with(Instant::now).elapsed() > SPIN_FOR_DRAIN {
+            if start.get_or_insert_with(Instant::now).elapsed() > SPIN_FOR_KEYS {
                 return None;
             }
             for _ in 0..64 {

@@ -48,8 +48,8 @@ enum Decision {
 
 /// Waits for every acknowledgement.
 async fn acknowledged(acks: Acks) -> Result<(), BackendError> {
-    for ack in acks {
-        answer(ack).await?;
+    for mut ack in acks {
+        answer(&mut ack).await?;
     }
     Ok(())
 }
@@ -245,9 +245,9 @@ impl ReserveCoordinator {
     async fn take_later(&self, mut guard: Undecided<'_>, mut draft: Draft) -> ReserveResult {
         for answer in guard.answers.iter_mut() {
             if let TakeAnswer::Queued(rx) = answer {
-                // Outside tokio's per-task budget, like actor messages: a task awaiting
-                // thousands of reserves (one batch) must not starve its own timers.
-                *answer = match tokio::task::unconstrained(rx).await {
+                // The receiver stays in the guard until answered: dropped meanwhile, the
+                // guard still reads an answer sent already and gives the take back.
+                *answer = match super::answer(rx).await {
                     Ok(taken) => TakeAnswer::Ready(taken),
                     Err(_) => TakeAnswer::Stopped,
                 };

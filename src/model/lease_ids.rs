@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::LeaseId;
 
 /// The most parts a lease table is split into; a table's part count divides it.
-pub const MAX_LEASE_PARTS: usize = 16;
+pub(crate) const MAX_LEASE_PARTS: usize = 16;
 
 /// Ids a thread makes in one part before it moves on to the next.
 const IDS_PER_STRETCH: usize = 1024;
@@ -60,14 +60,14 @@ fn walk_part(start: usize, made: usize) -> usize {
 
 /// Which of `parts` parts keeps `lease`: its lowest bits. `parts` is a power of two of at
 /// most [`MAX_LEASE_PARTS`], so an id from [`new_lease_id`] lands in its thread's part.
-pub fn lease_part(lease: LeaseId, parts: usize) -> usize {
+pub(crate) fn lease_part(lease: LeaseId, parts: usize) -> usize {
     debug_assert!(parts.is_power_of_two() && parts <= MAX_LEASE_PARTS);
     (u128::from(lease) as usize) & (parts.max(1) - 1)
 }
 
 /// The largest power of two not above `wanted`, between 1 and [`MAX_LEASE_PARTS`]: the part
 /// count of a table that would like `wanted` parts.
-pub fn lease_parts(wanted: usize) -> usize {
+pub(crate) fn lease_parts(wanted: usize) -> usize {
     let wanted = wanted.clamp(1, MAX_LEASE_PARTS);
     1 << (usize::BITS - 1 - wanted.leading_zeros())
 }

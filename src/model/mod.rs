@@ -8,7 +8,7 @@ pub(crate) mod command;
 mod definition;
 mod errors;
 mod forget_order;
-mod lease_ids;
+pub(crate) mod lease_ids;
 mod lease_map;
 pub(crate) mod leases;
 mod reservations;
@@ -26,7 +26,8 @@ pub use definition::{
     LimitDefinition, LimitInfo, LimitKind, LimitState, LimitStatus, Overage, Usage,
 };
 pub use errors::{ErrorCode, InvalidRequest};
-pub use lease_ids::{lease_part, lease_parts, new_lease_id, MAX_LEASE_PARTS};
+pub use lease_ids::new_lease_id;
+pub(crate) use lease_ids::{lease_part, lease_parts};
 pub use leases::{Hold, LeaseRecord, LeaseTableFull, DEFAULT_MAX_LEASES};
 pub use reservations::{Place, Reservations, Settled};
 pub use retry::{Backoff, DenyStreak, InvalidRetry, RetryPolicy, DEFAULT_WINDOW_MARGIN_MS};

@@ -1,9 +1,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::model::{
-    Actual, CompleteCommand, ManualClock, Requirement, ReserveCommand, MAX_LEASE_PARTS,
-};
+use crate::model::lease_ids::MAX_LEASE_PARTS;
+use crate::model::{Actual, CompleteCommand, ManualClock, Requirement, ReserveCommand};
 
 /// A reserve of one unit on each of `keys`, for a new lease.
 fn one_each(keys: &[&str]) -> ReserveCommand {

@@ -1,8 +1,11 @@
 //! Where two callers' costs meet on the memory backend: reserve + complete of four keys in a
 //! loop, from one caller thread and from two, with the two callers on the same four keys
 //! (every op changes the same counters) or each on four keys of its own (nothing shared but
-//! the shards the keys hash to and the lease table). Each case runs on a new service;
-//! ops/s and the ratio to one caller are printed.
+//! the shards the keys hash to and the lease table). With two arbiters or more it then runs
+//! one caller whose four keys share one shard, and two callers whose keys each sit on a
+//! shard of their own (nothing shared but the lease table): how throughput grows with cores
+//! when callers do not meet on a shard. Each case runs on a new service; ops/s and the ratio
+//! to the one-caller case above it are printed.
 //!
 //! ```text
 //! cargo run --release --example two_callers -- 1000000 1   # 1 M ops per caller, 1 arbiter
@@ -41,12 +44,35 @@ async fn keys(service: &LimiterService, set: usize) -> Result<Vec<String>, Box<d
     let keys: Vec<String> = (0..KEYS_PER_CALLER)
         .map(|k| format!("caller{set}:key{k}"))
         .collect();
-    for key in &keys {
+    define(service, &keys).await?;
+    Ok(keys)
+}
+
+/// Keys of caller `set` that all live on shard `shard` of `shards` (names are tried in turn
+/// until enough hash there), defined large enough never to deny.
+async fn keys_on_shard(
+    service: &LimiterService,
+    set: usize,
+    shard: usize,
+    shards: usize,
+) -> Result<Vec<String>, Box<dyn Error>> {
+    let keys: Vec<String> = (0..)
+        .map(|k| format!("caller{set}:key{k}"))
+        .filter(|key| MemoryBackend::shard_of(key, shards) == shard)
+        .take(KEYS_PER_CALLER)
+        .collect();
+    define(service, &keys).await?;
+    Ok(keys)
+}
+
+/// Defines `keys` large enough never to deny.
+async fn define(service: &LimiterService, keys: &[String]) -> Result<(), Box<dyn Error>> {
+    for key in keys {
         service
             .define(LimitDefinition::rolling(key.as_str(), u64::MAX / 2, 3600))
             .await?;
     }
-    Ok(keys)
+    Ok(())
 }
 
 /// One caller's loop: `ops` reserve + complete on `keys`.
@@ -135,6 +161,21 @@ fn measure() -> Result<(), Box<dyn Error>> {
             };
             let two = run(&service, vec![first, second], ops)?;
             println!("2        {label:<9} {two:>12.0}  {:>13.2}", two / one);
+        }
+        if arbiters >= 2 {
+            // Each caller's keys on a shard of its own; the reference is one caller whose
+            // keys share one shard too.
+            let single = service(arbiters, 2 * ops).await?;
+            let sets = vec![keys_on_shard(&single, 0, 0, arbiters).await?];
+            let one = run(&single, sets, ops)?;
+            println!("1        one shard {one:>12.0}           1.00");
+            let pair = service(arbiters, 4 * ops).await?;
+            let sets = vec![
+                keys_on_shard(&pair, 0, 0, arbiters).await?,
+                keys_on_shard(&pair, 1, 1, arbiters).await?,
+            ];
+            let two = run(&pair, sets, ops)?;
+            println!("2        own shard {two:>12.0}  {:>13.2}", two / one);
         }
         Ok(())
     })

@@ -27,7 +27,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -35,11 +35,11 @@ use log::warn;
 use tokio::sync::oneshot;
 
 use super::key_shard::{GetUsage, KeyName, KeyShard, KeySlot, Ping, Put, ShardHandle, TryDecrease};
+use super::spin::spin_for;
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
+use crate::model::lease_ids::{lease_part, lease_parts};
 use crate::model::leases::{LeaseOutcome, LeaseTable};
-use crate::model::{
-    lease_part, lease_parts, LeaseId, LimitDefinition, LimitKind, RetryPolicy, SharedClock, Usage,
-};
+use crate::model::{LeaseId, LimitDefinition, LimitKind, RetryPolicy, SharedClock, Usage};
 use crate::read_mostly::ReadMostly;
 
 mod reserve;
@@ -185,19 +185,13 @@ fn stopped<E>(_: E) -> BackendError {
 /// sleeps, since being woken from another thread costs far more. The caller queued its
 /// items without waiting, so it may have applied its parts on idle shards meanwhile.
 async fn answer<T>(rx: &mut oneshot::Receiver<T>) -> Result<T, BackendError> {
-    let mut start = None;
-    loop {
-        match rx.try_recv() {
-            Ok(answer) => return Ok(answer),
-            Err(oneshot::error::TryRecvError::Closed) => return Err(stopped(())),
-            Err(oneshot::error::TryRecvError::Empty) => {}
-        }
-        if start.get_or_insert_with(Instant::now).elapsed() > SPIN_FOR_ANSWER {
-            break;
-        }
-        for _ in 0..8 {
-            std::hint::spin_loop();
-        }
+    let ready = spin_for(SPIN_FOR_ANSWER, 8, || match rx.try_recv() {
+        Ok(answer) => Some(Ok(answer)),
+        Err(oneshot::error::TryRecvError::Closed) => Some(Err(stopped(()))),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+    });
+    if let Some(ready) = ready {
+        return ready;
     }
     // Outside tokio's per-task budget, like actor messages: a task awaiting thousands of
     // reserves (one `join_all`) must not exhaust its budget here and starve its own timers.

@@ -18,6 +18,7 @@ pub mod outbox;
 mod shard_inbox;
 mod shard_keys;
 mod snapshot_keeper;
+mod spin;
 
 pub use decrease_applier::{DecreaseApplier, PendingDecreases};
 pub use memory::{default_arbiters, MemoryBackend, MemoryOptions, RestoreSummary};

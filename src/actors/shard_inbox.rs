@@ -19,12 +19,13 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::key_shard::KeyShard;
 use super::shard_keys::{ShardKeys, ShardOp};
+use super::spin::spin_for;
 use crate::model::RetryPolicy;
 
 /// Rounds (drain everything queued, then look again) a caller does before it hands what
@@ -169,11 +170,15 @@ impl ShardInbox {
         for round in 0..=rounds {
             let before = self.status.fetch_and(!QUEUED, Ordering::AcqRel);
             if before & QUEUED == 0 {
-                // Nothing pushed since the last look: idle, unless something is by now.
-                let idle = before & CLOSED;
-                let status = before & !QUEUED;
+                // Nothing pushed since the last look: idle (keeping `CLOSED`), unless
+                // something is by now.
                 if (self.status)
-                    .compare_exchange(status, idle, Ordering::Release, Ordering::Relaxed)
+                    .compare_exchange(
+                        before,
+                        before & CLOSED,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
                 {
                     return true;
@@ -206,21 +211,11 @@ impl ShardInbox {
     /// which would then answer every caller from its own thread for as long as they keep
     /// coming. `None` when the keys stay busy.
     fn keys_soon(&self) -> Option<MutexGuard<'_, ShardKeys>> {
-        let mut start = None;
-        loop {
-            match self.keys.try_lock() {
-                Ok(keys) => return Some(keys),
-                Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-                Err(TryLockError::WouldBlock) => {}
-            }
-            // The clock is read only once the keys were found busy.
-            if start.get_or_insert_with(Instant::now).elapsed() > SPIN_FOR_KEYS {
-                return None;
-            }
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-        }
+        spin_for(SPIN_FOR_KEYS, 64, || match self.keys.try_lock() {
+            Ok(keys) => Some(keys),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        })
     }
 
     /// The shard's keys, for the shard actor's own requests (and its drains).

@@ -27,7 +27,6 @@ pub use definition::{
 };
 pub use errors::{ErrorCode, InvalidRequest};
 pub use lease_ids::new_lease_id;
-pub(crate) use lease_ids::{lease_part, lease_parts};
 pub use leases::{Hold, LeaseRecord, LeaseTableFull, DEFAULT_MAX_LEASES};
 pub use reservations::{Place, Reservations, Settled};
 pub use retry::{Backoff, DenyStreak, InvalidRetry, RetryPolicy, DEFAULT_WINDOW_MARGIN_MS};

@@ -4,9 +4,10 @@
 //! A lease table split into parts by lease id lets callers on several threads work at once.
 //! But a part chosen by random bits is written by every thread in turn, and its memory (its
 //! lock, counts and queues) then moves from core to core at nearly every call. An id made by
-//! [`new_lease_id`] names, in its lowest bits, the part its thread is on now: each thread
-//! walks through the parts from its own starting point, a stretch of ids at a time, so two
-//! threads seldom write the same part at once, while over time every part gets its share (a
+//! [`new_lease_id`] names, in its lowest bits, the part its thread is on now. Each thread has
+//! its own starting part, and every thread moves on to its next part at the same moments (a
+//! stretch of the id's own milliseconds), so threads with different starting parts never
+//! write the same part, however unequal their speeds; over time every part gets its share (a
 //! table keeps a share of its settled leases in each part). Any other id, such as one an
 //! HTTP client chose, lands in a part by its random bits, as before: only speed differs.
 
@@ -18,8 +19,8 @@ use super::LeaseId;
 /// The most parts a lease table is split into; a table's part count divides it.
 pub(crate) const MAX_LEASE_PARTS: usize = 16;
 
-/// Ids a thread makes in one part before it moves on to the next.
-const IDS_PER_STRETCH: usize = 1024;
+/// Milliseconds (of the ids' time) a thread stays in one part before it moves on to the next.
+const MS_PER_STRETCH: u64 = 4;
 
 /// Between the starting parts of threads that make their first id one after the other: odd,
 /// so that they differ in any power-of-two count of parts.
@@ -29,23 +30,25 @@ const START_STRIDE: usize = 7;
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// This thread's walk: its starting part and how many ids it has made.
-    static WALK: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+    /// This thread's starting part, taken when it makes its first id.
+    static START: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// A new lease id: a ULID (time and random bits) whose lowest bits name the lease-table part
 /// this thread is on, so that callers on different threads mostly keep their leases in
 /// different parts. Use it for the ids of reserves made in process.
 pub fn new_lease_id() -> LeaseId {
-    let part = WALK.with(|walk| {
-        let (start, made) = walk
-            .get()
-            .unwrap_or_else(|| (start_part(THREADS.fetch_add(1, Ordering::Relaxed)), 0));
-        walk.set(Some((start, made.wrapping_add(1))));
-        walk_part(start, made)
+    let start = START.with(|start| match start.get() {
+        Some(part) => part,
+        None => {
+            let part = start_part(THREADS.fetch_add(1, Ordering::Relaxed));
+            start.set(Some(part));
+            part
+        }
     });
-    let random = u128::from(LeaseId::new());
-    LeaseId::from(random & !(MAX_LEASE_PARTS as u128 - 1) | part as u128)
+    let id = LeaseId::new();
+    let part = walk_part(start, id.timestamp_ms());
+    LeaseId::from(u128::from(id) & !(MAX_LEASE_PARTS as u128 - 1) | part as u128)
 }
 
 /// Where the walk of the `thread`-th thread to make an id starts.
@@ -53,9 +56,9 @@ fn start_part(thread: usize) -> usize {
     thread.wrapping_mul(START_STRIDE) % MAX_LEASE_PARTS
 }
 
-/// The part of a walk from `start` after `made` ids.
-fn walk_part(start: usize, made: usize) -> usize {
-    (start + made / IDS_PER_STRETCH) % MAX_LEASE_PARTS
+/// The part a walk from `start` is on at `ms` (an id's time).
+fn walk_part(start: usize, ms: u64) -> usize {
+    (start + (ms / MS_PER_STRETCH % MAX_LEASE_PARTS as u64) as usize) % MAX_LEASE_PARTS
 }
 
 /// Which of `parts` parts keeps `lease`: its lowest bits. `parts` is a power of two of at
@@ -79,25 +82,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thread_keeps_to_one_part_for_a_stretch_then_moves_to_the_next() {
-        // A new thread: its walk starts with its first id.
-        let parts = std::thread::spawn(|| {
-            (0..IDS_PER_STRETCH * (MAX_LEASE_PARTS + 1))
-                .map(|_| lease_part(new_lease_id(), MAX_LEASE_PARTS))
-                .collect::<Vec<usize>>()
+    fn a_thread_is_on_its_walks_part_at_each_ids_time() {
+        // A new thread: it takes its starting part with its first id.
+        let (start, ids) = std::thread::spawn(|| {
+            let first = new_lease_id();
+            let start = START.with(Cell::get).expect("the first id took a start");
+            let deadline = first.timestamp_ms() + MS_PER_STRETCH * (MAX_LEASE_PARTS as u64 + 1);
+            let mut ids = vec![first];
+            // Bounded by the clock: one lap of the walk and one stretch more.
+            while ids.last().map_or(0, LeaseId::timestamp_ms) < deadline {
+                ids.push(new_lease_id());
+            }
+            (start, ids)
         })
         .join()
         .unwrap();
-        let moves: Vec<&[usize]> = parts.windows(2).filter(|w| w[0] != w[1]).collect();
-        assert_eq!(moves.len(), MAX_LEASE_PARTS, "one move per stretch");
-        for pair in moves {
-            assert_eq!(pair[1], (pair[0] + 1) % MAX_LEASE_PARTS);
+        for id in &ids {
+            let part = lease_part(*id, MAX_LEASE_PARTS);
+            assert_eq!(part, walk_part(start, id.timestamp_ms()));
         }
-        for stretch in parts.chunks(IDS_PER_STRETCH) {
-            assert!(stretch.iter().all(|&p| p == stretch[0]));
+        let last = ids.last().map_or(0, LeaseId::timestamp_ms);
+        assert!(
+            last >= ids[0].timestamp_ms() + MS_PER_STRETCH,
+            "the walk moved on"
+        );
+    }
+
+    #[test]
+    fn the_walk_moves_to_the_next_part_each_stretch_and_wraps_around() {
+        assert_eq!(walk_part(3, 0), 3);
+        assert_eq!(walk_part(3, MS_PER_STRETCH - 1), 3);
+        assert_eq!(walk_part(3, MS_PER_STRETCH), 4);
+        assert_eq!(walk_part(15, MS_PER_STRETCH - 1), 15);
+        assert_eq!(walk_part(15, MS_PER_STRETCH), 0, "the walk wraps around");
+        assert_eq!(
+            walk_part(15, u64::MAX),
+            (15 + (u64::MAX / MS_PER_STRETCH % 16) as usize) % 16
+        );
+    }
+
+    #[test]
+    fn threads_with_different_starts_are_never_on_one_part_at_once() {
+        for parts in [2, 4, 8, 16] {
+            for ms in (0..4 * MAX_LEASE_PARTS as u64 * MS_PER_STRETCH).chain([u64::MAX - 1]) {
+                for (a, b) in [(0, 1), (0, 7), (5, 12), (14, 15)] {
+                    if a % parts == b % parts {
+                        continue;
+                    }
+                    assert_ne!(
+                        walk_part(a, ms) % parts,
+                        walk_part(b, ms) % parts,
+                        "starts {a} and {b}, {parts} parts, at {ms} ms"
+                    );
+                }
+            }
         }
-        let seen: HashSet<usize> = parts.into_iter().collect();
-        assert_eq!(seen.len(), MAX_LEASE_PARTS, "every part gets its share");
     }
 
     #[test]
@@ -112,8 +151,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(walk_part(15, IDS_PER_STRETCH - 1), 15);
-        assert_eq!(walk_part(15, IDS_PER_STRETCH), 0, "the walk wraps around");
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Where two callers' costs meet on the memory backend: reserve + complete of four keys in a
 //! loop, from one caller thread and from two, with the two callers on the same four keys
-//! (every op changes the same counters) or each on four keys of its own (nothing shared but
-//! the shards the keys hash to and the lease table). With two arbiters or more it then runs
-//! one caller whose four keys share one shard, and two callers whose keys each sit on a
-//! shard of their own (nothing shared but the lease table): how throughput grows with cores
-//! when callers do not meet on a shard. Each case runs on a new service; ops/s and the ratio
+//! (every op changes the same counters) or each on four keys of its own (one group per
+//! caller, so each caller's keys share a shard; the two groups share one when they hash
+//! there). With two arbiters or more it then runs one caller whose four keys share one
+//! shard, and two callers whose keys each sit on a shard of their own (nothing shared but
+//! the lease table): how throughput grows with cores when callers do not meet on a shard. Each case runs on a new service; ops/s and the ratio
 //! to the one-caller case above it are printed.
 //!
 //! ```text
@@ -48,18 +48,21 @@ async fn keys(service: &LimiterService, set: usize) -> Result<Vec<String>, Box<d
     Ok(keys)
 }
 
-/// Keys of caller `set` that all live on shard `shard` of `shards` (names are tried in turn
-/// until enough hash there), defined large enough never to deny.
+/// Keys of caller `set` that all live on shard `shard` of `shards`: one group (the name up to
+/// the last `:`), its name tried in turn until it hashes there; defined large enough never to
+/// deny.
 async fn keys_on_shard(
     service: &LimiterService,
     set: usize,
     shard: usize,
     shards: usize,
 ) -> Result<Vec<String>, Box<dyn Error>> {
-    let keys: Vec<String> = (0..)
-        .map(|k| format!("caller{set}:key{k}"))
-        .filter(|key| MemoryBackend::shard_of(key, shards) == shard)
-        .take(KEYS_PER_CALLER)
+    let group = (0..)
+        .map(|g| format!("caller{set}group{g}"))
+        .find(|group| MemoryBackend::shard_of(&format!("{group}:key"), shards) == shard)
+        .ok_or("no group name hashes to the shard")?;
+    let keys: Vec<String> = (0..KEYS_PER_CALLER)
+        .map(|k| format!("{group}:key{k}"))
         .collect();
     define(service, &keys).await?;
     Ok(keys)

@@ -208,10 +208,19 @@ fn unknown(key: &str) -> BackendError {
     .into()
 }
 
-/// The shard (of `shards`) that owns `key`: a fixed hash of the key.
+/// The group of `key`: its name up to its last `:` (`global:llm:openai:gpt-4o` for
+/// `global:llm:openai:gpt-4o:tpm`), or the whole name if it has none.
+pub fn key_group(key: &str) -> &str {
+    key.rsplit_once(':').map_or(key, |(group, _)| group)
+}
+
+/// The shard (of `shards`) that owns `key`: a fixed hash of the key's [group](key_group).
+/// The keys of one group (one model's rpm, tpm and concurrency; one tenant's budgets) share
+/// a shard, so a request that names them takes them in one step, and callers on different
+/// models or tenants seldom meet on a shard.
 pub fn shard_of(key: &str, shards: usize) -> usize {
     let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
+    key_group(key).hash(&mut hasher);
     (hasher.finish() % shards.max(1) as u64) as usize
 }
 

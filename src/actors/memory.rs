@@ -22,7 +22,7 @@ pub struct MemoryOptions {
     /// Most leases in flight, and separately most settled leases (see the lease table).
     pub lease_capacity: usize,
     /// Arbiters (threads) the key shards run on, one shard each; keys are spread over them
-    /// by a hash of the key. 0 runs one shard on the caller's own arbiter (no extra thread:
+    /// by a hash of the key's group (its name up to the last `:`). 0 runs one shard on the caller's own arbiter (no extra thread:
     /// for single-threaded embedding).
     pub arbiters: usize,
 }
@@ -110,7 +110,8 @@ impl MemoryBackend {
     }
 
     /// Which of `arbiters` shards owns `key` (for tests and diagnostics: keys are spread by
-    /// a fixed hash).
+    /// a fixed hash of their group, the name up to the last `:`; the keys of one group share
+    /// a shard).
     pub fn shard_of(key: &str, arbiters: usize) -> usize {
         super::coordinator::shard_of(key, arbiters)
     }

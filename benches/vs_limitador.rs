@@ -9,9 +9,13 @@
 //! the two sides in `ROUNDS` rounds and prints medians: ops/s (one op = one reserve and its
 //! complete/commit) and the ratio taken within each round. Numbers go to BENCHMARKS.md.
 //!
-//! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE] [--keys N]` (default 2 s
-//! per case and side;
-//! `--keys 1` or `--keys 4` runs only those cases, e.g. under a profiler).
+//! Then scaling: one and two callers, each on four keys of its own (its own model and
+//! tenant), with ours at 1 arbiter (one shard for all) and 2 (a shard per caller), and
+//! limitador with a namespace per caller.
+//!
+//! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE] [--keys N | --scaling]`
+//! (default 2 s per case and side; `--keys 1` or `--keys 4` runs only those cases, e.g.
+//! under a profiler; `--scaling` only the scaling table).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(missing_docs)]
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use limitador::limit::{Context, Expression, Limit, Namespace, Predicate};
 use limitador::RateLimiter;
-use ratelimiter::actors::MemoryOptions;
+use ratelimiter::actors::{MemoryBackend, MemoryOptions};
 use ratelimiter::model::{new_lease_id, Actual, CompleteCommand, Requirement, ReserveCommand};
 use ratelimiter::service::LimiterService;
 
@@ -50,9 +54,9 @@ async fn service(arbiters: usize) -> Arc<LimiterService> {
 
 /// One reserve + complete on `keys` keys, as a program that embeds the service makes them:
 /// a new lease id and new requirements each time, handed over with the id as it is made.
-async fn ratelimiter_op(service: &LimiterService, keys: usize) {
+async fn ratelimiter_op(service: &LimiterService, keys: &'static [&'static str]) {
     let lease = new_lease_id();
-    let requirements = KEYS[..keys]
+    let requirements = keys
         .iter()
         .map(|k| Requirement::static_key(k, 100))
         .collect();
@@ -64,10 +68,7 @@ async fn ratelimiter_op(service: &LimiterService, keys: usize) {
             .expect("valid")
             .allowed
     );
-    let actuals = KEYS[..keys]
-        .iter()
-        .map(|k| Actual::static_key(k, 50))
-        .collect();
+    let actuals = keys.iter().map(|k| Actual::static_key(k, 50)).collect();
     let complete = CompleteCommand::new(lease, actuals);
     assert!(service.complete_command(complete).await.expect("valid").ok);
 }
@@ -76,7 +77,7 @@ async fn ratelimiter_op(service: &LimiterService, keys: usize) {
 /// passed since `start`.
 async fn caller_ops(
     service: &LimiterService,
-    keys: usize,
+    keys: &'static [&'static str],
     in_flight: usize,
     start: Instant,
     run: Duration,
@@ -97,18 +98,18 @@ async fn caller_ops(
         .sum()
 }
 
-/// Ops/s of `threads` callers, each on its own actix System with `in_flight` ops at a time,
-/// sharing one service (built on the calling System, which keeps running meanwhile).
+/// Ops/s of one caller per set of keys in `key_sets`, each on its own thread and actix
+/// System with `in_flight` ops at a time, sharing one service (built on the calling System,
+/// which keeps running meanwhile).
 async fn ratelimiter_ops(
     service: Arc<LimiterService>,
-    keys: usize,
-    threads: usize,
+    key_sets: Vec<&'static [&'static str]>,
     in_flight: usize,
     run: Duration,
 ) -> f64 {
     let start = Instant::now();
     let mut done = Vec::new();
-    for _ in 0..threads {
+    for keys in key_sets {
         let service = Arc::clone(&service);
         let (tx, rx) = futures::channel::oneshot::channel();
         std::thread::spawn(move || {
@@ -125,31 +126,40 @@ async fn ratelimiter_ops(
     ops as f64 / start.elapsed().as_secs_f64()
 }
 
-/// limitador's in-memory limiter with `limits` limits in one namespace, every one applying
-/// to every request (no conditions, no variables): `limits` counters per request.
-fn limitador(limits: usize) -> Arc<RateLimiter> {
+/// limitador's in-memory limiter with `limits` limits in each of `namespaces` namespaces
+/// (`bench0`, `bench1`, ...), every one applying to every request of its namespace (no
+/// conditions, no variables): `limits` counters per request.
+fn limitador(limits: usize, namespaces: usize) -> Arc<RateLimiter> {
     let limiter = RateLimiter::new(10_000);
-    for i in 0..limits {
-        limiter.add_limit(Limit::with_id(
-            format!("limit{i}"),
-            "bench",
-            u64::MAX / 2,
-            3600,
-            Vec::<Predicate>::new(),
-            Vec::<Expression>::new(),
-        ));
+    for namespace in 0..namespaces {
+        for i in 0..limits {
+            limiter.add_limit(Limit::with_id(
+                format!("limit{i}"),
+                format!("bench{namespace}"),
+                u64::MAX / 2,
+                3600,
+                Vec::<Predicate>::new(),
+                Vec::<Expression>::new(),
+            ));
+        }
     }
     Arc::new(limiter)
 }
 
-/// Ops/s of `threads` callers of one limitador, each a reserve and its commit.
-fn limitador_ops(limiter: &Arc<RateLimiter>, threads: usize, run: Duration) -> f64 {
+/// Ops/s of `threads` callers of one limitador, each a reserve and its commit; caller `t`
+/// uses namespace `bench{t % namespaces}`.
+fn limitador_ops(
+    limiter: &Arc<RateLimiter>,
+    threads: usize,
+    namespaces: usize,
+    run: Duration,
+) -> f64 {
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
-        .map(|_| {
+        .map(|thread| {
             let limiter = Arc::clone(limiter);
             std::thread::spawn(move || {
-                let namespace = Namespace::from("bench");
+                let namespace = Namespace::from(format!("bench{}", thread % namespaces));
                 let ctx = Context::default();
                 let mut ops = 0u64;
                 while start.elapsed() < run {
@@ -181,6 +191,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut secs = 2.0;
     let mut key_counts = vec![1usize, 4];
+    let mut with_scaling = true;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -189,7 +200,9 @@ fn main() {
                 key_counts = vec![n
                     .filter(|n| [1, 4].contains(n))
                     .expect("--keys 1 or --keys 4")];
+                with_scaling = false;
             }
+            "--scaling" => key_counts.clear(),
             // cargo bench passes `--bench`.
             flag if flag.starts_with("--") => {}
             seconds => secs = seconds.parse().expect("seconds per case"),
@@ -200,19 +213,21 @@ fn main() {
         "{secs} s per case and side, in {ROUNDS} alternating rounds (medians); one op = one \
          reserve and its complete (commit)"
     );
-    println!(
-        "{:<5} {:<8} {:<10} {:>10} {:>14} {:>12} {:>12} {:>8} {:>8} {:>8}",
-        "keys",
-        "callers",
-        "in flight",
-        "limitador",
-        "ours, 0 arb.",
-        "ours, 1 arb.",
-        "ours, 2 arb.",
-        "ratio 0",
-        "ratio 1",
-        "ratio 2"
-    );
+    if !key_counts.is_empty() {
+        println!(
+            "{:<5} {:<8} {:<10} {:>10} {:>14} {:>12} {:>12} {:>8} {:>8} {:>8}",
+            "keys",
+            "callers",
+            "in flight",
+            "limitador",
+            "ours, 0 arb.",
+            "ours, 1 arb.",
+            "ours, 2 arb.",
+            "ratio 0",
+            "ratio 1",
+            "ratio 2"
+        );
+    }
     let system = actix_rt::System::new();
     // Each row alternates limitador and ours ROUNDS times (a share of the case's time each)
     // and reports medians: a ratio is taken within one round, so a slow moment of this
@@ -223,13 +238,14 @@ fn main() {
             for in_flight in [1usize, IN_FLIGHT] {
                 let mut rounds = Vec::new();
                 for _ in 0..ROUNDS {
-                    let reference = limitador_ops(&limitador(keys), threads, round);
+                    let reference = limitador_ops(&limitador(keys, 1), threads, 1, round);
                     // 0 arbiters: the shard runs on the System that built the service; with
                     // one caller, that caller runs there too, so no op crosses a thread.
                     let here = (threads == 1).then(|| {
                         system.block_on(async {
                             let service = service(0).await;
                             let start = Instant::now();
+                            let keys = &KEYS[..keys];
                             let ops = caller_ops(&service, keys, in_flight, start, round).await;
                             ops as f64 / start.elapsed().as_secs_f64()
                         })
@@ -238,7 +254,8 @@ fn main() {
                     for arbiters in [1usize, 2] {
                         ours[arbiters] = Some(system.block_on(async {
                             let service = service(arbiters).await;
-                            ratelimiter_ops(service, keys, threads, in_flight, round).await
+                            let key_sets = vec![&KEYS[..keys]; threads];
+                            ratelimiter_ops(service, key_sets, in_flight, round).await
                         }));
                     }
                     rounds.push((reference, ours));
@@ -269,6 +286,91 @@ fn main() {
                     cells[2].1
                 );
             }
+        }
+    }
+    if with_scaling {
+        scaling(&system, round);
+    }
+}
+
+/// The four keys of caller `caller` in the scaling case: a model and a tenant of its own,
+/// named so that with two shards both groups sit on shard `caller % 2` (with hashed names,
+/// two callers share a shard half the time).
+fn own_keys(caller: usize) -> &'static [&'static str] {
+    let on_shard = |group: &String| MemoryBackend::shard_of(&format!("{group}:x"), 2) == caller % 2;
+    let named = |prefix: String| (0..).map(|i| format!("{prefix}{i}")).find(on_shard);
+    let model = named(format!("global:llm:openai:model-{caller}-")).expect("a model name");
+    let tenant = named(format!("tenant:caller{caller}-")).expect("a tenant name");
+    let keys = [
+        format!("{model}:rpm"),
+        format!("{model}:tpm"),
+        format!("{model}:concurrency"),
+        format!("{tenant}:daily_tokens"),
+    ];
+    Box::leak(Box::new(keys.map(|key| &*Box::leak(key.into_boxed_str()))))
+}
+
+/// Scaling: one and `THREADS` callers, each on four keys of its own (its own model and
+/// tenant), with the keys on 1 shard (1 arbiter) and on a shard per caller (2 arbiters);
+/// limitador with each caller in a namespace of its own. What a second core adds when
+/// callers do not share counters.
+fn scaling(system: &actix_rt::SystemRunner, round: Duration) {
+    println!();
+    println!("Scaling: each caller on 4 keys of its own (its own model and tenant)");
+    println!(
+        "{:<8} {:<10} {:>10} {:>12} {:>12} {:>8} {:>8}",
+        "callers", "in flight", "limitador", "ours, 1 arb.", "ours, 2 arb.", "ratio 1", "ratio 2"
+    );
+    let key_sets: Vec<_> = (0..THREADS).map(own_keys).collect();
+    let mut by_callers = Vec::new();
+    for in_flight in [1usize, IN_FLIGHT] {
+        for threads in [1usize, THREADS] {
+            let mut rounds = Vec::new();
+            for _ in 0..ROUNDS {
+                let limiter = limitador(4, THREADS);
+                let reference = limitador_ops(&limiter, threads, THREADS, round);
+                let mut ours = [0.0; 2];
+                for (arbiters, ops) in [1usize, 2].into_iter().zip(ours.iter_mut()) {
+                    *ops = system.block_on(async {
+                        let service = service(arbiters).await;
+                        for keys in &key_sets {
+                            support::define(&service, keys).await;
+                        }
+                        let sets = key_sets[..threads].to_vec();
+                        ratelimiter_ops(service, sets, in_flight, round).await
+                    });
+                }
+                rounds.push([
+                    reference,
+                    ours[0],
+                    ours[1],
+                    ours[0] / reference,
+                    ours[1] / reference,
+                ]);
+            }
+            let cell = |i: usize| median(rounds.iter().map(|r| r[i])).unwrap_or(0.0);
+            println!(
+                "{:<8} {:<10} {:>10.0} {:>12.0} {:>12.0} {:>8.2} {:>8.2}",
+                threads,
+                in_flight,
+                cell(0),
+                cell(1),
+                cell(2),
+                cell(3),
+                cell(4)
+            );
+            by_callers.push((in_flight, threads, [cell(0), cell(1), cell(2)]));
+        }
+    }
+    for pair in by_callers.chunks(2) {
+        if let [(in_flight, _, one), (_, _, two)] = pair {
+            println!(
+                "{THREADS} callers / 1, {in_flight} in flight: limitador {:.2}, ours at 1 arbiter \
+                 {:.2}, at 2 arbiters {:.2}",
+                two[0] / one[0],
+                two[1] / one[1],
+                two[2] / one[2]
+            );
         }
     }
 }

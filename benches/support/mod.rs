@@ -31,8 +31,13 @@ pub async fn service(options: MemoryOptions) -> Arc<LimiterService> {
     let service = LimiterService::in_memory(backend)
         .await
         .expect("service starts");
-    for key in KEYS {
+    define(&service, &KEYS).await;
+    service
+}
+
+/// Defines each of `keys` with a capacity large enough never to deny.
+pub async fn define(service: &LimiterService, keys: &[&str]) {
+    for key in keys {
         service.define(definition(key)).await.expect("defined");
     }
-    service
 }

@@ -9,9 +9,10 @@
 //! the two sides in `ROUNDS` rounds and prints medians: ops/s (one op = one reserve and its
 //! complete/commit) and the ratio taken within each round. Numbers go to BENCHMARKS.md.
 //!
-//! Then scaling: one and two callers, each on four keys of its own (its own model and
-//! tenant), with ours at 1 arbiter (one shard for all) and 2 (a shard per caller), and
-//! limitador with a namespace per caller.
+//! Ours runs with the default sixteen key shards. Then scaling: one and two callers, each
+//! on four keys of its own (its own model and tenant), with ours on one shard for all, and
+//! on sixteen (a shard per caller) at 1 and 2 arbiters, and limitador with a namespace per
+//! caller.
 //!
 //! Usage: `cargo bench --bench vs_limitador [-- SECONDS_PER_CASE] [--keys N | --scaling]`
 //! (default 2 s per case and side; `--keys 1` or `--keys 4` runs only those cases, e.g.
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use limitador::limit::{Context, Expression, Limit, Namespace, Predicate};
 use limitador::RateLimiter;
-use ratelimiter::actors::{MemoryBackend, MemoryOptions};
+use ratelimiter::actors::{default_shards, MemoryBackend, MemoryOptions};
 use ratelimiter::model::{new_lease_id, Actual, CompleteCommand, Requirement, ReserveCommand};
 use ratelimiter::service::LimiterService;
 
@@ -44,10 +45,11 @@ const ROUNDS: usize = 3;
 const IN_FLIGHT: usize = 64;
 
 /// Ours, with a lease table large enough for every lease a case makes.
-async fn service(arbiters: usize) -> Arc<LimiterService> {
+async fn service(arbiters: usize, shards: usize) -> Arc<LimiterService> {
     support::service(MemoryOptions {
         lease_capacity: 4_000_000,
         arbiters,
+        shards,
     })
     .await
 }
@@ -243,7 +245,7 @@ fn main() {
                     // one caller, that caller runs there too, so no op crosses a thread.
                     let here = (threads == 1).then(|| {
                         system.block_on(async {
-                            let service = service(0).await;
+                            let service = service(0, default_shards()).await;
                             let start = Instant::now();
                             let keys = &KEYS[..keys];
                             let ops = caller_ops(&service, keys, in_flight, start, round).await;
@@ -253,7 +255,7 @@ fn main() {
                     let mut ours = [here, None, None];
                     for arbiters in [1usize, 2] {
                         ours[arbiters] = Some(system.block_on(async {
-                            let service = service(arbiters).await;
+                            let service = service(arbiters, default_shards()).await;
                             let key_sets = vec![&KEYS[..keys]; threads];
                             ratelimiter_ops(service, key_sets, in_flight, round).await
                         }));
@@ -294,10 +296,11 @@ fn main() {
 }
 
 /// The four keys of caller `caller` in the scaling case: a model and a tenant of its own,
-/// named so that with two shards both groups sit on shard `caller % 2` (with hashed names,
-/// two callers share a shard half the time).
+/// named so that with the default shard count both groups sit on shard `caller` (with
+/// hashed names, two callers would share a shard one time in sixteen).
 fn own_keys(caller: usize) -> &'static [&'static str] {
-    let on_shard = |group: &String| MemoryBackend::shard_of(&format!("{group}:x"), 2) == caller % 2;
+    let on_shard =
+        |group: &String| MemoryBackend::shard_of(&format!("{group}:x"), default_shards()) == caller;
     let named = |prefix: String| (0..).map(|i| format!("{prefix}{i}")).find(on_shard);
     let model = named(format!("global:llm:openai:model-{caller}-")).expect("a model name");
     let tenant = named(format!("tenant:caller{caller}-")).expect("a tenant name");
@@ -310,16 +313,29 @@ fn own_keys(caller: usize) -> &'static [&'static str] {
     Box::leak(Box::new(keys.map(|key| &*Box::leak(key.into_boxed_str()))))
 }
 
+/// The layouts of ours in the scaling table: (arbiters, shards), the default being 16.
+fn scaling_layouts() -> [(usize, usize); 3] {
+    [(1, 1), (1, default_shards()), (2, default_shards())]
+}
+
 /// Scaling: one and `THREADS` callers, each on four keys of its own (its own model and
-/// tenant), with the keys on 1 shard (1 arbiter) and on a shard per caller (2 arbiters);
-/// limitador with each caller in a namespace of its own. What a second core adds when
-/// callers do not share counters.
+/// tenant), with ours on one shard for all, and on sixteen shards (a shard per caller) over
+/// 1 and 2 arbiters; limitador with each caller in a namespace of its own. What a second
+/// core adds when callers do not share counters.
 fn scaling(system: &actix_rt::SystemRunner, round: Duration) {
     println!();
     println!("Scaling: each caller on 4 keys of its own (its own model and tenant)");
     println!(
-        "{:<8} {:<10} {:>10} {:>12} {:>12} {:>8} {:>8}",
-        "callers", "in flight", "limitador", "ours, 1 arb.", "ours, 2 arb.", "ratio 1", "ratio 2"
+        "{:<8} {:<10} {:>10} {:>14} {:>14} {:>14} {:>8} {:>8} {:>8}",
+        "callers",
+        "in flight",
+        "limitador",
+        "1 arb./1 sh.",
+        "1 arb./16 sh.",
+        "2 arb./16 sh.",
+        "ratio a",
+        "ratio b",
+        "ratio c"
     );
     let key_sets: Vec<_> = (0..THREADS).map(own_keys).collect();
     let mut by_callers = Vec::new();
@@ -329,47 +345,46 @@ fn scaling(system: &actix_rt::SystemRunner, round: Duration) {
             for _ in 0..ROUNDS {
                 let limiter = limitador(4, THREADS);
                 let reference = limitador_ops(&limiter, threads, THREADS, round);
-                let mut ours = [0.0; 2];
-                for (arbiters, ops) in [1usize, 2].into_iter().zip(ours.iter_mut()) {
-                    *ops = system.block_on(async {
-                        let service = service(arbiters).await;
+                let mut row = [reference, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+                for (i, (arbiters, shards)) in scaling_layouts().into_iter().enumerate() {
+                    let ops = system.block_on(async {
+                        let service = service(arbiters, shards).await;
                         for keys in &key_sets {
                             support::define(&service, keys).await;
                         }
                         let sets = key_sets[..threads].to_vec();
                         ratelimiter_ops(service, sets, in_flight, round).await
                     });
+                    row[1 + i] = ops;
+                    row[4 + i] = ops / reference;
                 }
-                rounds.push([
-                    reference,
-                    ours[0],
-                    ours[1],
-                    ours[0] / reference,
-                    ours[1] / reference,
-                ]);
+                rounds.push(row);
             }
             let cell = |i: usize| median(rounds.iter().map(|r| r[i])).unwrap_or(0.0);
             println!(
-                "{:<8} {:<10} {:>10.0} {:>12.0} {:>12.0} {:>8.2} {:>8.2}",
+                "{:<8} {:<10} {:>10.0} {:>14.0} {:>14.0} {:>14.0} {:>8.2} {:>8.2} {:>8.2}",
                 threads,
                 in_flight,
                 cell(0),
                 cell(1),
                 cell(2),
                 cell(3),
-                cell(4)
+                cell(4),
+                cell(5),
+                cell(6)
             );
-            by_callers.push((in_flight, threads, [cell(0), cell(1), cell(2)]));
+            by_callers.push([cell(0), cell(1), cell(2), cell(3)]);
         }
     }
-    for pair in by_callers.chunks(2) {
-        if let [(in_flight, _, one), (_, _, two)] = pair {
+    for (pair, in_flight) in by_callers.chunks(2).zip([1, IN_FLIGHT]) {
+        if let [one, two] = pair {
             println!(
-                "{THREADS} callers / 1, {in_flight} in flight: limitador {:.2}, ours at 1 arbiter \
-                 {:.2}, at 2 arbiters {:.2}",
+                "{THREADS} callers / 1, {in_flight} in flight: limitador {:.2}, ours on 1 shard \
+                 {:.2}, on 16 shards at 1 arbiter {:.2}, at 2 arbiters {:.2}",
                 two[0] / one[0],
                 two[1] / one[1],
-                two[2] / one[2]
+                two[2] / one[2],
+                two[3] / one[3]
             );
         }
     }

@@ -1,24 +1,23 @@
 //! Where two callers' costs meet on the memory backend: reserve + complete of four keys in a
-//! loop, from one caller thread and from two, with the two callers on the same four keys
-//! (every op changes the same counters) or each on four keys of its own (one group per
-//! caller, so each caller's keys share a shard; the two groups share one when they hash
-//! there). With two arbiters or more it then runs one caller whose four keys share one
-//! shard, and two callers whose keys each sit on a shard of their own (nothing shared but
-//! the lease table): how throughput grows with cores when callers do not meet on a shard. Each case runs on a new service; ops/s and the ratio
-//! to the one-caller case above it are printed.
+//! loop, from one caller thread and from two. The two callers are on the same four keys
+//! (every op changes the same counters), on four keys each in one shard (one group each,
+//! both groups on one shard: they take turns on its lock), or on four keys each in a shard
+//! of its own (nothing shared but the lease table): how throughput grows with cores when
+//! callers do not meet on a shard. Each case runs on a new service; ops/s and the ratio to
+//! the one-caller case are printed.
 //!
 //! ```text
-//! cargo run --release --example two_callers -- 1000000 1   # 1 M ops per caller, 1 arbiter
-//! cargo run --release --example two_callers -- 1000000 4   # the same keys over 4 shards
+//! cargo run --release --example two_callers -- 1000000 1      # 1 M ops per caller, 1 arbiter
+//! cargo run --release --example two_callers -- 1000000 2 16   # 2 arbiters, 16 shards
 //! ```
 //!
-//! Bounded: at most 10 000 000 ops per caller and 64 arbiters.
+//! Bounded: at most 10 000 000 ops per caller, 64 arbiters and 4096 shards.
 
 use std::error::Error;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ratelimiter::actors::{MemoryBackend, MemoryOptions};
+use ratelimiter::actors::{default_shards, MemoryBackend, MemoryOptions};
 use ratelimiter::model::{
     new_lease_id, Actual, CompleteCommand, LimitDefinition, Requirement, ReserveCommand,
     RetryPolicy, SystemClock,
@@ -27,25 +26,25 @@ use ratelimiter::service::LimiterService;
 
 const MAX_OPS: usize = 10_000_000;
 const MAX_ARBITERS: usize = 64;
+const MAX_SHARDS: usize = 4096;
 const KEYS_PER_CALLER: usize = 4;
 
-/// A service with `arbiters` shards whose lease table holds every lease of the case.
-async fn service(arbiters: usize, leases: usize) -> Result<Arc<LimiterService>, Box<dyn Error>> {
+/// The layout of the services measured.
+#[derive(Clone, Copy)]
+struct Layout {
+    arbiters: usize,
+    shards: usize,
+}
+
+/// A service laid out by `layout` whose lease table holds every lease of the case.
+async fn service(layout: Layout, leases: usize) -> Result<Arc<LimiterService>, Box<dyn Error>> {
     let options = MemoryOptions {
         lease_capacity: leases.max(1),
-        arbiters,
+        arbiters: layout.arbiters,
+        shards: layout.shards,
     };
     let backend = MemoryBackend::start_with(Arc::new(SystemClock), RetryPolicy::default(), options);
     Ok(LimiterService::in_memory(backend).await?)
-}
-
-/// The keys of caller `set`, defined large enough never to deny.
-async fn keys(service: &LimiterService, set: usize) -> Result<Vec<String>, Box<dyn Error>> {
-    let keys: Vec<String> = (0..KEYS_PER_CALLER)
-        .map(|k| format!("caller{set}:key{k}"))
-        .collect();
-    define(service, &keys).await?;
-    Ok(keys)
 }
 
 /// Keys of caller `set` that all live on shard `shard` of `shards`: one group (the name up to
@@ -130,10 +129,11 @@ fn main() {
     }
 }
 
-/// Runs the three cases and prints their table.
+/// Runs the cases and prints their table.
 fn measure() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: two_callers [OPS_PER_CALLER (1..=10000000)] [ARBITERS (1..=64)]";
+    let usage = "usage: two_callers [OPS_PER_CALLER (1..=10000000)] [ARBITERS (1..=64)] \
+                 [SHARDS (1..=4096)]";
     let number = |at: usize, default: usize, max: usize| -> Result<usize, Box<dyn Error>> {
         match args.get(at) {
             None => Ok(default),
@@ -144,41 +144,37 @@ fn measure() -> Result<(), Box<dyn Error>> {
         }
     };
     let ops = number(0, 1_000_000, MAX_OPS)?;
-    let arbiters = number(1, 1, MAX_ARBITERS)?;
+    let layout = Layout {
+        arbiters: number(1, 1, MAX_ARBITERS)?,
+        shards: number(2, default_shards(), MAX_SHARDS)?,
+    };
+    let shards = layout.shards;
     actix_rt::System::new().block_on(async move {
-        println!("{ops} ops per caller, {arbiters} arbiter(s), {KEYS_PER_CALLER} keys per op");
+        println!(
+            "{ops} ops per caller, {} arbiter(s), {shards} shard(s), {KEYS_PER_CALLER} keys per op",
+            layout.arbiters
+        );
         println!("callers  keys               ops/s  vs one caller");
         let one = {
-            let service = service(arbiters, 2 * ops).await?;
-            let sets = vec![keys(&service, 0).await?];
+            let service = service(layout, 2 * ops).await?;
+            let sets = vec![keys_on_shard(&service, 0, 0, shards).await?];
             run(&service, sets, ops)?
         };
         println!("1        -         {one:>12.0}           1.00");
-        for (label, shared) in [("shared", true), ("separate", false)] {
-            let service = service(arbiters, 4 * ops).await?;
-            let first = keys(&service, 0).await?;
-            let second = if shared {
+        let mut cases = vec![("shared", 0), ("one shard", 0)];
+        if shards >= 2 {
+            cases.push(("own shard", 1));
+        }
+        for (label, second_shard) in cases {
+            let service = service(layout, 4 * ops).await?;
+            let first = keys_on_shard(&service, 0, 0, shards).await?;
+            let second = if label == "shared" {
                 first.clone()
             } else {
-                keys(&service, 1).await?
+                keys_on_shard(&service, 1, second_shard, shards).await?
             };
             let two = run(&service, vec![first, second], ops)?;
             println!("2        {label:<9} {two:>12.0}  {:>13.2}", two / one);
-        }
-        if arbiters >= 2 {
-            // Each caller's keys on a shard of its own; the reference is one caller whose
-            // keys share one shard too.
-            let single = service(arbiters, 2 * ops).await?;
-            let sets = vec![keys_on_shard(&single, 0, 0, arbiters).await?];
-            let one = run(&single, sets, ops)?;
-            println!("1        one shard {one:>12.0}           1.00");
-            let pair = service(arbiters, 4 * ops).await?;
-            let sets = vec![
-                keys_on_shard(&pair, 0, 0, arbiters).await?,
-                keys_on_shard(&pair, 1, 1, arbiters).await?,
-            ];
-            let two = run(&pair, sets, ops)?;
-            println!("2        own shard {two:>12.0}  {:>13.2}", two / one);
         }
         Ok(())
     })

@@ -83,9 +83,12 @@ pub struct ServerSettings {
     /// Most leases in flight (reserved, not completed, holds not expired) in either backend's
     /// lease table, and separately most settled leases (denied ids, completed leases).
     pub lease_capacity: usize,
-    /// Memory backend: arbiters (threads) its key shards run on, keys spread over them by a
-    /// hash; 0 runs them on the main thread.
+    /// Memory backend: arbiters (threads) its key shards run on; 0 runs them on the main
+    /// thread.
     pub memory_arbiters: usize,
+    /// Memory backend: key shards (one lock and one actor each) the keys are spread over by a
+    /// hash of their group (the name up to the last `:`).
+    pub memory_shards: usize,
     /// Memory backend: time between periodic saves of the live reservations beside the
     /// registry (saved also at a graceful stop); 0 saves only at stop. Bounds what a crash
     /// loses.
@@ -117,6 +120,7 @@ impl Default for ServerSettings {
             lease_capacity: DEFAULT_MAX_LEASES,
             snapshot_interval_ms: DEFAULT_SNAPSHOT_INTERVAL_MS,
             memory_arbiters: crate::actors::default_arbiters(),
+            memory_shards: crate::actors::default_shards(),
             workers: crate::http::server::default_workers(),
             tigerbeetle: TigerBeetleSettings::default(),
             backend_down: BackendDownPolicy::Deny,
@@ -235,6 +239,7 @@ impl ServerSettings {
         self.retry.validate()?;
         check_range("lease_capacity", self.lease_capacity as u64, 1, 100_000_000)?;
         check_range("memory_arbiters", self.memory_arbiters as u64, 0, 1024)?;
+        check_range("memory_shards", self.memory_shards as u64, 1, 4096)?;
         check_range(
             "snapshot_interval_ms",
             self.snapshot_interval_ms,

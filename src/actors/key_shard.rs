@@ -1,6 +1,7 @@
 //! `KeyShard`: the actor that owns the keys hashed to it (a [`KeyState`] each, in its
-//! [`ShardKeys`]). The memory backend runs one shard per arbiter (`memory_arbiters`), so
-//! keys can be spread over several threads while each key keeps exactly one owner.
+//! [`ShardKeys`]). The memory backend runs `memory_shards` shards (keys placed by group)
+//! over its `memory_arbiters` arbiters, so keys can be spread over several locks and threads
+//! while each key keeps exactly one owner.
 //!
 //! Takes, rollbacks and settles go through the shard's [`ShardInbox`] ([`ShardOp`]): a
 //! caller that finds the shard idle applies them on its own thread under the shard's lock,

@@ -1,5 +1,5 @@
 //! The in-memory backend: a [`Backend`] whose state lives in actors of this process — key
-//! shards spread over one or more arbiters (threads), coordinated by a
+//! shards (keys placed by group) spread over one or more arbiters (threads), coordinated by a
 //! [`ReserveCoordinator`] that runs in each caller's task.
 
 use std::sync::Arc;
@@ -21,10 +21,15 @@ use crate::model::{
 pub struct MemoryOptions {
     /// Most leases in flight, and separately most settled leases (see the lease table).
     pub lease_capacity: usize,
-    /// Arbiters (threads) the key shards run on, one shard each; keys are spread over them
-    /// by a hash of the key's group (its name up to the last `:`). 0 runs one shard on the caller's own arbiter (no extra thread:
-    /// for single-threaded embedding).
+    /// Arbiters (threads) the key shards' actors run on, shard `i` on arbiter
+    /// `i % arbiters`. 0 runs every shard on the caller's own arbiter (no extra thread: for
+    /// single-threaded embedding).
     pub arbiters: usize,
+    /// Key shards, each one `KeyShard` actor and one lock over its keys; keys are spread over
+    /// them by a hash of the key's group (its name up to the last `:`). Callers apply their
+    /// work on a shard they find idle on their own thread, so callers on different shards
+    /// work in parallel whatever the arbiter count. At least 1 (0 is taken as 1).
+    pub shards: usize,
 }
 
 impl Default for MemoryOptions {
@@ -32,15 +37,23 @@ impl Default for MemoryOptions {
         MemoryOptions {
             lease_capacity: DEFAULT_MAX_LEASES,
             arbiters: default_arbiters(),
+            shards: default_shards(),
         }
     }
 }
 
 /// One arbiter by default: on a 2-core machine the HTTP workers and a second shard thread
-/// compete for the cores and every multi-key request crosses two threads, which measured
-/// slower (BENCHMARKS.md, issue #9 section). Raise it on larger machines and measure.
+/// compete for the cores, and the callers apply most work on their own threads anyway
+/// (BENCHMARKS.md, issue #9 section). Raise it on larger machines and measure.
 pub fn default_arbiters() -> usize {
     1
+}
+
+/// Sixteen shards by default: two callers on different models or tenants then meet on one
+/// shard one time in sixteen, while a request's keys (at most a model group and a tenant
+/// group) still take at most two shards.
+pub fn default_shards() -> usize {
+    16
 }
 
 /// The shards' arbiters, stopped when the last handle of the backend goes.
@@ -86,22 +99,21 @@ impl MemoryBackend {
         Self::start_with(clock, policy, options)
     }
 
-    /// Starts one key shard on each of `options.arbiters` new arbiters, or one shard on the
-    /// current arbiter for 0.
+    /// Starts `options.shards` key shards over `options.arbiters` new arbiters (round
+    /// robin), or on the current arbiter for 0.
     pub fn start_with(
         clock: SharedClock,
         policy: RetryPolicy,
         options: MemoryOptions,
     ) -> Arc<Self> {
         let arbiters: Vec<Arbiter> = (0..options.arbiters).map(|_| Arbiter::new()).collect();
-        let shards = if arbiters.is_empty() {
-            vec![ShardHandle::start(policy, None)]
-        } else {
-            arbiters
-                .iter()
-                .map(|arbiter| ShardHandle::start(policy, Some(&arbiter.handle())))
-                .collect()
-        };
+        let shards = (0..options.shards.max(1))
+            .map(|shard| {
+                let arbiter =
+                    (!arbiters.is_empty()).then(|| arbiters[shard % arbiters.len()].handle());
+                ShardHandle::start(policy, arbiter.as_ref())
+            })
+            .collect();
         let coordinator = ReserveCoordinator::new(clock, policy, options.lease_capacity, shards);
         Arc::new(MemoryBackend {
             coordinator: Arc::new(coordinator),
@@ -109,11 +121,11 @@ impl MemoryBackend {
         })
     }
 
-    /// Which of `arbiters` shards owns `key` (for tests and diagnostics: keys are spread by
-    /// a fixed hash of their group, the name up to the last `:`; the keys of one group share
-    /// a shard).
-    pub fn shard_of(key: &str, arbiters: usize) -> usize {
-        super::coordinator::shard_of(key, arbiters)
+    /// Which of `shards` shards owns `key` (for tests and diagnostics: keys are spread by a
+    /// fixed hash of their group, the name up to the last `:`; the keys of one group share a
+    /// shard).
+    pub fn shard_of(key: &str, shards: usize) -> usize {
+        super::coordinator::shard_of(key, shards)
     }
 
     /// A snapshot of every live reservation, hold, debt and remembered lease, with the

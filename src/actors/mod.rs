@@ -21,5 +21,5 @@ mod snapshot_keeper;
 mod spin;
 
 pub use decrease_applier::{DecreaseApplier, PendingDecreases};
-pub use memory::{default_arbiters, MemoryBackend, MemoryOptions, RestoreSummary};
+pub use memory::{default_arbiters, default_shards, MemoryBackend, MemoryOptions, RestoreSummary};
 pub use snapshot_keeper::{restore_snapshot, SaveNow, SnapshotKeeper};

@@ -233,10 +233,11 @@ async fn start_backend(
             let options = MemoryOptions {
                 lease_capacity: settings.lease_capacity,
                 arbiters: settings.memory_arbiters,
+                shards: settings.memory_shards,
             };
             info!(
-                "memory backend: keys spread over {} arbiter(s)",
-                settings.memory_arbiters
+                "memory backend: keys spread by group over {} shard(s) on {} arbiter(s)",
+                settings.memory_shards, settings.memory_arbiters
             );
             let memory = MemoryBackend::start_with(clock, policy, options);
             Ok((Arc::clone(&memory) as Arc<dyn Backend>, Some(memory)))

@@ -37,10 +37,14 @@ pub struct Overrides {
     /// Denied and completed leases have a bound of their own of the same size [default: 1000000]
     #[arg(long, value_name = "N")]
     pub lease_capacity: Option<u64>,
-    /// Memory backend: arbiters (threads) the keys are spread over; 0 runs them on the main
+    /// Memory backend: arbiters (threads) the key shards run on; 0 runs them on the main
     /// thread [default: 1]
     #[arg(long, value_name = "N")]
     pub memory_arbiters: Option<u64>,
+    /// Memory backend: key shards (one lock each) the keys are spread over by their group,
+    /// the name up to its last ':' [default: 16]
+    #[arg(long, value_name = "N")]
+    pub memory_shards: Option<u64>,
     /// Memory backend: save live reservations beside the registry this often, and at stop
     /// (0: only at stop); a crash loses at most this much, or 10× the time of a save when a
     /// save takes longer than a tenth of it [default: 1000]
@@ -116,6 +120,7 @@ impl Overrides {
         num("lease_capacity", self.lease_capacity);
         num("snapshot_interval_ms", self.snapshot_interval_ms);
         num("memory_arbiters", self.memory_arbiters);
+        num("memory_shards", self.memory_shards);
         num("workers", self.workers);
         num("backend_probe_interval_ms", self.backend_probe_interval_ms);
         num("backend_probe_timeout_ms", self.backend_probe_timeout_ms);

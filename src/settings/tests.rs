@@ -89,6 +89,7 @@ fn every_flag_reaches_its_setting() {
         lease_capacity: Some(4),
         snapshot_interval_ms: Some(15),
         memory_arbiters: Some(3),
+        memory_shards: Some(17),
         workers: Some(5),
         retry_rolling_base_ms: Some(6),
         retry_rolling_max_ms: Some(60),
@@ -118,6 +119,7 @@ fn every_flag_reaches_its_setting() {
     );
     assert_eq!((s.lease_capacity, s.workers), (4, 5));
     assert_eq!((s.snapshot_interval_ms, s.memory_arbiters), (15, 3));
+    assert_eq!(s.memory_shards, 17);
     let r = s.retry;
     assert_eq!(
         (
@@ -235,6 +237,8 @@ fn unknown_env_key_is_rejected() {
 #[case::margin("retry:\n  window_margin_ms: 60001\n", "retry.window_margin_ms: ")]
 #[case::leases("lease_capacity: 0\n", "lease_capacity: ")]
 #[case::memory_arbiters("memory_arbiters: 1025\n", "memory_arbiters: ")]
+#[case::memory_shards("memory_shards: 0\n", "memory_shards: ")]
+#[case::memory_shards_high("memory_shards: 4097\n", "memory_shards: ")]
 #[case::snapshot_interval("snapshot_interval_ms: 3600001\n", "snapshot_interval_ms: ")]
 #[case::workers("workers: 0\n", "workers: ")]
 #[case::probe_interval("backend_probe_interval_ms: 0\n", "backend_probe_interval_ms: ")]

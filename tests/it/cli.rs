@@ -193,6 +193,7 @@ async fn help_lists_every_flag() {
             "--decrease-interval-ms",
             "--snapshot-interval-ms",
             "--memory-arbiters",
+            "--memory-shards",
             "--retry-rolling-base-ms",
             "--retry-concurrency-factor",
             "--retry-decreasing-ms",

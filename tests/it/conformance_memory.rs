@@ -1,5 +1,6 @@
 //! The conformance suite against the in-memory backend, with a manual clock (no sleeps):
-//! with its keys on one arbiter, and spread over four (multi-key reserves cross threads).
+//! with its keys on one shard, on the default sixteen shards on one arbiter, and on sixteen
+//! spread over four arbiters (multi-key reserves cross threads).
 
 use std::sync::Arc;
 
@@ -13,10 +14,11 @@ struct MemoryHarness {
     service: Arc<LimiterService>,
 }
 
-async fn memory_harness(arbiters: usize) -> MemoryHarness {
+async fn memory_harness(arbiters: usize, shards: usize) -> MemoryHarness {
     let clock = ManualClock::new(1_700_000_000_000);
     let options = MemoryOptions {
         arbiters,
+        shards,
         ..MemoryOptions::default()
     };
     let backend = MemoryBackend::start_with(clock.clone(), RetryPolicy::default(), options);
@@ -36,12 +38,19 @@ impl Harness for MemoryHarness {
     }
 }
 
+mod one_shard {
+    use super::memory_harness;
+    conformance_suite!(memory_harness(1, 1), 5);
+}
+
 mod one_arbiter {
     use super::memory_harness;
-    conformance_suite!(memory_harness(1), 5);
+    use ratelimiter::actors::default_shards;
+    conformance_suite!(memory_harness(1, default_shards()), 5);
 }
 
 mod four_arbiters {
     use super::memory_harness;
-    conformance_suite!(memory_harness(4), 5);
+    use ratelimiter::actors::default_shards;
+    conformance_suite!(memory_harness(4, default_shards()), 5);
 }

@@ -24,18 +24,22 @@ pub fn unique_key(prefix: &str, name: &str) -> String {
     format!("{prefix}:{}:{name}", LeaseId::new())
 }
 
-/// Options whose key shards put `keys` on at least two different arbiters, so multi-key
-/// reserves cross arbiters (threads).
+/// Options whose key shards put `keys` on two different arbiters (two arbiters, and the
+/// fewest shards from 2 up that spread the keys' groups over both), so multi-key reserves
+/// cross arbiters (threads).
 pub fn spread_over_arbiters(keys: &[String]) -> MemoryOptions {
-    let arbiters = (2..=8)
+    let arbiters = 2;
+    let shards = (2..=64)
         .find(|&n| {
-            let shards: std::collections::HashSet<_> =
-                keys.iter().map(|k| MemoryBackend::shard_of(k, n)).collect();
-            shards.len() > 1
+            let on: std::collections::HashSet<_> = (keys.iter())
+                .map(|k| MemoryBackend::shard_of(k, n) % arbiters)
+                .collect();
+            on.len() > 1
         })
-        .expect("some arbiter count spreads the keys");
+        .expect("some shard count spreads the keys over both arbiters");
     MemoryOptions {
         arbiters,
+        shards,
         ..MemoryOptions::default()
     }
 }

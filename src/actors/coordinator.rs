@@ -23,8 +23,6 @@
 //! behind a read-mostly lock.
 
 use foldhash::{HashMap, HashMapExt};
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -35,6 +33,7 @@ use log::warn;
 use tokio::sync::oneshot;
 
 use super::key_shard::{GetUsage, KeyName, KeyShard, KeySlot, Ping, Put, ShardHandle, TryDecrease};
+use super::placement::shard_of;
 use super::spin::spin_for;
 use crate::backend::{BackendError, Fault, Outage, ReserveOutcome};
 use crate::model::lease_ids::{lease_part, lease_parts};
@@ -206,22 +205,6 @@ fn unknown(key: &str) -> BackendError {
         key: key.to_string(),
     }
     .into()
-}
-
-/// The group of `key`: its name up to its last `:` (`global:llm:openai:gpt-4o` for
-/// `global:llm:openai:gpt-4o:tpm`), or the whole name if it has none.
-pub fn key_group(key: &str) -> &str {
-    key.rsplit_once(':').map_or(key, |(group, _)| group)
-}
-
-/// The shard (of `shards`) that owns `key`: a fixed hash of the key's [group](key_group).
-/// The keys of one group (one model's rpm, tpm and concurrency; one tenant's budgets) share
-/// a shard, so a request that names them takes them in one step, and callers on different
-/// models or tenants seldom meet on a shard.
-pub fn shard_of(key: &str, shards: usize) -> usize {
-    let mut hasher = DefaultHasher::new();
-    key_group(key).hash(&mut hasher);
-    (hasher.finish() % shards.max(1) as u64) as usize
 }
 
 impl ReserveCoordinator {

@@ -125,7 +125,7 @@ impl MemoryBackend {
     /// fixed hash of their group, the name up to the last `:`; the keys of one group share a
     /// shard).
     pub fn shard_of(key: &str, shards: usize) -> usize {
-        super::coordinator::shard_of(key, shards)
+        super::placement::shard_of(key, shards)
     }
 
     /// A snapshot of every live reservation, hold, debt and remembered lease, with the

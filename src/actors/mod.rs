@@ -1,7 +1,8 @@
-//! Actors: state owners. The in-memory backend — [`key_shard::KeyShard`] actors, one per
-//! arbiter (core), each the single owner of the keys hashed to it ([`key_state::KeyState`]
-//! each, behind the shard's lock; callers that find a shard idle apply their takes and
-//! settles under that lock on their own thread, see [`shard_inbox`]), and the
+//! Actors: state owners. The in-memory backend — [`key_shard::KeyShard`] actors spread
+//! over its arbiters (threads), each the single owner of the keys whose group hashes to it
+//! ([`placement`]; a [`key_state::KeyState`] each, behind the shard's lock; callers that
+//! find a shard idle apply their takes and settles under that lock on their own thread, see
+//! [`shard_inbox`]), and the
 //! [`coordinator::ReserveCoordinator`] giving multi-key reserves their all-or-nothing
 //! meaning, wrapped as [`memory::MemoryBackend`] — the
 //! [`decrease_applier::DecreaseApplier`] that retries pending decreases, and the
@@ -15,6 +16,7 @@ mod key_shard;
 mod key_state;
 mod memory;
 pub mod outbox;
+mod placement;
 mod shard_inbox;
 mod shard_keys;
 mod snapshot_keeper;

@@ -74,13 +74,18 @@ async fn serves_the_example_limits_and_stops_on_sigterm() {
         cmd.arg("--limits")
             .arg(example_limits())
             .arg("--workers")
-            .arg("1");
+            .arg("1")
+            .args(["--memory-shards", "3", "--memory-arbiters", "2"]);
         let mut child = cmd.stderr(Stdio::piped()).spawn().expect("binary starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = read_until(&mut lines, "listening on http://").await;
         let text = log.join("\n");
         assert!(
             text.contains("limits file") && text.contains("10 limit(s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keys spread by group over 3 shard(s) on 2 arbiter(s)"),
             "{text}"
         );
         assert!(text.contains(&registry.display().to_string()), "{text}");
@@ -244,6 +249,13 @@ async fn start_up_errors_exit_non_zero_with_a_clear_line() {
         fails(d, &["--backend", "redis"], 2, "redis").await;
         fails(
             d,
+            &["--memory-shards", "0"],
+            2,
+            "memory_shards: must be between 1",
+        )
+        .await;
+        fails(
+            d,
             &["--config", bad_config.to_str().unwrap()],
             2,
             "max_batch_items: must be between 1",
@@ -332,6 +344,15 @@ async fn environment_variables_are_read() {
         let (status, _, stderr) = run(cmd).await;
         assert_eq!(status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("retry.rolling.factor: must be"), "{stderr}");
+
+        let mut cmd = ratelimiterd(dir.path());
+        cmd.env("RATELIMITERD_MEMORY_SHARDS", "5000");
+        let (status, _, stderr) = run(cmd).await;
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("memory_shards: must be between 1"),
+            "{stderr}"
+        );
     })
     .await
     .expect("exceeded its time bound");

@@ -263,13 +263,8 @@ fn main() {
                     rounds.push((reference, ours));
                 }
                 let reference = median(rounds.iter().map(|(r, _)| *r));
-                let column = |i: usize| {
-                    let ops = median(rounds.iter().filter_map(|(_, o)| o[i]));
-                    let ratio = median(rounds.iter().filter_map(|(r, o)| o[i].map(|o| o / r)));
-                    (ops, ratio)
-                };
                 let cells: Vec<(String, String)> = (0..3)
-                    .map(|i| match column(i) {
+                    .map(|i| match column(&rounds, i) {
                         (Some(ops), Some(ratio)) => (format!("{ops:.0}"), format!("{ratio:.2}")),
                         _ => ("-".to_string(), "-".to_string()),
                     })
@@ -323,6 +318,8 @@ fn scaling_layouts() -> [(usize, usize); 3] {
 /// 1 and 2 arbiters; limitador with each caller in a namespace of its own. What a second
 /// core adds when callers do not share counters.
 fn scaling(system: &actix_rt::SystemRunner, round: Duration) {
+    let layouts = scaling_layouts();
+    let label = |(arbiters, shards): (usize, usize)| format!("{arbiters} arb./{shards} sh.");
     println!();
     println!("Scaling: each caller on 4 keys of its own (its own model and tenant)");
     println!(
@@ -330,9 +327,9 @@ fn scaling(system: &actix_rt::SystemRunner, round: Duration) {
         "callers",
         "in flight",
         "limitador",
-        "1 arb./1 sh.",
-        "1 arb./16 sh.",
-        "2 arb./16 sh.",
+        label(layouts[0]),
+        label(layouts[1]),
+        label(layouts[2]),
         "ratio a",
         "ratio b",
         "ratio c"
@@ -345,49 +342,62 @@ fn scaling(system: &actix_rt::SystemRunner, round: Duration) {
             for _ in 0..ROUNDS {
                 let limiter = limitador(4, THREADS);
                 let reference = limitador_ops(&limiter, threads, THREADS, round);
-                let mut row = [reference, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
-                for (i, (arbiters, shards)) in scaling_layouts().into_iter().enumerate() {
-                    let ops = system.block_on(async {
+                let ours = layouts.map(|(arbiters, shards)| {
+                    Some(system.block_on(async {
                         let service = service(arbiters, shards).await;
                         for keys in &key_sets {
                             support::define(&service, keys).await;
                         }
                         let sets = key_sets[..threads].to_vec();
                         ratelimiter_ops(service, sets, in_flight, round).await
-                    });
-                    row[1 + i] = ops;
-                    row[4 + i] = ops / reference;
-                }
-                rounds.push(row);
+                    }))
+                });
+                rounds.push((reference, ours));
             }
-            let cell = |i: usize| median(rounds.iter().map(|r| r[i])).unwrap_or(0.0);
+            let reference = median(rounds.iter().map(|(r, _)| *r)).unwrap_or(0.0);
+            let cells = [0, 1, 2].map(|i| column(&rounds, i));
+            let ops = cells.map(|(ops, _)| ops.unwrap_or(0.0));
+            let ratios = cells.map(|(_, ratio)| ratio.unwrap_or(0.0));
             println!(
                 "{:<8} {:<10} {:>10.0} {:>14.0} {:>14.0} {:>14.0} {:>8.2} {:>8.2} {:>8.2}",
                 threads,
                 in_flight,
-                cell(0),
-                cell(1),
-                cell(2),
-                cell(3),
-                cell(4),
-                cell(5),
-                cell(6)
+                reference,
+                ops[0],
+                ops[1],
+                ops[2],
+                ratios[0],
+                ratios[1],
+                ratios[2]
             );
-            by_callers.push([cell(0), cell(1), cell(2), cell(3)]);
+            by_callers.push((reference, ops));
         }
     }
     for (pair, in_flight) in by_callers.chunks(2).zip([1, IN_FLIGHT]) {
-        if let [one, two] = pair {
+        if let [(one_ref, one), (two_ref, two)] = pair {
+            let growth: Vec<String> = (layouts.iter().zip(one.iter().zip(two)))
+                .map(|(&layout, (one, two))| format!("{} {:.2}", label(layout), two / one))
+                .collect();
             println!(
-                "{THREADS} callers / 1, {in_flight} in flight: limitador {:.2}, ours on 1 shard \
-                 {:.2}, on 16 shards at 1 arbiter {:.2}, at 2 arbiters {:.2}",
-                two[0] / one[0],
-                two[1] / one[1],
-                two[2] / one[2],
-                two[3] / one[3]
+                "{THREADS} callers / 1, {in_flight} in flight: limitador {:.2}, ours {}",
+                two_ref / one_ref,
+                growth.join(", ")
             );
         }
     }
+}
+
+/// Column `i` of rounds that each measured the reference and ours in some layouts: the
+/// median of ours' ops/s, and the median of its ratio to the reference taken within each
+/// round (so a slow moment of this shared machine weighs on both sides of a ratio). `None`
+/// where the column was not measured.
+fn column<const N: usize>(
+    rounds: &[(f64, [Option<f64>; N])],
+    i: usize,
+) -> (Option<f64>, Option<f64>) {
+    let ops = median(rounds.iter().filter_map(|(_, o)| o[i]));
+    let ratio = median(rounds.iter().filter_map(|(r, o)| o[i].map(|o| o / r)));
+    (ops, ratio)
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` if empty.

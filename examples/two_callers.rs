@@ -161,17 +161,18 @@ fn measure() -> Result<(), Box<dyn Error>> {
             run(&service, sets, ops)?
         };
         println!("1        -         {one:>12.0}           1.00");
-        let mut cases = vec![("shared", 0), ("one shard", 0)];
+        // The second caller's keys: the first caller's own (`None`), or a group of its own
+        // on the shard given.
+        let mut cases = vec![("shared", None), ("one shard", Some(0))];
         if shards >= 2 {
-            cases.push(("own shard", 1));
+            cases.push(("own shard", Some(1)));
         }
         for (label, second_shard) in cases {
             let service = service(layout, 4 * ops).await?;
             let first = keys_on_shard(&service, 0, 0, shards).await?;
-            let second = if label == "shared" {
-                first.clone()
-            } else {
-                keys_on_shard(&service, 1, second_shard, shards).await?
+            let second = match second_shard {
+                None => first.clone(),
+                Some(shard) => keys_on_shard(&service, 1, shard, shards).await?,
             };
             let two = run(&service, vec![first, second], ops)?;
             println!("2        {label:<9} {two:>12.0}  {:>13.2}", two / one);

@@ -109,8 +109,9 @@ impl MemoryBackend {
         let arbiters: Vec<Arbiter> = (0..options.arbiters).map(|_| Arbiter::new()).collect();
         let shards = (0..options.shards.max(1))
             .map(|shard| {
-                let arbiter =
-                    (!arbiters.is_empty()).then(|| arbiters[shard % arbiters.len()].handle());
+                let arbiter = arbiters
+                    .get(shard % arbiters.len().max(1))
+                    .map(Arbiter::handle);
                 ShardHandle::start(policy, arbiter.as_ref())
             })
             .collect();
